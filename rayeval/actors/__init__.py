@@ -1,0 +1,1 @@
+"""Ray actors: the coordinator, concurrency limiters, inference and scoring stages."""

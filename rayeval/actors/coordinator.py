@@ -1,0 +1,184 @@
+"""The coordinator: a detached, named actor that owns the task registry and progress.
+
+It persists every task's record into the task's own folder of the results store
+(`{output}/{task_id}/task.json`) and keeps a pointer per task under RAYEVAL_HOME, so a
+restarted coordinator, or a restarted cluster, rebuilds its state from storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import ray
+
+from rayeval.store import ResultsStore
+
+__all__ = ["Coordinator", "default_home", "get_coordinator", "progress_fraction"]
+
+NAME = "coordinator"
+NAMESPACE = "rayeval"
+TERMINAL = ("succeeded", "failed", "stopped")
+_PERSIST_EVERY_S = 0.5
+log = logging.getLogger(__name__)
+
+
+def default_home() -> str:
+    """Where the coordinator keeps its task index: $RAYEVAL_HOME or ~/.rayeval."""
+    return os.environ.get("RAYEVAL_HOME") or os.path.join(os.path.expanduser("~"), ".rayeval")
+
+
+def progress_fraction(record: dict[str, Any]) -> float:
+    """Evaluated entries / (models x entries); failed entries count as evaluated."""
+    done = total = 0
+    for sets in record.get("progress", {}).values():
+        for p in sets.values():
+            done += min(p["done"], p["total"])
+            total += p["total"]
+    return done / total if total else 0.0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class Coordinator:
+    """Task registry and progress. All methods are cheap; the actor is single-threaded."""
+
+    def __init__(self, home: str):
+        from ray.util.metrics import Counter, Gauge
+
+        self.index = ResultsStore(home.rstrip("/") + "/tasks")
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self._last_persist: dict[str, float] = {}
+        self._dirty: set[str] = set()
+        self._gauge = Gauge(
+            "rayeval_task_progress",
+            description="Fraction of entries evaluated, per task, model and evaluation set.",
+            tag_keys=("task_id", "model", "eval_set"),
+        )
+        self._items = Counter(
+            "rayeval_items_evaluated",
+            description="Items evaluated (including failed ones).",
+            tag_keys=("task_id", "model", "eval_set"),
+        )
+        self._errors = Counter(
+            "rayeval_item_errors", description="Items that failed.", tag_keys=("task_id", "model", "eval_set")
+        )
+        self._load()
+
+    # -- persistence ---------------------------------------------------------------------
+    def _load(self) -> None:
+        for task_id in self.index.task_ids():
+            pointer = self.index.read_json(task_id, "task.json") or {}
+            try:
+                record = ResultsStore(pointer["output"]).read_json(task_id, "task.json")
+            except (KeyError, OSError) as e:
+                log.warning("cannot reload task %s: %s", task_id, e)
+                continue
+            if record:
+                if record["state"] not in TERMINAL:
+                    record["state"] = "interrupted"
+                self.tasks[task_id] = record
+
+    def _persist(self, task_id: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_persist.get(task_id, 0.0) < _PERSIST_EVERY_S:
+            self._dirty.add(task_id)
+            return
+        record = self.tasks[task_id]
+        record["updated_at"] = time.time()
+        ResultsStore(record["output"]).write_json(task_id, "task.json", record)
+        self._last_persist[task_id] = now
+        self._dirty.discard(task_id)
+
+    def flush(self) -> None:
+        """Persist every record with unsaved progress."""
+        for task_id in list(self._dirty):
+            self._persist(task_id, force=True)
+
+    # -- registry --------------------------------------------------------------------------
+    def register(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Add (or replace) a task record; it must hold task_id, output and progress totals."""
+        task_id = record["task_id"]
+        record.setdefault("state", "pending")
+        record.setdefault("created_at", time.time())
+        self.tasks[task_id] = record
+        self.index.write_json(task_id, "task.json", {"task_id": task_id, "output": record["output"]})
+        self._persist(task_id, force=True)
+        return record
+
+    def report(self, task_id: str, entries: list[tuple[str, str, int, int]]) -> None:
+        """Add evaluated items: (model, eval_set, done, errors) per entry."""
+        record = self.tasks.get(task_id)
+        if record is None:
+            return
+        for model, eval_set, done, errors in entries:
+            p = record["progress"][model][eval_set]
+            p["done"] += done
+            p["errors"] += errors
+            tags = {"task_id": task_id, "model": model, "eval_set": eval_set}
+            self._gauge.set(min(1.0, p["done"] / p["total"]) if p["total"] else 0.0, tags=tags)
+            self._items.inc(done, tags=tags)
+            if errors:
+                self._errors.inc(errors, tags=tags)
+        self._persist(task_id)
+
+    def set_progress(self, task_id: str, progress: dict[str, dict[str, dict[str, int]]]) -> None:
+        """Replace progress with counts taken from the results store (the truth at the end)."""
+        self.tasks[task_id]["progress"] = progress
+        self._persist(task_id, force=True)
+
+    def set_state(self, task_id: str, state: str, **fields: Any) -> None:
+        """Move a task to a new state, with extra fields (error, summary, job_id...)."""
+        record = self.tasks[task_id]
+        record["state"] = state
+        record.update(fields)
+        if state == "running":
+            record.setdefault("started_at", time.time())
+        if state in TERMINAL:
+            record["finished_at"] = time.time()
+        self._persist(task_id, force=True)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """A task by id, or the newest task with that name."""
+        self.flush()
+        if key in self.tasks:
+            return self.tasks[key]
+        named = [r for r in self.tasks.values() if r.get("name") == key]
+        return max(named, key=lambda r: r["created_at"]) if named else None
+
+    def list_tasks(self) -> list[dict[str, Any]]:
+        """Every known task, newest first."""
+        self.flush()
+        return sorted(self.tasks.values(), key=lambda r: r["created_at"], reverse=True)
+
+    def forget(self, task_id: str) -> None:
+        """Drop a task from the registry (its results stay where they are)."""
+        self.tasks.pop(task_id, None)
+        self.index.delete_task(task_id)
+
+
+def _head_resources() -> dict[str, float]:
+    resources = ray.cluster_resources()
+    return {"node:__internal_head__": 0.001} if "node:__internal_head__" in resources else {}
+
+
+def get_coordinator(create: bool = True, home: str | None = None) -> ray.actor.ActorHandle | None:
+    """The cluster's coordinator, created on the head node on first use.
+
+    Args:
+        create: Create it when missing (else return None).
+        home: Task index location for a new coordinator (default: `default_home()`).
+    """
+    try:
+        return ray.get_actor(NAME, namespace=NAMESPACE)
+    except ValueError:
+        if not create:
+            return None
+    return Coordinator.options(
+        name=NAME,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        resources=_head_resources(),
+    ).remote(home or default_home())

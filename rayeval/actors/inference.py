@@ -1,0 +1,88 @@
+"""The inference stage: an actor pool that sends each item's query to a model service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from rayeval.actors.limiter import NAMESPACE, limiter_name
+from rayeval.client import infer_one, request_body, resolve_endpoint
+from rayeval.schema import with_inference_columns
+from rayeval.spec import ModelSpec, Parameters
+
+__all__ = ["InferenceActor", "attach_eval_only_columns"]
+
+
+class InferenceActor:
+    """Ray Data callable class: one async HTTP client per actor, permits from the task's limiter.
+
+    Ray Data runs several batches at once in one actor; all of them share the client's
+    connection pool and the cluster-wide limiter, so MAX_CONCURRENCY is never exceeded.
+    """
+
+    def __init__(self, task_id: str, model: dict[str, Any], parameters: dict[str, Any], auth_value: str | None):
+        self.model = ModelSpec.model_validate(model)
+        self.params = Parameters.model_validate(parameters)
+        self.endpoint = resolve_endpoint(self.model, auth_value, self.params.request_timeout)
+        self.limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
+        self._client = None
+
+    def _http(self):
+        import httpx
+
+        if self._client is None:
+            limits = httpx.Limits(max_connections=self.params.max_concurrency, max_keepalive_connections=None)
+            self._client = httpx.AsyncClient(limits=limits, timeout=self.params.request_timeout)
+        return self._client
+
+    async def _acquire(self) -> None:
+        await self.limiter.acquire.remote()
+
+    def _release(self) -> None:
+        self.limiter.release.remote()
+
+    async def __call__(self, batch: pa.Table) -> AsyncIterator[pa.Table]:
+        client = self._http()
+        queries = batch.column("query").to_pylist()
+        outcomes = await asyncio.gather(
+            *(
+                infer_one(
+                    client,
+                    self.endpoint,
+                    request_body(self.endpoint, q or "", self.params),
+                    max_retries=self.params.max_retry_per_query,
+                    acquire=self._acquire,
+                    release=self._release,
+                )
+                for q in queries
+            )
+        )
+        columns = {
+            name: [getattr(o, name) for o in outcomes]
+            for name in (
+                "prediction",
+                "latency_ms",
+                "prompt_tokens",
+                "completion_tokens",
+                "finish_reason",
+                "attempts",
+                "error",
+            )
+        }
+        yield with_inference_columns(batch, self.model.name, columns)
+
+
+class attach_eval_only_columns:  # noqa: N801 - a picklable callable used like a function
+    """Evaluation Only: the prediction is already in the item; add empty inference columns."""
+
+    def __init__(self, model: str):
+        self.model = model
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        missing = [None if p is not None else "no prediction in the set for this item" for p in
+                   batch.column("prediction").to_pylist()]
+        return with_inference_columns(batch, self.model, {"error": missing, "attempts": [0] * batch.num_rows})

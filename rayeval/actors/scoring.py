@@ -1,0 +1,68 @@
+"""The scoring stage: rule metrics computed on the stream, per item, as predictions arrive."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from rayeval.schema import score_column
+
+__all__ = ["ScoringActor"]
+
+
+class ScoringActor:
+    """Ray Data callable class: scores each item with its set's metrics and reports progress.
+
+    Args:
+        task_id: The task whose progress is reported to the coordinator.
+        metrics_by_set: set name -> list of {"name", "options"} metric references.
+        outputs: Every metric output of the task (one score column each, null where not applicable).
+    """
+
+    def __init__(self, task_id: str, metrics_by_set: dict[str, list[dict[str, Any]]], outputs: list[str]):
+        from rayeval.actors.coordinator import get_coordinator
+        from rayeval.metrics import get_metric
+
+        self.task_id = task_id
+        self.metrics = {
+            s: [(ref["name"], get_metric(ref["name"], **ref.get("options", {}))) for ref in refs]
+            for s, refs in metrics_by_set.items()
+        }
+        self.outputs = outputs
+        self.coordinator = get_coordinator(create=False)
+
+    def _score_row(self, row: dict[str, Any], scores: dict[str, list[Any]]) -> str | None:
+        values: dict[str, float | None] = {}
+        details: dict[str, Any] = {}
+        if row["error"] is None:
+            for name, metric in self.metrics.get(row["eval_set"], []):
+                try:
+                    result = metric.score(row["prediction"] or "", row["reference"] or "", row)
+                    values.update(result.scores)
+                    if result.details:
+                        details[name] = result.details
+                except Exception as e:  # a metric failing on one item must not stop the rest
+                    tb = traceback.extract_tb(e.__traceback__)[-1]
+                    details[name] = {"error": f"{type(e).__name__}: {e} ({tb.filename}:{tb.lineno})"}
+                    values.update(dict.fromkeys(metric.outputs()))
+        for out in self.outputs:
+            scores[out].append(values.get(out))
+        return json.dumps(details, ensure_ascii=False) if details else None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.select(["eval_set", "model", "prediction", "reference", "query", "item_id", "error"]).to_pylist()
+        scores: dict[str, list[Any]] = {out: [] for out in self.outputs}
+        details = [self._score_row(row, scores) for row in rows]
+        for out in self.outputs:
+            batch = batch.append_column(pa.field(score_column(out), pa.float64()), pa.array(scores[out], pa.float64()))
+        batch = batch.append_column(pa.field("details", pa.string()), pa.array(details, pa.string()))
+        if self.coordinator is not None:
+            done = Counter((r["model"], r["eval_set"]) for r in rows)
+            errors = Counter((r["model"], r["eval_set"]) for r in rows if r["error"] is not None)
+            report = [(m, s, n, errors[(m, s)]) for (m, s), n in done.items()]
+            self.coordinator.report.remote(self.task_id, report)
+        return batch

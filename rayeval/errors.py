@@ -1,0 +1,63 @@
+"""One error hierarchy for rayeval; every message says what to fix."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DatasetError",
+    "MetricError",
+    "RayevalError",
+    "ServiceError",
+    "SpecError",
+    "TaskNotFoundError",
+]
+
+
+class RayevalError(Exception):
+    """Base class of every error rayeval raises on purpose."""
+
+    #: CLI exit code used when this error reaches the command line.
+    exit_code = 1
+
+
+class SpecError(RayevalError):
+    """The task specification is invalid: nothing was run and nothing written.
+
+    Args:
+        message: What is wrong and how to fix it.
+        source: The file the spec came from, if any.
+        field: Dotted path of the offending field, if known.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
+        self.source = source
+        self.field = field
+        where = []
+        if source:
+            where.append(str(source))
+        if field:
+            where.append(f"field '{field}'")
+        prefix = ": ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class DatasetError(SpecError):
+    """An evaluation set cannot be read as declared (missing path, bad rows, bad encoding)."""
+
+
+class MetricError(SpecError):
+    """A metric is unknown or misconfigured."""
+
+
+class ServiceError(RayevalError):
+    """A model service cannot be reached or refuses the request.
+
+    Raised before a task starts (the connectivity check), so nothing is written.
+    """
+
+    exit_code = 2
+
+
+class TaskNotFoundError(RayevalError):
+    """No task with the given id or name is known to the coordinator or the results store."""

@@ -1,0 +1,1 @@
+"""Task execution: the Ray Data graph and the job entry point."""

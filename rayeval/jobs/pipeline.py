@@ -1,0 +1,74 @@
+"""The Ray Data graph of a task: read -> (inference) -> scoring, one stream, no barrier.
+
+Branches (one per model, or per model x set in Evaluation Only mode) are unioned before the
+scoring stage; the caller writes the stream to the results store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rayeval.actors.inference import InferenceActor, attach_eval_only_columns
+from rayeval.actors.scoring import ScoringActor
+from rayeval.datasets import SetPlan, read_items
+from rayeval.spec import TaskSpec
+
+if TYPE_CHECKING:
+    import ray.data
+
+__all__ = ["build_dataset"]
+
+
+def _union(parts: list[ray.data.Dataset]) -> ray.data.Dataset:
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def build_dataset(
+    spec: TaskSpec,
+    plans: list[SetPlan],
+    task_id: str,
+    *,
+    auth_values: dict[str, str | None],
+    metrics_by_set: dict[str, list[dict[str, Any]]],
+    outputs: list[str],
+) -> ray.data.Dataset:
+    """The lazy, scored stream of every (model, item) of the task."""
+    import ray.data
+
+    res = spec.resources
+    branches = []
+    for model in spec.models:
+        if spec.mode == "evaluation_only":
+            for plan in plans:
+                items = read_items(plan, model.name)
+                branches.append(
+                    items.map_batches(
+                        attach_eval_only_columns(model.name), batch_format="pyarrow", num_cpus=res.actor_num_cpus
+                    )
+                )
+            continue
+        items = _union([read_items(plan, None) for plan in plans])
+        params = spec.model_parameters(model)
+        branches.append(
+            items.map_batches(
+                InferenceActor,
+                fn_constructor_kwargs={
+                    "task_id": task_id,
+                    "model": model.model_dump(mode="json", exclude={"auth_header_value"}),
+                    "parameters": params.model_dump(),
+                    "auth_value": auth_values.get(model.name),
+                },
+                batch_format="pyarrow",
+                batch_size=res.batch_size,
+                compute=ray.data.ActorPoolStrategy(size=res.inference_actors),
+                num_cpus=res.actor_num_cpus,
+            )
+        )
+    return _union(branches).map_batches(
+        ScoringActor,
+        fn_constructor_kwargs={"task_id": task_id, "metrics_by_set": metrics_by_set, "outputs": outputs},
+        batch_format="pyarrow",
+        batch_size=res.batch_size * 4,
+        compute=ray.data.ActorPoolStrategy(size=res.scoring_actors),
+        num_cpus=res.actor_num_cpus,
+    )

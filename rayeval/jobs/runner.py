@@ -1,0 +1,212 @@
+"""Running one task end to end on the connected Ray cluster.
+
+validate (spec, metrics, sets, secrets, services) -> register with the coordinator -> stream
+through Ray Data into the results store -> summarise -> final state. Nothing is written until
+every check has passed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from rayeval.actors.coordinator import get_coordinator
+from rayeval.actors.limiter import create_limiter
+from rayeval.client import check_service, resolve_endpoint
+from rayeval.datasets import SetPlan, plan_sets
+from rayeval.errors import MetricError, ServiceError
+from rayeval.jobs.pipeline import build_dataset
+from rayeval.report import metric_outputs, summarize
+from rayeval.spec import TaskSpec, resolve_secret
+from rayeval.store import ResultsStore
+
+__all__ = ["PreparedTask", "new_task_id", "prepare", "run_prepared"]
+
+log = logging.getLogger("rayeval")
+
+
+def new_task_id(name: str) -> str:
+    """A unique, sortable, readable task id."""
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class PreparedTask:
+    """A task that passed every check and is ready to run."""
+
+    spec: TaskSpec
+    task_id: str
+    plans: list[SetPlan]
+    metrics_by_set: dict[str, list[dict[str, Any]]]
+    outputs: list[str]
+    auth_values: dict[str, str | None]
+
+    @property
+    def store(self) -> ResultsStore:
+        """The task's results store."""
+        return ResultsStore(self.spec.output)
+
+
+def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    metrics_by_set = {
+        s.name: [ref.model_dump() for ref in s.metrics] for s in spec.evaluation_sets
+    }
+    for i, s in enumerate(spec.evaluation_sets):
+        try:
+            outs = [o for o, _ in metric_outputs({s.name: metrics_by_set[s.name]})[s.name]]
+        except MetricError as e:
+            raise MetricError(str(e), source=spec.source, field=f"evaluation_sets.{i}.metrics") from None
+        dupes = sorted({o for o in outs if outs.count(o) > 1})
+        if dupes:
+            raise MetricError(
+                f"metrics of set '{s.name}' produce the same output twice ({', '.join(dupes)}); list each once",
+                source=spec.source,
+                field=f"evaluation_sets.{i}.metrics",
+            )
+    outputs = sorted({o for outs in metric_outputs(metrics_by_set).values() for o, _ in outs})
+    return metrics_by_set, outputs
+
+
+def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool = True) -> PreparedTask:
+    """Validate everything a task needs before anything is written.
+
+    Raises:
+        SpecError: bad metrics, sets or secrets (DatasetError/MetricError are SpecErrors).
+        ServiceError: a model service is unreachable or refuses the credentials.
+    """
+    metrics_by_set, outputs = _check_metrics(spec)
+    plans = plan_sets(spec)
+    auth_values = {
+        m.name: resolve_secret(m.auth_header_value, field=f"models.{i}.auth_header_value")
+        for i, m in enumerate(spec.models)
+    }
+    if check_services and spec.mode == "inference_and_evaluation":
+        for m in spec.models:
+            endpoint = resolve_endpoint(m, auth_values[m.name], spec.model_parameters(m).request_timeout)
+            report = check_service(endpoint, tiny_request=False)
+            if not report.ok:
+                raise ServiceError(
+                    f"model '{m.name}' at {endpoint.base_url}: {report.failure()}; "
+                    f"run `rayeval check-service {endpoint.base_url} --model {endpoint.model_id}` for details"
+                )
+    return PreparedTask(spec, task_id or new_task_id(spec.name), plans, metrics_by_set, outputs, auth_values)
+
+
+def _record(task: PreparedTask) -> dict[str, Any]:
+    spec = task.spec
+    return {
+        "task_id": task.task_id,
+        "name": spec.name,
+        "remarks": spec.remarks,
+        "tags": spec.tags,
+        "mode": spec.mode,
+        "models": [m.name for m in spec.models],
+        "eval_sets": [s.name for s in spec.evaluation_sets],
+        "output": spec.output,
+        "creator": getpass.getuser(),
+        "job_id": _job_id(),
+        "state": "pending",
+        "progress": {
+            m.name: {p.spec.name: {"done": 0, "errors": 0, "total": p.entries(m.name)} for p in task.plans}
+            for m in spec.models
+        },
+    }
+
+
+def _job_id() -> str | None:
+    try:
+        return ray.get_runtime_context().get_job_id()
+    except Exception:  # not connected
+        return None
+
+
+class _ProgressMonitor(threading.Thread):
+    """Polls the coordinator and hands the task record to a callback until stopped."""
+
+    def __init__(self, coordinator: Any, task_id: str, callback: Callable[[dict[str, Any]], None], every: float):
+        super().__init__(daemon=True, name="rayeval-progress")
+        self.coordinator, self.task_id, self.callback, self.every = coordinator, task_id, callback, every
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                record = ray.get(self.coordinator.get.remote(self.task_id), timeout=10)
+            except Exception:  # coordinator restarting: try again next tick
+                continue
+            if record:
+                self.callback(record)
+
+
+def run_prepared(
+    task: PreparedTask,
+    *,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    progress_every: float = 1.0,
+) -> dict[str, Any]:
+    """Run a prepared task to its end on the connected cluster; returns its final record.
+
+    A failed item never stops the rest; a failure of the pipeline itself marks the task failed
+    and re-raises. What was written stays in the store.
+    """
+    import ray.data
+
+    spec, store = task.spec, task.store
+    coordinator = get_coordinator()
+    store.write_json(task.task_id, "spec.json", spec.redacted())
+    ray.get(coordinator.register.remote(_record(task)))
+    ray.get(coordinator.set_state.remote(task.task_id, "running"))
+    log.info("task %s running: %d model(s) x %d set(s)", task.task_id, len(spec.models), len(task.plans))
+    limiters = []
+    if spec.mode == "inference_and_evaluation":
+        limiters = [
+            create_limiter(task.task_id, m.name, spec.model_parameters(m).max_concurrency) for m in spec.models
+        ]
+        ray.get([lim.in_use.remote() for lim in limiters])
+    monitor = None
+    if on_progress is not None:
+        monitor = _ProgressMonitor(coordinator, task.task_id, on_progress, progress_every)
+        monitor.start()
+    try:
+        ds = build_dataset(
+            spec,
+            task.plans,
+            task.task_id,
+            auth_values=task.auth_values,
+            metrics_by_set=task.metrics_by_set,
+            outputs=task.outputs,
+        )
+        ds.write_parquet(
+            store.results_path(task.task_id),
+            filesystem=store.fs,
+            partition_cols=["model", "eval_set"],
+            ray_remote_args={"num_cpus": spec.resources.actor_num_cpus},
+        )
+    except BaseException as e:
+        ray.get(coordinator.set_state.remote(task.task_id, "failed", error=f"{type(e).__name__}: {e}"[:2000]))
+        raise
+    finally:
+        if monitor is not None:
+            monitor.stopped.set()
+        for lim in limiters:
+            ray.kill(lim)
+    rows, counts = summarize(store, task.task_id, task.metrics_by_set)
+    record = ray.get(coordinator.get.remote(task.task_id))
+    progress = record["progress"]
+    for (model, eval_set), c in counts.items():
+        progress[model][eval_set].update(c)
+    ray.get(coordinator.set_progress.remote(task.task_id, progress))
+    store.write_json(task.task_id, "summary.json", rows)
+    ray.get(coordinator.set_state.remote(task.task_id, "succeeded", summary=rows))
+    final = ray.get(coordinator.get.remote(task.task_id))
+    if on_progress is not None:
+        on_progress(final)
+    return final

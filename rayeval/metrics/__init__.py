@@ -1,0 +1,19 @@
+"""Rule metrics: per-item scores and streaming aggregators, registered by name.
+
+Importing this package registers the built-in metrics: exact_match, f1, accuracy,
+numeric_match, rouge and bleu.
+"""
+
+from rayeval.metrics import _bleu, _choice, _numeric, _rouge, _text  # noqa: F401  (registration)
+from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
+from rayeval.metrics._registry import get_metric, list_metrics, register_metric
+
+__all__ = [
+    "Aggregator",
+    "ItemScore",
+    "MeanAggregator",
+    "Metric",
+    "get_metric",
+    "list_metrics",
+    "register_metric",
+]

@@ -1,0 +1,101 @@
+"""Summaries of stored results: per model x evaluation set x metric, streamed from Parquet."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from typing import Any
+
+import pyarrow.compute as pc
+
+from rayeval.schema import score_column
+from rayeval.store import ResultsStore
+
+__all__ = ["format_summary", "metric_outputs", "summarize"]
+
+
+def metric_outputs(metrics_by_set: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[str, Any]]]:
+    """set -> [(output name, metric object)] for every metric of every set."""
+    from rayeval.metrics import get_metric
+
+    out: dict[str, list[tuple[str, Any]]] = {}
+    for s, refs in metrics_by_set.items():
+        out[s] = []
+        for ref in refs:
+            metric = get_metric(ref["name"], **ref.get("options", {}))
+            out[s].extend((o, metric) for o in metric.outputs())
+    return out
+
+
+def summarize(
+    store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, int]]]:
+    """Aggregate a task's stored results without loading them whole.
+
+    Returns:
+        (summary rows, counts) where a row is {model, eval_set, metric, value, items, scored, errors}
+        and counts maps (model, eval_set) to {"done", "errors"} as found in the store.
+    """
+    outputs = metric_outputs(metrics_by_set)
+    aggregators: dict[tuple[str, str, str], Any] = {}
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"done": 0, "errors": 0})
+    all_outputs = sorted({o for outs in outputs.values() for o, _ in outs})
+    columns = ["model", "eval_set", "error", "details", *(score_column(o) for o in all_outputs)]
+    for batch in store.iter_results(task_id, columns):
+        names = batch.schema.names
+        model_col = batch.column(names.index("model")).to_pylist()
+        set_col = batch.column(names.index("eval_set")).to_pylist()
+        err_col = pc.is_valid(batch.column(names.index("error"))).to_pylist()
+        details_col = batch.column(names.index("details")).to_pylist() if "details" in names else [None] * len(model_col)
+        score_cols = {o: batch.column(names.index(score_column(o))).to_pylist() for o in all_outputs
+                      if score_column(o) in names}
+        for i, (model, eval_set) in enumerate(zip(model_col, set_col)):
+            c = counts[(model, eval_set)]
+            c["done"] += 1
+            c["errors"] += int(err_col[i])
+            details = json.loads(details_col[i]) if details_col[i] else {}
+            for output, metric in outputs.get(eval_set, []):
+                key = (model, eval_set, output)
+                if key not in aggregators:
+                    aggregators[key] = metric.aggregator(output)
+                score = score_cols.get(output, [None] * len(model_col))[i]
+                aggregators[key].add(score, details.get(metric.name))
+    rows = []
+    for (model, eval_set), c in sorted(counts.items()):
+        for output, _ in outputs.get(eval_set, []):
+            agg = aggregators.get((model, eval_set, output))
+            scored = agg.count if agg else 0
+            rows.append(
+                {
+                    "model": model,
+                    "eval_set": eval_set,
+                    "metric": output,
+                    "value": agg.value() if agg else None,
+                    "items": c["done"],
+                    "scored": scored,
+                    "errors": c["done"] - scored,
+                }
+            )
+    return rows, dict(counts)
+
+
+def format_summary(rows: list[dict[str, Any]], fmt: str = "table") -> str:
+    """Render summary rows as an aligned table, JSON or CSV."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    fields = ["model", "eval_set", "metric", "value", "items", "scored", "errors"]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    table = [fields] + [
+        [str(r[f]) if f != "value" else ("n/a" if r[f] is None else f"{r[f]:.4f}") for f in fields] for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(fields))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

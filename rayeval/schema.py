@@ -1,0 +1,48 @@
+"""Column layouts of the stream: items, inference outputs, and stored results."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = ["INFERENCE_FIELDS", "ITEM_SCHEMA", "RESULT_BASE_SCHEMA", "score_column", "with_inference_columns"]
+
+ITEM_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("eval_set", pa.string()),
+        ("query", pa.string()),
+        ("reference", pa.string()),
+        ("prediction", pa.string()),
+    ]
+)
+
+#: Columns inference adds (or Evaluation Only fills with nulls), beside ITEM_SCHEMA.
+INFERENCE_FIELDS = [
+    pa.field("model", pa.string()),
+    pa.field("latency_ms", pa.float64()),
+    pa.field("prompt_tokens", pa.int64()),
+    pa.field("completion_tokens", pa.int64()),
+    pa.field("finish_reason", pa.string()),
+    pa.field("attempts", pa.int64()),
+    pa.field("error", pa.string()),
+]
+
+RESULT_BASE_SCHEMA = pa.schema(list(ITEM_SCHEMA) + INFERENCE_FIELDS + [pa.field("details", pa.string())])
+
+
+def score_column(output: str) -> str:
+    """Name of the stored column holding a metric output's per-item score."""
+    return f"score__{output}"
+
+
+def with_inference_columns(items: pa.Table, model: str, columns: dict[str, list]) -> pa.Table:
+    """Items plus the inference columns (missing ones as nulls), typed as INFERENCE_FIELDS."""
+    n = items.num_rows
+    table = items
+    for f in INFERENCE_FIELDS:
+        values = [model] * n if f.name == "model" else columns.get(f.name, [None] * n)
+        table = table.append_column(f, pa.array(values, type=f.type))
+    if "prediction" in columns:
+        idx = table.schema.get_field_index("prediction")
+        table = table.set_column(idx, "prediction", pa.array(columns["prediction"], type=pa.string()))
+    return table
