@@ -1,0 +1,25 @@
+"""rayeval: distributed, actor-based evaluation of large language models on Ray.
+
+The public API is small: load or build a task spec, run or submit it, follow the handle.
+"""
+
+from rayeval.api import TaskHandle, run, submit
+from rayeval.errors import DatasetError, MetricError, RayevalError, ServiceError, SpecError, TaskNotFoundError
+from rayeval.spec import EvaluationSetSpec, ModelSpec, Parameters, TaskSpec, load_task
+
+__all__ = [
+    "DatasetError",
+    "EvaluationSetSpec",
+    "MetricError",
+    "ModelSpec",
+    "Parameters",
+    "RayevalError",
+    "ServiceError",
+    "SpecError",
+    "TaskHandle",
+    "TaskNotFoundError",
+    "TaskSpec",
+    "load_task",
+    "run",
+    "submit",
+]

@@ -48,9 +48,12 @@ def summarize(
         model_col = batch.column(names.index("model")).to_pylist()
         set_col = batch.column(names.index("eval_set")).to_pylist()
         err_col = pc.is_valid(batch.column(names.index("error"))).to_pylist()
-        details_col = batch.column(names.index("details")).to_pylist() if "details" in names else [None] * len(model_col)
-        score_cols = {o: batch.column(names.index(score_column(o))).to_pylist() for o in all_outputs
-                      if score_column(o) in names}
+        details_col = (
+            batch.column(names.index("details")).to_pylist() if "details" in names else [None] * len(model_col)
+        )
+        score_cols = {
+            o: batch.column(names.index(score_column(o))).to_pylist() for o in all_outputs if score_column(o) in names
+        }
         for i, (model, eval_set) in enumerate(zip(model_col, set_col)):
             c = counts[(model, eval_set)]
             c["done"] += 1

@@ -226,8 +226,7 @@ class TaskSpec(_Spec):
                     raise ValueError(f"evaluation_sets.{i} ({s.name}) needs `path` (the queries to run)")
                 if s.predictions or s.prediction_files:
                     raise ValueError(
-                        f"evaluation_sets.{i} ({s.name}): predictions/prediction_files belong to "
-                        "mode evaluation_only"
+                        f"evaluation_sets.{i} ({s.name}): predictions/prediction_files belong to mode evaluation_only"
                     )
             else:
                 for m in self.models:
@@ -289,9 +288,7 @@ def resolve_secret(value: SecretStr | None, *, field: str) -> str | None:
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise SpecError(
-                f"environment variable {name} is not set; export it where the task runs", field=field
-            )
+            raise SpecError(f"environment variable {name} is not set; export it where the task runs", field=field)
         return os.environ[name]
 
     return _ENV_REF.sub(sub, raw)

@@ -96,9 +96,7 @@ class ResultsStore:
 
     def results_dataset(self, task_id: str) -> pads.Dataset:
         """The task's results as a lazily read pyarrow dataset (model and eval_set are string columns)."""
-        return pads.dataset(
-            self.results_path(task_id), format="parquet", filesystem=self.fs, partitioning=PARTITIONING
-        )
+        return pads.dataset(self.results_path(task_id), format="parquet", filesystem=self.fs, partitioning=PARTITIONING)
 
     def iter_results(self, task_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Stream the task's result rows in batches, reading only `columns`."""

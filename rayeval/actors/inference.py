@@ -83,6 +83,8 @@ class attach_eval_only_columns:  # noqa: N801 - a picklable callable used like a
         self.model = model
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        missing = [None if p is not None else "no prediction in the set for this item" for p in
-                   batch.column("prediction").to_pylist()]
+        missing = [
+            None if p is not None else "no prediction in the set for this item"
+            for p in batch.column("prediction").to_pylist()
+        ]
         return with_inference_columns(batch, self.model, {"error": missing, "attempts": [0] * batch.num_rows})

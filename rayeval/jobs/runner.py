@@ -56,9 +56,7 @@ class PreparedTask:
 
 
 def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    metrics_by_set = {
-        s.name: [ref.model_dump() for ref in s.metrics] for s in spec.evaluation_sets
-    }
+    metrics_by_set = {s.name: [ref.model_dump() for ref in s.metrics] for s in spec.evaluation_sets}
     for i, s in enumerate(spec.evaluation_sets):
         try:
             outs = [o for o, _ in metric_outputs({s.name: metrics_by_set[s.name]})[s.name]]
@@ -167,9 +165,7 @@ def run_prepared(
     log.info("task %s running: %d model(s) x %d set(s)", task.task_id, len(spec.models), len(task.plans))
     limiters = []
     if spec.mode == "inference_and_evaluation":
-        limiters = [
-            create_limiter(task.task_id, m.name, spec.model_parameters(m).max_concurrency) for m in spec.models
-        ]
+        limiters = [create_limiter(task.task_id, m.name, spec.model_parameters(m).max_concurrency) for m in spec.models]
         ray.get([lim.in_use.remote() for lim in limiters])
     monitor = None
     if on_progress is not None:

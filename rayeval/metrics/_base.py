@@ -83,8 +83,7 @@ class Metric(ABC):
         if unknown:
             allowed = ", ".join(sorted(self.defaults)) or "none"
             raise MetricError(
-                f"metric '{self.name}' has no option {', '.join(map(repr, unknown))}; "
-                f"allowed options: {allowed}"
+                f"metric '{self.name}' has no option {', '.join(map(repr, unknown))}; allowed options: {allowed}"
             )
         self.options: dict[str, Any] = {**self.defaults, **options}
 

@@ -207,6 +207,7 @@ class OpenAIStubServer:
         self._server: _QuietServer | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
+        self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -232,6 +233,7 @@ class OpenAIStubServer:
             sock.close()
             raise
         port = int(sock.getsockname()[1])
+        self._stopping = False
         config = uvicorn.Config(
             self._app,
             host=HOST,
@@ -269,6 +271,7 @@ class OpenAIStubServer:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
+        self._stopping = True  # wakes long sleeps so shutdown stays graceful
         server.should_exit = True
         thread.join(timeout=timeout)
         if thread.is_alive():
@@ -653,7 +656,7 @@ class OpenAIStubServer:
                 return invalid
             fault = self._draw_fault()
             if self._latency > 0:
-                await asyncio.sleep(self._latency)
+                await self._sleep(self._latency)
             if fault is not None:
                 faulted = await self._fault_response(fault, body, chat=chat)
                 if faulted is not None:
@@ -713,12 +716,10 @@ class OpenAIStubServer:
         if kind == "timeout":
             with self._lock:
                 hang = self._hang_seconds
-            await asyncio.sleep(hang)
+            await self._sleep(hang)
             return None
         if kind == "malformed":
-            return Response(
-                b'{"id": "cmpl-broken", "choices": [{"index": 0, "mess', media_type="application/json"
-            )
+            return Response(b'{"id": "cmpl-broken", "choices": [{"index": 0, "mess', media_type="application/json")
         # "malformed_json": valid JSON without "choices".
         return JSONResponse(
             {
@@ -728,6 +729,18 @@ class OpenAIStubServer:
                 "model": body["model"],
             }
         )
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleeps ``seconds``; long sleeps end early when the server stops."""
+        if seconds <= 0.5:
+            await asyncio.sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self._stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, 0.05))
 
     def _next_id(self, chat: bool) -> str:
         return f"{'chatcmpl' if chat else 'cmpl'}-stub{next(self._ids)}"
@@ -760,9 +773,7 @@ class OpenAIStubServer:
             prompt_tokens = sum(word_count(p) for p in prompts)
             for text in texts:
                 for _ in range(n):
-                    choices.append(
-                        {"index": len(choices), "text": text, "logprobs": None, "finish_reason": "stop"}
-                    )
+                    choices.append({"index": len(choices), "text": text, "logprobs": None, "finish_reason": "stop"})
                 completion_tokens += n * word_count(text)
         return {
             "id": self._next_id(chat),

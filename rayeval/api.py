@@ -1,0 +1,204 @@
+"""The Python API: run or submit a task, follow it, read its results."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rayeval.actors.coordinator import TERMINAL, progress_fraction
+from rayeval.errors import RayevalError
+from rayeval.spec import TaskSpec, load_task, parse_task
+from rayeval.store import ResultsStore
+
+__all__ = ["TaskHandle", "run", "submit"]
+
+SpecLike = TaskSpec | dict[str, Any] | str | Path
+
+
+def _as_spec(spec: SpecLike) -> TaskSpec:
+    if isinstance(spec, TaskSpec):
+        return spec
+    if isinstance(spec, dict):
+        return parse_task(spec, source="<dict>")
+    return load_task(spec)
+
+
+class TaskHandle:
+    """A running or finished task: progress, wait and results.
+
+    The record comes from the task's folder in the results store, which the coordinator keeps
+    current, so a handle works from any process that can read the output location.
+    """
+
+    def __init__(self, task_id: str, output: str, *, job_id: str | None = None, dashboard: str | None = None):
+        self.task_id = task_id
+        self.output = output
+        self.job_id = job_id
+        self._dashboard = dashboard
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"TaskHandle(task_id={self.task_id!r}, output={self.output!r})"
+
+    @property
+    def store(self) -> ResultsStore:
+        """The task's results store."""
+        return ResultsStore(self.output)
+
+    def status(self) -> dict[str, Any]:
+        """The task record: state, progress per model and set, summary once finished."""
+        record = self.store.read_json(self.task_id, "task.json")
+        if record is None:
+            record = {"task_id": self.task_id, "state": "pending", "progress": {}}
+        if record["state"] not in TERMINAL and self.job_id and self._dashboard:
+            job_state = self._job_status()
+            if job_state in ("FAILED", "STOPPED"):
+                record = {**record, "state": "failed", "error": f"Ray job {self.job_id} {job_state.lower()}"}
+        if self._error is not None:
+            record = {**record, "state": "failed", "error": f"{type(self._error).__name__}: {self._error}"}
+        return record
+
+    def _job_status(self) -> str:
+        from ray.job_submission import JobSubmissionClient
+
+        return str(JobSubmissionClient(self._dashboard).get_job_status(self.job_id).value)
+
+    def progress(self) -> float:
+        """Evaluated entries / (models x entries), 0..1."""
+        return progress_fraction(self.status())
+
+    def done(self) -> bool:
+        """True once the task succeeded, failed or stopped."""
+        return self.status()["state"] in TERMINAL
+
+    def wait(self, timeout: float | None = None, poll: float = 0.5) -> dict[str, Any]:
+        """Block until the task ends; returns its final record.
+
+        Raises:
+            TimeoutError: the task did not end within `timeout` seconds.
+            RayevalError: the task failed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._thread is not None:
+            self._thread.join(timeout)
+        while True:
+            record = self.status()
+            if record["state"] in TERMINAL:
+                if record["state"] == "failed":
+                    raise RayevalError(f"task {self.task_id} failed: {record.get('error')}")
+                return record
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"task {self.task_id} still {record['state']} after {timeout}s")
+            time.sleep(poll)
+
+    def results(self) -> list[dict[str, Any]]:
+        """The summary rows (model, eval_set, metric, value, items, scored, errors)."""
+        rows = self.store.read_json(self.task_id, "summary.json")
+        if rows is None:
+            raise RayevalError(f"task {self.task_id} has no summary yet (state: {self.status()['state']})")
+        return rows
+
+    def items(self, columns: list[str] | None = None):
+        """The per-item results as a pyarrow dataset (read lazily)."""
+        return self.store.results_dataset(self.task_id)
+
+
+def run(
+    spec: SpecLike,
+    *,
+    address: str | None = None,
+    wait: bool = True,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    task_id: str | None = None,
+) -> TaskHandle:
+    """Validate and run a task on the current Ray cluster (or a local one started here).
+
+    Args:
+        spec: A TaskSpec, a dict, or the path of a task file.
+        address: Ray cluster address; default: RAY_ADDRESS, a running local cluster, or a new one.
+        wait: Block until the task ends (else it runs in a background thread of this process).
+        on_progress: Called with the task record about once a second.
+        task_id: Use this id instead of a generated one.
+
+    Raises:
+        SpecError / ServiceError: before anything is written.
+    """
+    from rayeval.cluster import connect
+    from rayeval.jobs.runner import prepare, run_prepared
+
+    task_spec = _as_spec(spec)
+    prepared = prepare(task_spec, task_id)
+    connect(address)
+    handle = TaskHandle(prepared.task_id, task_spec.output)
+    if wait:
+        run_prepared(prepared, on_progress=on_progress)
+        return handle
+
+    def target() -> None:
+        try:
+            run_prepared(prepared, on_progress=on_progress)
+        except BaseException as e:  # surfaced through handle.status()/wait()
+            handle._error = e
+
+    handle._thread = threading.Thread(target=target, name=f"rayeval-{prepared.task_id}", daemon=True)
+    handle._thread.start()
+    return handle
+
+
+def _spec_payload(spec: TaskSpec) -> dict[str, Any]:
+    """The full spec for the job, with literal secrets kept (shipped inside the job package only)."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    for raw, dumped in zip(spec.models, data["models"]):
+        if raw.auth_header_value is not None:
+            dumped["auth_header_value"] = raw.auth_header_value.get_secret_value()
+    return data
+
+
+def submit(
+    spec: SpecLike,
+    *,
+    address: str | None = None,
+    ship_package: bool = True,
+    runtime_env: dict[str, Any] | None = None,
+) -> TaskHandle:
+    """Submit a task as a Ray job through the Jobs API and return at once.
+
+    Args:
+        spec: A TaskSpec, a dict, or the path of a task file (relative paths become absolute:
+            they must exist on the cluster's nodes, or be URIs).
+        address: The dashboard address (http://head:8265); default RAY_ADDRESS or 127.0.0.1:8265.
+        ship_package: Upload this rayeval package with the job (py_modules), so the cluster runs
+            the same code as the client.
+        runtime_env: Extra runtime_env entries (pip, env_vars, ...).
+    """
+    from ray.job_submission import JobSubmissionClient
+
+    from rayeval.jobs.runner import new_task_id
+
+    task_spec = _as_spec(spec)
+    task_id = new_task_id(task_spec.name)
+    dashboard = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
+    client = JobSubmissionClient(dashboard)
+    workdir = tempfile.mkdtemp(prefix="rayeval-submit-")
+    Path(workdir, "task.json").write_text(json.dumps(_spec_payload(task_spec)), encoding="utf-8")
+    env: dict[str, Any] = {"working_dir": workdir, **(runtime_env or {})}
+    if ship_package:
+        env.setdefault("py_modules", [str(Path(__file__).resolve().parent)])
+    try:
+        client.submit_job(
+            entrypoint=f"python -m rayeval.jobs.run_task task.json --task-id {task_id}",
+            submission_id=task_id,
+            runtime_env=env,
+            metadata={"rayeval_task": task_spec.name},
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return TaskHandle(task_id, task_spec.output, job_id=task_id, dashboard=dashboard)

@@ -1,0 +1,212 @@
+"""The `rayeval` command line: a thin click layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import click
+
+from rayeval.errors import RayevalError
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    """Turns RayevalError into a clear message and its exit code (2: invalid input, nothing written)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RayevalError as e:
+            click.echo(f"rayeval: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="rayeval")
+def main() -> None:
+    """rayeval: distributed evaluation of LLMs on Ray."""
+
+
+def _bar(record: dict[str, Any], width: int = 30) -> str:
+    from rayeval.actors.coordinator import progress_fraction
+
+    frac = progress_fraction(record)
+    done = sum(p["done"] for sets in record.get("progress", {}).values() for p in sets.values())
+    total = sum(p["total"] for sets in record.get("progress", {}).values() for p in sets.values())
+    errors = sum(p["errors"] for sets in record.get("progress", {}).values() for p in sets.values())
+    filled = int(frac * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {frac:6.1%}  {done}/{total} entries, {errors} errors"
+
+
+def _progress_printer(quiet: bool):
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(record: dict[str, Any]) -> None:
+        if quiet:
+            return
+        now = time.monotonic()
+        final = record["state"] != "running"
+        if tty:
+            click.echo(f"\r{_bar(record)}", err=True, nl=final)
+        elif final or now - last[0] >= 10:
+            last[0] = now
+            click.echo(_bar(record), err=True)
+
+    return show
+
+
+@main.command()
+@click.argument("task_file", type=click.Path(dir_okay=False))
+@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(task_file: str, address: str | None, as_json: bool, quiet: bool) -> None:
+    """Run TASK_FILE on the current Ray cluster (or a local one) and print its summary."""
+    import ray
+
+    from rayeval.api import run as run_task
+    from rayeval.report import format_summary
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    handle = run_task(task_file, address=address, on_progress=_progress_printer(quiet))
+    rows = handle.results()
+    click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
+    click.echo(format_summary(rows, "json" if as_json else "table"))
+
+
+@main.command()
+@click.argument("task_file", type=click.Path(dir_okay=False))
+@click.option("--address", help="Ray dashboard address (default: RAY_ADDRESS or http://127.0.0.1:8265).")
+@click.option("--wait", is_flag=True, help="Wait for the task to end and print its summary.")
+@click.option("--no-ship", is_flag=True, help="Use the rayeval installed on the cluster instead of uploading this one.")
+def submit(task_file: str, address: str | None, wait: bool, no_ship: bool) -> None:
+    """Submit TASK_FILE as a Ray job; prints the task id (also the job's submission id)."""
+    from rayeval.api import submit as submit_task
+    from rayeval.report import format_summary
+
+    handle = submit_task(task_file, address=address, ship_package=not no_ship)
+    click.echo(handle.task_id)
+    if wait:
+        handle.wait()
+        click.echo(format_summary(handle.results()))
+
+
+@main.command()
+@click.argument("task", required=False)
+@click.option("--output", help="Also look for tasks in this output location.")
+@click.option("--address", help="Ask the coordinator of this Ray cluster instead of reading the local index.")
+@click.option("--json", "as_json", is_flag=True, help="Print records as JSON.")
+def status(task: str | None, output: str | None, address: str | None, as_json: bool) -> None:
+    """Show one task's state and progress per model and set, or list every task."""
+    from rayeval.actors.coordinator import progress_fraction
+    from rayeval.errors import TaskNotFoundError
+    from rayeval.tasks import find_task, list_tasks
+
+    if address:
+        import ray
+
+        from rayeval.actors.coordinator import get_coordinator
+        from rayeval.cluster import connect
+
+        connect(address)
+        coordinator = get_coordinator()
+        if task:
+            record = ray.get(coordinator.get.remote(task))
+            if record is None:
+                raise TaskNotFoundError(f"the coordinator knows no task '{task}'")
+            records = [record]
+        else:
+            records = ray.get(coordinator.list_tasks.remote())
+    else:
+        records = [find_task(task, output=output)] if task else list_tasks()
+    if as_json:
+        click.echo(json.dumps(records if not task else records[0], indent=2, default=str))
+        return
+    if not task:
+        for r in records:
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("created_at", 0)))
+            click.echo(f"{r['task_id']:<48} {r['state']:<12} {progress_fraction(r):6.1%}  {created}  {r['mode']}")
+        if not records:
+            click.echo("no tasks yet")
+        return
+    r = records[0]
+    click.echo(f"task {r['task_id']} ({r['mode']}): {r['state']}")
+    click.echo(_bar(r))
+    for model, sets in r.get("progress", {}).items():
+        for eval_set, p in sets.items():
+            click.echo(f"  {model:<28} {eval_set:<20} {p['done']}/{p['total']}  errors {p['errors']}")
+    if r.get("error"):
+        click.echo(f"error: {r['error']}")
+
+
+@main.command()
+@click.argument("task")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--output", help="Also look for the task in this output location.")
+def results(task: str, fmt: str, output: str | None) -> None:
+    """Print the summary of TASK (id or name): value, items and errors per model x set x metric."""
+    from rayeval.report import format_summary
+    from rayeval.store import ResultsStore
+    from rayeval.tasks import find_task
+
+    record = find_task(task, output=output)
+    rows = ResultsStore(record["output"]).read_json(record["task_id"], "summary.json")
+    if rows is None:
+        raise RayevalError(f"task {record['task_id']} has no summary yet (state: {record['state']})")
+    click.echo(format_summary(rows, fmt))
+
+
+@main.command("check-service")
+@click.argument("url")
+@click.option("--model", "model_id", help="Served model id expected in /v1/models (default: the first listed).")
+@click.option("--api", type=click.Choice(["chat", "completions"]), help="Endpoint kind (default: from URL, else chat).")
+@click.option("--auth-header-key", default="Authorization", show_default=True)
+@click.option("--auth-env", help="Environment variable holding the auth header value (e.g. 'Bearer sk-...').")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds per request.")
+def check_service_cmd(
+    url: str, model_id: str | None, api: str | None, auth_header_key: str, auth_env: str | None, timeout: float
+) -> None:
+    """Connectivity test of an OpenAI-compatible service: reachable, auth, model listed, one tiny request."""
+    import os
+
+    import httpx
+
+    from rayeval.client import check_service, resolve_endpoint
+    from rayeval.spec import ModelSpec
+
+    auth = None
+    if auth_env:
+        if auth_env not in os.environ:
+            raise RayevalError(f"environment variable {auth_env} is not set")
+        auth = os.environ[auth_env]
+    if model_id is None:
+        probe = resolve_endpoint(ModelSpec(name="probe", url=url, api=api, auth_header_key=auth_header_key), auth)
+        try:
+            listed = httpx.get(f"{probe.base_url}/models", headers=probe.headers, timeout=timeout).json()["data"]
+            model_id = listed[0]["id"]
+        except Exception:
+            model_id = "probe"
+    spec = ModelSpec(name="probe", url=url, model=model_id, api=api, auth_header_key=auth_header_key)
+    report = check_service(resolve_endpoint(spec, auth, timeout))
+    click.echo(report.render())
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command("metrics")
+def metrics_cmd() -> None:
+    """List the registered metrics."""
+    from rayeval.metrics import list_metrics
+
+    for name, description in list_metrics().items():
+        click.echo(f"{name:<16} {description}")
+
+
+if __name__ == "__main__":
+    main()

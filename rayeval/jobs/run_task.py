@@ -1,0 +1,62 @@
+"""Job entry point: `python -m rayeval.jobs.run_task TASK.yaml [--task-id ID]`.
+
+Works under `ray job submit --working-dir . -- python -m rayeval.jobs.run_task TASK.yaml`: it
+connects with a bare `ray.init()` (the job's cluster), runs the task, prints progress lines and
+the summary. Exit code 2 means the task file or its inputs are invalid (nothing was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _printer(every: float = 10.0):
+    from rayeval.actors.coordinator import progress_fraction
+
+    last = [0.0]
+
+    def show(record: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every or record["state"] != "running":
+            last[0] = now
+            print(f"[rayeval] {record['task_id']} {record['state']}: {progress_fraction(record):.1%}", flush=True)
+
+    return show
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one task file on the current Ray cluster."""
+    parser = argparse.ArgumentParser(prog="python -m rayeval.jobs.run_task", description=__doc__)
+    parser.add_argument("task_file", help="Task spec (.yaml/.yml/.json)")
+    parser.add_argument("--task-id", help="Task id to use (default: derived from the task name)")
+    parser.add_argument("--address", help="Ray cluster address (default: the job's cluster or a local one)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[rayeval] %(message)s")
+
+    from rayeval.cluster import connect
+    from rayeval.errors import RayevalError
+    from rayeval.jobs.runner import prepare, run_prepared
+    from rayeval.report import format_summary
+    from rayeval.spec import load_task
+
+    try:
+        spec = load_task(args.task_file)
+        task = prepare(spec, args.task_id)
+        print(f"[rayeval] task id: {task.task_id}", flush=True)
+        connect(args.address)
+        record = run_prepared(task, on_progress=_printer())
+    except RayevalError as e:
+        print(f"rayeval: error: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    print(format_summary(record["summary"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
