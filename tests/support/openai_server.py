@@ -192,6 +192,8 @@ class OpenAIStubServer:
         self._hang_seconds = 30.0
         self._rng = random.Random(0)
         self._fail_first_n = 0
+        self._per_prompt_failures: int | None = None
+        self._prompt_failures: dict[str, int] = {}
         self._fail_first_kind = "500"
         # Counters (guarded by _lock).
         self._in_flight = 0
@@ -345,8 +347,14 @@ class OpenAIStubServer:
         retry_after: float | None = None,
         seed: int = 0,
         hang_seconds: float = 30.0,
+        per_prompt_failures: int | None = None,
     ) -> None:
         """Configures random fault injection; reseeds the fault RNG.
+
+        With ``per_prompt_failures`` set, faults are transient per prompt instead of per
+        request: a prompt is faulty with probability ``rate`` (decided once, from the seed and
+        the prompt text), and a faulty prompt's first ``per_prompt_failures`` requests fail;
+        later ones succeed. ``faulted_prompts`` then tells which prompts were faulty.
 
         Args:
             rate: Probability that a completion request gets a fault.
@@ -376,6 +384,8 @@ class OpenAIStubServer:
             self._seed = int(seed)
             self._hang_seconds = float(hang_seconds)
             self._rng = random.Random(self._seed)
+            self._per_prompt_failures = per_prompt_failures
+            self._prompt_failures: dict[str, int] = {}
 
     def fail_first(self, n: int, kind: str = "500") -> None:
         """Makes the next ``n`` completion requests fail with ``kind``.
@@ -570,11 +580,29 @@ class OpenAIStubServer:
             self._advance_locked(time.monotonic())
             self._in_flight -= 1
 
-    def _draw_fault(self) -> str | None:
+    @property
+    def faulted_prompts(self) -> set[str]:
+        """Prompts that got at least one fault in per-prompt mode."""
+        with self._lock:
+            return set(self._prompt_failures)
+
+    def _draw_prompt_fault(self, prompt: str) -> str | None:
+        rng = random.Random(f"{self._seed}:{prompt}")
+        if rng.random() >= self._fault_rate:
+            return None
+        done = self._prompt_failures.get(prompt, 0)
+        if done >= (self._per_prompt_failures or 0):
+            return None
+        self._prompt_failures[prompt] = done + 1
+        return rng.choice(self._fault_kinds)
+
+    def _draw_fault(self, body: dict[str, Any] | None = None) -> str | None:
         with self._lock:
             if self._fail_first_n > 0:
                 self._fail_first_n -= 1
                 kind: str | None = self._fail_first_kind
+            elif self._per_prompt_failures is not None:
+                kind = self._draw_prompt_fault(prompt_text(body or {}))
             elif self._fault_rate > 0 and self._rng.random() < self._fault_rate:
                 kind = self._rng.choice(self._fault_kinds)
             else:
@@ -654,7 +682,7 @@ class OpenAIStubServer:
             invalid = self._validate(body, chat=chat)
             if invalid is not None:
                 return invalid
-            fault = self._draw_fault()
+            fault = self._draw_fault(body)
             if self._latency > 0:
                 await self._sleep(self._latency)
             if fault is not None:

@@ -1,0 +1,59 @@
+"""Shared fixtures: one real local Ray cluster per test session, stub model services on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Quiet, fast, self-contained Ray for tests (set before ray is imported anywhere).
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_enable_metrics_collection", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def rayeval_home(tmp_path_factory) -> str:
+    home = str(tmp_path_factory.mktemp("rayeval-home"))
+    os.environ["RAYEVAL_HOME"] = home
+    return home
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(rayeval_home):
+    """A real local Ray cluster (4 logical CPUs on this 2-core machine; actors take 0.25 each)."""
+    import ray
+
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="warning")
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def stub_server():
+    """A fresh OpenAI-compatible stub server on 127.0.0.1 (see tests/support/openai_server.py)."""
+    from tests.support.openai_server import OpenAIStubServer
+
+    servers = []
+
+    def make(**kwargs):
+        server = OpenAIStubServer(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def gsm8k_predictions() -> Path:
+    path = SHARED_DATA / "gsm8k" / "predictions"
+    if not path.is_dir():
+        pytest.skip(f"shared GSM8K data not found at {path}")
+    return path

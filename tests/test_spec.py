@@ -1,0 +1,124 @@
+"""Task spec: validation errors name file and field; aliases; secrets never stored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rayeval.errors import SpecError
+from rayeval.spec import load_task, parse_task, resolve_secret
+
+
+def _task(**over):
+    base = {
+        "name": "t",
+        "mode": "inference_and_evaluation",
+        "evaluation_sets": [{"name": "s", "path": "data.jsonl", "metrics": ["exact_match"]}],
+        "models": [{"name": "m", "url": "http://127.0.0.1:9/v1"}],
+    }
+    base.update(over)
+    return base
+
+
+def test_loads_yaml_and_resolves_paths_relative_to_the_file(tmp_path):
+    (tmp_path / "task.yaml").write_text(
+        "name: demo\nmode: inference_and_evaluation\noutput: out\n"
+        "evaluation_sets:\n  - {name: s, path: data/q.jsonl, metrics: [f1, {name: rouge}]}\n"
+        "models:\n  - {name: m, url: 'http://127.0.0.1:9/v1'}\n"
+        "parameters: {MAX_CONCURRENCY: 7, MAX_RETRY_PER_QUERY: 2, max_tokens: 64, do_sample: false}\n"
+    )
+    spec = load_task(tmp_path / "task.yaml")
+    assert spec.output == str(tmp_path / "out")
+    assert spec.evaluation_sets[0].path == str(tmp_path / "data" / "q.jsonl")
+    assert [m.name for m in spec.evaluation_sets[0].metrics] == ["f1", "rouge"]
+    p = spec.parameters
+    assert (p.max_concurrency, p.max_retry_per_query, p.max_tokens, p.do_sample) == (7, 2, 64, False)
+
+
+def test_defaults_follow_the_platform():
+    spec = parse_task(_task())
+    assert spec.parameters.max_concurrency == 24
+    assert spec.parameters.max_retry_per_query == 0
+
+
+def test_unknown_key_names_file_and_field(tmp_path):
+    f = tmp_path / "t.json"
+    f.write_text(json.dumps(_task(models=[{"name": "m", "url": "http://x:1/v1", "temprature": 1}])))
+    with pytest.raises(SpecError) as e:
+        load_task(f)
+    assert str(f) in str(e.value)
+    assert e.value.field == "models.0.temprature"
+    assert "unknown key" in str(e.value)
+
+
+def test_invalid_yaml_gives_line(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text("name: x\nmodels: [\n  - broken: : :\n")
+    with pytest.raises(SpecError, match=r"invalid YAML at line \d+"):
+        load_task(f)
+
+
+def test_missing_file():
+    with pytest.raises(SpecError, match="task file not found"):
+        load_task("/nonexistent/task.yaml")
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "text"),
+    [
+        ({"mode": "nope"}, "mode", "evaluation_only"),
+        ({"models": [{"name": "m"}]}, "(top level)", "needs `url`"),
+        ({"models": [{"name": "bad name!", "url": "http://x:1"}]}, "models.0.name", "invalid name"),
+        ({"models": [{"name": "m", "url": "ftp://x"}]}, "models.0.url", "http://"),
+        ({"parameters": {"MAX_CONCURRENCY": 0}}, "parameters.MAX_CONCURRENCY", "greater than or equal to 1"),
+        ({"evaluation_sets": []}, "evaluation_sets", "at least 1"),
+    ],
+)
+def test_field_errors(over, field, text):
+    with pytest.raises(SpecError) as e:
+        parse_task(_task(**over))
+    assert e.value.field == field
+    assert text in str(e.value)
+
+
+def test_evaluation_only_needs_predictions_per_model():
+    data = _task(mode="evaluation_only", models=[{"name": "a"}, {"name": "b"}])
+    data["evaluation_sets"][0]["predictions"] = {"a": "pred_a"}
+    with pytest.raises(SpecError, match="no predictions for model 'b'"):
+        parse_task(data)
+    data["evaluation_sets"][0]["prediction_files"] = {"b": "b.jsonl"}
+    spec = parse_task(data)
+    assert spec.evaluation_sets[0].predictions == {"a": "pred_a"}
+
+
+def test_secrets_are_redacted_and_env_references_kept(monkeypatch):
+    spec = parse_task(
+        _task(
+            models=[
+                {"name": "lit", "url": "http://x:1/v1", "auth_header_value": "Bearer sk-LITERAL-SECRET"},
+                {"name": "env", "url": "http://x:1/v1", "auth_header_value": "Bearer ${env:MY_KEY}"},
+            ]
+        )
+    )
+    stored = json.dumps(spec.redacted())
+    assert "sk-LITERAL-SECRET" not in stored
+    assert "${env:MY_KEY}" in stored
+    assert "sk-LITERAL-SECRET" not in repr(spec)
+    monkeypatch.setenv("MY_KEY", "sk-from-env")
+    assert resolve_secret(spec.models[1].auth_header_value, field="f") == "Bearer sk-from-env"
+    monkeypatch.delenv("MY_KEY")
+    with pytest.raises(SpecError, match="MY_KEY is not set") as e:
+        resolve_secret(spec.models[1].auth_header_value, field="models.1.auth_header_value")
+    assert "sk-" not in str(e.value)
+
+
+def test_model_parameters_override_task_parameters():
+    spec = parse_task(
+        _task(
+            parameters={"temperature": 0.7, "MAX_CONCURRENCY": 8},
+            models=[{"name": "m", "url": "http://x:1/v1", "parameters": {"temperature": 0.1}}],
+        )
+    )
+    p = spec.model_parameters(spec.models[0])
+    assert (p.temperature, p.max_concurrency) == (0.1, 8)
