@@ -6,7 +6,6 @@ the query, the reference and, in Evaluation Only mode, the prediction.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,23 +21,43 @@ from rayeval.spec import EvaluationSetSpec, TaskSpec
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["SetPlan", "SourcePlan", "plan_sets", "read_items"]
+__all__ = ["SetPlan", "Shard", "SourcePlan", "plan_sets", "read_items", "row_id"]
 
 FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _CHUNK = 1 << 20
+_SHARD_UNIT = 64
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A piece of one file read by one Ray Data task: a byte range of a JSONL file, or a whole file.
+
+    Attributes:
+        path: Local path or URI of the file.
+        fmt: 'jsonl', 'json', 'csv' or 'parquet'.
+        start: First byte (JSONL only; 0 otherwise).
+        end: Byte after the last (JSONL only; -1 means the whole file).
+        rows: Rows in the shard.
+    """
+
+    path: str
+    fmt: str
+    start: int
+    end: int
+    rows: int
 
 
 @dataclass(frozen=True)
 class SourcePlan:
-    """Files that make up one evaluation set for one model (or for all models).
+    """The shards that make up one evaluation set for one model (or for all models).
 
     Attributes:
-        files: (filesystem URI-or-path, format) pairs, sorted.
+        shards: The set's files cut into shards, in file order.
         prediction_column: Column holding the prediction (Evaluation Only), else None.
         rows: Number of rows in the files.
     """
 
-    files: tuple[tuple[str, str], ...]
+    shards: tuple[Shard, ...]
     prediction_column: str | None
     rows: int
 
@@ -102,37 +121,47 @@ def _format_of(path: str) -> str | None:
     return None
 
 
-def _check_utf8_lines(path: str, required: list[str], *, field: str) -> int:
-    """Stream a JSONL file: UTF-8, one JSON object per line, required keys present. Returns rows."""
+def _scan_jsonl(path: str, required: list[str], *, field: str) -> list[Shard]:
+    """Stream a JSONL file once: UTF-8, one JSON object per line, required keys present.
+
+    Returns byte-range shards of `_SHARD_UNIT` rows (merged to the final shard size later).
+    UTF-8 never encodes a newline byte inside a character, so cutting at b"\\n" is safe.
+    """
     fs, p = _filesystem(path)
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    rows, line_no, offset, pending = 0, 0, 0, ""
+    shards: list[Shard] = []
+    offset, line_no, unit_start, unit_rows, buf, eof = 0, 0, 0, 0, b"", False
     with fs.open_input_stream(p) as f:
-        while True:
+        while not eof:
             chunk = f.read(_CHUNK)
-            final = not chunk
-            try:
-                text = decoder.decode(chunk, final=final)
-            except UnicodeDecodeError as e:
-                raise DatasetError(
-                    f"file '{path}' is not UTF-8 (bad byte near offset {offset + e.start}); re-encode it as UTF-8",
-                    field=field,
-                ) from None
-            offset += len(chunk)
-            lines = (pending + text).split("\n")
-            pending = "" if final else lines.pop()
-            for line in lines:
-                line_no += 1
-                if not line.strip():
+            eof = not chunk
+            lines = (buf + chunk).split(b"\n")
+            buf = b"" if eof else lines.pop()
+            for raw in lines:
+                start, offset, line_no = offset, offset + len(raw) + 1, line_no + 1
+                if not raw.strip():
                     continue
                 try:
-                    row = json.loads(line)
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DatasetError(
+                        f"file '{path}' line {line_no} is not UTF-8 (bad byte at offset {start + e.start}); "
+                        "re-encode the file as UTF-8",
+                        field=field,
+                    ) from None
+                try:
+                    row = json.loads(text)
                 except json.JSONDecodeError as e:
                     raise DatasetError(f"file '{path}' line {line_no}: invalid JSON ({e.msg})", field=field) from None
                 _check_row(row, required, path=path, where=f"line {line_no}", field=field)
-                rows += 1
-            if final:
-                return rows
+                if unit_rows == 0:
+                    unit_start = start
+                unit_rows += 1
+                if unit_rows == _SHARD_UNIT:
+                    shards.append(Shard(path, "jsonl", unit_start, offset, unit_rows))
+                    unit_rows = 0
+    if unit_rows:
+        shards.append(Shard(path, "jsonl", unit_start, offset, unit_rows))
+    return shards
 
 
 def _check_row(row: Any, required: list[str], *, path: str, where: str, field: str) -> None:
@@ -147,10 +176,10 @@ def _check_row(row: Any, required: list[str], *, path: str, where: str, field: s
         )
 
 
-def _check_file(path: str, fmt: str, required: list[str], *, field: str) -> int:
-    """Check that a file can be read and holds the required columns; return its row count."""
+def _scan_file(path: str, fmt: str, required: list[str], *, field: str) -> list[Shard]:
+    """Check that a file can be read and holds the required columns; return its shards."""
     if fmt == "jsonl":
-        return _check_utf8_lines(path, required, field=field)
+        return _scan_jsonl(path, required, field=field)
     fs, p = _filesystem(path)
     if fmt == "json":
         with fs.open_input_stream(p) as f:
@@ -160,11 +189,11 @@ def _check_file(path: str, fmt: str, required: list[str], *, field: str) -> int:
         except UnicodeDecodeError as e:
             raise DatasetError(f"file '{path}' is not UTF-8 (bad byte at offset {e.start})", field=field) from None
         except json.JSONDecodeError:
-            return _check_utf8_lines(path, required, field=field)  # JSON Lines named .json
+            return _scan_jsonl(path, required, field=field)  # JSON Lines named .json
         rows = data if isinstance(data, list) else [data]
         for i, row in enumerate(rows):
             _check_row(row, required, path=path, where=f"item {i}", field=field)
-        return len(rows)
+        return [Shard(path, "json", 0, -1, len(rows))]
     if fmt == "csv":
         import pyarrow.csv as pacsv
 
@@ -172,7 +201,7 @@ def _check_file(path: str, fmt: str, required: list[str], *, field: str) -> int:
             with fs.open_input_stream(p) as f:
                 reader = pacsv.open_csv(f, convert_options=pacsv.ConvertOptions(check_utf8=True))
                 _check_row(dict.fromkeys(reader.schema.names), required, path=path, where="header", field=field)
-                return sum(batch.num_rows for batch in reader)
+                return [Shard(path, "csv", 0, -1, sum(batch.num_rows for batch in reader))]
         except pa.ArrowInvalid as e:
             raise DatasetError(f"file '{path}' cannot be read as UTF-8 CSV: {e}", field=field) from None
     import pyarrow.parquet as pq
@@ -182,7 +211,24 @@ def _check_file(path: str, fmt: str, required: list[str], *, field: str) -> int:
     except (pa.ArrowInvalid, OSError) as e:
         raise DatasetError(f"file '{path}' is not a readable Parquet file: {e}", field=field) from None
     _check_row(dict.fromkeys(meta.schema.names), required, path=path, where="schema", field=field)
-    return meta.num_rows
+    return [Shard(path, "parquet", 0, -1, meta.num_rows)]
+
+
+def shard_rows(total: int) -> int:
+    """Rows per shard: small sets get many shards (parallelism, fine progress), big ones a few hundred."""
+    return max(_SHARD_UNIT, min(4096, (total // 64) // _SHARD_UNIT * _SHARD_UNIT))
+
+
+def _merge(shards: list[Shard], target: int) -> list[Shard]:
+    """Merge consecutive JSONL units of one file into shards of about `target` rows."""
+    out: list[Shard] = []
+    for sh in shards:
+        last = out[-1] if out else None
+        if last and sh.fmt == "jsonl" and last.fmt == "jsonl" and last.path == sh.path and last.rows < target:
+            out[-1] = Shard(sh.path, "jsonl", last.start, sh.end, last.rows + sh.rows)
+        else:
+            out.append(sh)
+    return out
 
 
 def _plan_source(
@@ -191,10 +237,11 @@ def _plan_source(
     files: list[tuple[str, str]] = []
     for path in paths:
         files.extend(_list_files(path, set_name=set_name, field=field))
-    rows = sum(_check_file(f, fmt, required, field=field) for f, fmt in files)
+    units = [sh for f, fmt in files for sh in _scan_file(f, fmt, required, field=field)]
+    rows = sum(sh.rows for sh in units)
     if rows == 0:
         raise DatasetError(f"set '{set_name}' has no rows in {', '.join(paths)}", field=field)
-    return SourcePlan(files=tuple(files), prediction_column=prediction_column, rows=rows)
+    return SourcePlan(shards=tuple(_merge(units, shard_rows(rows))), prediction_column=prediction_column, rows=rows)
 
 
 def plan_sets(spec: TaskSpec) -> list[SetPlan]:
@@ -222,7 +269,7 @@ def plan_sets(spec: TaskSpec) -> list[SetPlan]:
                     field=f"evaluation_sets.{i}.prediction_files.{model}",
                 )
             elif model in s.predictions and shared is not None:
-                per_model[model] = SourcePlan(shared.files, s.predictions[model], shared.rows)
+                per_model[model] = SourcePlan(shared.shards, s.predictions[model], shared.rows)
         plans.append(SetPlan(spec=s, shared=shared, per_model=per_model))
     return plans
 
@@ -246,18 +293,13 @@ def row_id(row: dict[str, Any]) -> str:
 class _Normalizer:
     """Turns raw rows of one source into ITEM_SCHEMA rows. Picklable; runs in Ray Data tasks."""
 
-    def __init__(self, set_spec: EvaluationSetSpec, prediction_column: str | None, parse_lines: bool):
+    def __init__(self, set_spec: EvaluationSetSpec, prediction_column: str | None):
         self.set_name = set_spec.name
         self.cols = set_spec.columns
         self.prediction_column = prediction_column
-        self.parse_lines = parse_lines
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        if self.parse_lines:
-            rows = [json.loads(t) for t in batch.column("text").to_pylist() if t.strip()]
-        else:
-            rows = batch.to_pylist()
-        return self.rows_to_table(rows)
+        return self.rows_to_table(batch.to_pylist())
 
     def rows_to_table(self, rows: list[dict[str, Any]]) -> pa.Table:
         c = self.cols
@@ -272,65 +314,88 @@ class _Normalizer:
         return pa.table(out, schema=ITEM_SCHEMA)
 
 
-def _parse_json_file(row: dict[str, Any], normalizer: _Normalizer) -> pa.Table:
-    text = row["bytes"].decode("utf-8")
-    try:
-        data = json.loads(text)
-        rows = data if isinstance(data, list) else [data]
-    except json.JSONDecodeError:
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return normalizer.rows_to_table(rows)
-
-
 def read_items(set_plan: SetPlan, model: str | None) -> ray.data.Dataset:
     """A lazy Ray Data dataset of the set's items (for `model`'s predictions in Evaluation Only mode).
 
-    JSONL is read as text lines and parsed in the stream, so mixed-type columns never break the
-    schema; CSV and Parquet are read by Ray Data's readers; everything ends in ITEM_SCHEMA.
+    JSONL files are read shard by shard (byte ranges found when the set was checked), one Ray
+    Data task per shard, and parsed in the stream so mixed-type columns never break the schema;
+    CSV and Parquet files go through Ray Data's readers. Everything ends in ITEM_SCHEMA.
     """
     import ray.data
 
     source = set_plan.source_for(model) if model else set_plan.shared
     assert source is not None
-    by_format: dict[str, list[str]] = {}
-    for path, fmt in source.files:
-        by_format.setdefault(fmt, []).append(path)
+    norm = _Normalizer(set_plan.spec, source.prediction_column)
     parts = []
-    for fmt, paths in sorted(by_format.items()):
-        fs, _ = _filesystem(paths[0])
+    shards = [sh for sh in source.shards if sh.fmt in ("jsonl", "json")]
+    if shards:
+        parts.append(ray.data.read_datasource(_ShardDatasource(shards, norm), num_cpus=0.25))
+    for fmt in ("csv", "parquet"):
+        paths = [sh.path for sh in source.shards if sh.fmt == fmt]
+        if not paths:
+            continue
+        fs = _filesystem(paths[0])[0]
         local = [_filesystem(p)[1] for p in paths]
-        if fmt == "jsonl":
-            norm = _Normalizer(set_plan.spec, source.prediction_column, parse_lines=True)
-            ds = ray.data.read_text(local, filesystem=fs, num_cpus=0.25)
-            parts.append(ds.map_batches(norm, batch_format="pyarrow", batch_size=1024, num_cpus=0.25))
-        elif fmt == "json":
-            norm = _Normalizer(set_plan.spec, source.prediction_column, parse_lines=False)
-            ds = ray.data.read_binary_files(local, filesystem=fs, num_cpus=0.25)
-            parts.append(ds.map_batches(_JsonFiles(norm), batch_format="pyarrow", batch_size=1, num_cpus=0.25))
-        else:
-            norm = _Normalizer(set_plan.spec, source.prediction_column, parse_lines=False)
-            if fmt == "csv":
-                import pyarrow.csv as pacsv
+        if fmt == "csv":
+            import pyarrow.csv as pacsv
 
-                c = set_plan.spec.columns
-                known = [x for x in (c.id, c.query, c.reference, source.prediction_column) if x]
-                types = pacsv.ConvertOptions(column_types=dict.fromkeys(known, pa.string()))
-                ds = ray.data.read_csv(local, filesystem=fs, num_cpus=0.25, convert_options=types)
-            else:
-                ds = ray.data.read_parquet(local, filesystem=fs, num_cpus=0.25)
-            parts.append(ds.map_batches(norm, batch_format="pyarrow", batch_size=1024, num_cpus=0.25))
+            c = set_plan.spec.columns
+            known = [x for x in (c.id, c.query, c.reference, source.prediction_column) if x]
+            types = pacsv.ConvertOptions(column_types=dict.fromkeys(known, pa.string()))
+            ds = ray.data.read_csv(local, filesystem=fs, num_cpus=0.25, convert_options=types)
+        else:
+            ds = ray.data.read_parquet(local, filesystem=fs, num_cpus=0.25)
+        parts.append(ds.map_batches(norm, batch_format="pyarrow", batch_size=1024, num_cpus=0.25))
     ds = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
     if set_plan.spec.limit:
         ds = ds.limit(set_plan.spec.limit)
     return ds
 
 
-class _JsonFiles:
-    """Parses whole .json files (a JSON array, one object, or JSON Lines) into items."""
+def _read_shard(shard: Shard, normalizer: _Normalizer) -> pa.Table:
+    """Read one JSONL byte range (or one whole .json file) and normalise its rows."""
+    fs, p = _filesystem(shard.path)
+    if shard.fmt == "json" and shard.end < 0:
+        with fs.open_input_stream(p) as f:
+            data = json.loads(f.read().decode("utf-8"))
+        return normalizer.rows_to_table(data if isinstance(data, list) else [data])
+    with fs.open_input_file(p) as f:
+        f.seek(shard.start)
+        raw = f.read(shard.end - shard.start)
+    return normalizer.rows_to_table([json.loads(line) for line in raw.decode("utf-8").split("\n") if line.strip()])
 
-    def __init__(self, normalizer: _Normalizer):
+
+def _datasource_base():
+    from ray.data import Datasource
+
+    return Datasource
+
+
+class _ShardDatasource(_datasource_base()):
+    """A Ray Data datasource with one read task per shard, each declaring its true row count."""
+
+    def __init__(self, shards: list[Shard], normalizer: _Normalizer):
+        self.shards = shards
         self.normalizer = normalizer
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        tables = [_parse_json_file(row, self.normalizer) for row in batch.to_pylist()]
-        return pa.concat_tables(tables) if tables else self.normalizer.rows_to_table([])
+    def estimate_inmemory_data_size(self) -> int | None:
+        return sum(max(sh.end - sh.start, 0) for sh in self.shards) or None
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None):
+        from ray.data import ReadTask
+        from ray.data.block import BlockMetadata
+
+        tasks = []
+        for sh in self.shards:
+            meta = BlockMetadata(
+                num_rows=sh.rows, size_bytes=max(sh.end - sh.start, 0) or None, exec_stats=None, input_files=(sh.path,)
+            )
+            tasks.append(
+                ReadTask(
+                    lambda sh=sh: [_read_shard(sh, self.normalizer)],
+                    meta,
+                    schema=ITEM_SCHEMA,
+                    per_task_row_limit=per_task_row_limit,
+                )
+            )
+        return tasks

@@ -31,6 +31,7 @@ class SpecError(RayevalError):
     exit_code = 2
 
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
+        self.message = message
         self.source = source
         self.field = field
         where = []
@@ -40,6 +41,12 @@ class SpecError(RayevalError):
             where.append(f"field '{field}'")
         prefix = ": ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    def with_source(self, source: str | None) -> SpecError:
+        """The same error, naming the task file it came from (when it did not already)."""
+        if self.source or not source:
+            return self
+        return type(self)(self.message, source=source, field=self.field)
 
 
 class DatasetError(SpecError):

@@ -94,7 +94,7 @@ def format_summary(rows: list[dict[str, Any]], fmt: str = "table") -> str:
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        return buf.getvalue()
+        return buf.getvalue().rstrip("\n")
     table = [fields] + [
         [str(r[f]) if f != "value" else ("n/a" if r[f] is None else f"{r[f]:.4f}") for f in fields] for r in rows
     ]

@@ -38,7 +38,7 @@ def mixed_folder(tmp_path):
 def test_plan_counts_every_format_in_a_folder(mixed_folder):
     (plan,) = plan_sets(_spec(mixed_folder))
     assert plan.shared.rows == 5 + 2 + 2 + 3
-    assert sorted(fmt for _, fmt in plan.shared.files) == ["csv", "json", "jsonl", "parquet"]
+    assert sorted(sh.fmt for sh in plan.shared.shards) == ["csv", "json", "jsonl", "parquet"]
 
 
 def test_read_items_streams_all_formats_with_stable_ids(ray_cluster, mixed_folder):
@@ -105,3 +105,23 @@ def test_prediction_columns_are_checked_in_evaluation_only(tmp_path):
         plan_sets(_spec(tmp_path / "x.jsonl", mode="evaluation_only", predictions={"m": "pred"}))
     (plan,) = plan_sets(_spec(tmp_path / "x.jsonl", mode="evaluation_only", predictions={"m": "out"}))
     assert plan.source_for("m").prediction_column == "out"
+
+
+def test_big_jsonl_is_cut_into_byte_range_shards_read_exactly_once(ray_cluster, tmp_path):
+    rows = [{"query": f"q{i} é", "reference": str(i)} for i in range(5000)]
+    _jsonl(tmp_path / "big.jsonl", rows)
+    (plan,) = plan_sets(_spec(tmp_path / "big.jsonl"))
+    shards = plan.shared.shards
+    assert len(shards) > 10 and sum(sh.rows for sh in shards) == 5000
+    assert all(a.end == b.start for a, b in zip(shards, shards[1:]))
+    ds = read_items(plan, None)
+    assert ds.materialize().num_blocks() >= len(shards)
+    got = sorted(r["reference"] for r in ds.take_all())
+    assert got == sorted(str(i) for i in range(5000))
+
+
+def test_non_utf8_byte_deep_in_a_file_names_the_line(tmp_path):
+    good = "".join(json.dumps({"query": f"q{i}", "reference": "r"}) + "\n" for i in range(3000))
+    (tmp_path / "x.jsonl").write_bytes(good.encode() + b'{"query": "\xff", "reference": "r"}\n')
+    with pytest.raises(DatasetError, match="line 3001 is not UTF-8"):
+        plan_sets(_spec(tmp_path / "x.jsonl"))

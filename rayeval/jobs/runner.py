@@ -22,7 +22,7 @@ from rayeval.actors.coordinator import get_coordinator
 from rayeval.actors.limiter import create_limiter
 from rayeval.client import check_service, resolve_endpoint
 from rayeval.datasets import SetPlan, plan_sets
-from rayeval.errors import MetricError, ServiceError
+from rayeval.errors import MetricError, ServiceError, SpecError
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.report import metric_outputs, summarize
 from rayeval.spec import TaskSpec, resolve_secret
@@ -61,12 +61,11 @@ def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], lis
         try:
             outs = [o for o, _ in metric_outputs({s.name: metrics_by_set[s.name]})[s.name]]
         except MetricError as e:
-            raise MetricError(str(e), source=spec.source, field=f"evaluation_sets.{i}.metrics") from None
+            raise MetricError(e.message, field=f"evaluation_sets.{i}.metrics") from None
         dupes = sorted({o for o in outs if outs.count(o) > 1})
         if dupes:
             raise MetricError(
                 f"metrics of set '{s.name}' produce the same output twice ({', '.join(dupes)}); list each once",
-                source=spec.source,
                 field=f"evaluation_sets.{i}.metrics",
             )
     outputs = sorted({o for outs in metric_outputs(metrics_by_set).values() for o, _ in outs})
@@ -80,12 +79,15 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
         SpecError: bad metrics, sets or secrets (DatasetError/MetricError are SpecErrors).
         ServiceError: a model service is unreachable or refuses the credentials.
     """
-    metrics_by_set, outputs = _check_metrics(spec)
-    plans = plan_sets(spec)
-    auth_values = {
-        m.name: resolve_secret(m.auth_header_value, field=f"models.{i}.auth_header_value")
-        for i, m in enumerate(spec.models)
-    }
+    try:
+        metrics_by_set, outputs = _check_metrics(spec)
+        plans = plan_sets(spec)
+        auth_values = {
+            m.name: resolve_secret(m.auth_header_value, field=f"models.{i}.auth_header_value")
+            for i, m in enumerate(spec.models)
+        }
+    except SpecError as e:
+        raise e.with_source(spec.source) from None
     if check_services and spec.mode == "inference_and_evaluation":
         for m in spec.models:
             endpoint = resolve_endpoint(m, auth_values[m.name], spec.model_parameters(m).request_timeout)

@@ -81,7 +81,10 @@ def test_max_concurrency_holds_across_actors(ray_cluster, stub_server, tmp_path)
 def _fault_run(stub_server, tmp_path, retries):
     server = stub_server(latency=0.005)
     server.set_faults(
-        rate=0.3, kinds=("500", "503", "429", "malformed", "malformed_json"), retry_after=0.05, seed=7,
+        rate=0.3,
+        kinds=("500", "503", "429", "malformed", "malformed_json"),
+        retry_after=0.05,
+        seed=7,
         per_prompt_failures=2,
     )
     data = write_items(tmp_path / "items.jsonl", 60)
@@ -134,9 +137,7 @@ def _gsm8k_answer(text: str) -> float | None:
     return None
 
 
-def test_evaluation_only_on_real_gsm8k_matches_an_independent_computation(
-    ray_cluster, gsm8k_predictions, tmp_path
-):
+def test_evaluation_only_on_real_gsm8k_matches_an_independent_computation(ray_cluster, gsm8k_predictions, tmp_path):
     files = {p.stem.replace("_", "-"): p for p in sorted(gsm8k_predictions.glob("*.jsonl"))}
     task = {
         "name": "gsm8k",
@@ -157,9 +158,7 @@ def test_evaluation_only_on_real_gsm8k_matches_an_independent_computation(
     stored = handle.items().to_table(columns=["model", "item_id", "score__numeric_match"])
     for name, path in files.items():
         items = [json.loads(line) for line in path.read_text().splitlines()]
-        expected = {
-            it["id"]: float(_gsm8k_answer(it["prediction"]) == _gsm8k_answer(it["answer"])) for it in items
-        }
+        expected = {it["id"]: float(_gsm8k_answer(it["prediction"]) == _gsm8k_answer(it["answer"])) for it in items}
         mine = stored.filter(pc.equal(stored["model"], name)).to_pylist()
         assert {r["item_id"]: r["score__numeric_match"] for r in mine} == expected
         assert summary[name]["items"] == 1319 and summary[name]["errors"] == 0
