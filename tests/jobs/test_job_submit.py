@@ -1,0 +1,115 @@
+"""`ray job submit` and `rayeval submit` against a real `ray start --head` cluster started here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from rayeval.cli import main
+from tests.support.tasks import inference_task, write_items
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head_cluster(tmp_path_factory):
+    """A separate Ray cluster from `ray start --head --block`, stopped by PID (never `ray stop`)."""
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray puts unix sockets in it
+    home = tmp_path_factory.mktemp("job-home")
+    dashboard = _free_port()
+    env = {**os.environ, "RAYEVAL_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [
+        str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=4", f"--temp-dir={temp_dir}",
+        f"--port={_free_port()}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+        f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}", f"--metrics-export-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{address}/api/version", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"ray start --head did not come up: {out[-3000:]}")
+        time.sleep(0.5)
+    yield address, env
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_the_task_entrypoint(head_cluster, stub_server, tmp_path):
+    address, env = head_cluster
+    server = stub_server()
+    workdir = tmp_path / "work"
+    write_items(workdir / "data" / "items.jsonl", 30)
+    task = inference_task(
+        Path("data/items.jsonl"), tmp_path / "out", [{"name": "m", "url": server.url, "model": "stub-model"}],
+        name="jobtask",
+    )  # fmt: skip
+    (workdir / "task.yaml").write_text(yaml.safe_dump(task))
+    result = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(workdir), "--",
+         "python", "-m", "rayeval.jobs.run_task", "task.yaml"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "numeric_match" in result.stdout and "succeeded" in result.stdout
+    (task_dir,) = [p for p in (tmp_path / "out").iterdir() if p.name.startswith("jobtask-")]
+    summary = json.loads((task_dir / "summary.json").read_text())
+    assert {(r["metric"], r["value"], r["items"], r["errors"]) for r in summary} == {
+        ("numeric_match", 1.0, 30, 0),
+        ("exact_match", 0.0, 30, 0),
+    }
+    assert server.total_requests == 30
+
+
+def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, tmp_path):
+    address, _ = head_cluster
+    server = stub_server(api_key="job-secret-999")
+    data = write_items(tmp_path / "items.jsonl", 25)
+    task = inference_task(
+        data, tmp_path / "out",
+        [{"name": "m", "url": server.url, "model": "stub-model", "auth_header_value": "Bearer job-secret-999"}],
+        name="submitted",
+    )  # fmt: skip
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    result = CliRunner().invoke(main, ["submit", str(tmp_path / "task.yaml"), "--address", address, "--wait"])
+    assert result.exit_code == 0, result.output
+    task_id = result.output.splitlines()[0]
+    assert task_id.startswith("submitted-")
+    assert "numeric_match  1.0000  25" in result.output
+    record = json.loads((tmp_path / "out" / task_id / "task.json").read_text())
+    assert record["state"] == "succeeded" and record["job_id"]
+    stored = "".join(p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*.json"))
+    assert "job-secret-999" not in stored
