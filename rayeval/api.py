@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rayeval.actors.coordinator import TERMINAL, progress_fraction
-from rayeval.errors import RayevalError
+from rayeval.errors import RayevalError, ServiceError
 from rayeval.spec import TaskSpec, load_task, parse_task
 from rayeval.store import ResultsStore
 
@@ -186,7 +186,13 @@ def submit(
     task_spec = _as_spec(spec)
     task_id = new_task_id(task_spec.name)
     dashboard = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
-    client = JobSubmissionClient(dashboard)
+    try:
+        client = JobSubmissionClient(dashboard)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ServiceError(
+            f"cannot reach the Ray dashboard at {dashboard} ({e}); start a cluster with `ray start --head` "
+            "or pass --address http://HEAD:8265"
+        ) from None
     workdir = tempfile.mkdtemp(prefix="rayeval-submit-")
     Path(workdir, "task.json").write_text(json.dumps(_spec_payload(task_spec)), encoding="utf-8")
     env: dict[str, Any] = {"working_dir": workdir, **(runtime_env or {})}

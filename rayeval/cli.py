@@ -74,7 +74,7 @@ def run(task_file: str, address: str | None, as_json: bool, quiet: bool) -> None
     from rayeval.report import format_summary
 
     ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     handle = run_task(task_file, address=address, on_progress=_progress_printer(quiet))
     rows = handle.results()
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)

@@ -8,6 +8,7 @@ __all__ = [
     "RayevalError",
     "ServiceError",
     "SpecError",
+    "TaskFailedError",
     "TaskNotFoundError",
 ]
 
@@ -68,3 +69,10 @@ class ServiceError(RayevalError):
 
 class TaskNotFoundError(RayevalError):
     """No task with the given id or name is known to the coordinator or the results store."""
+
+
+class TaskFailedError(RayevalError):
+    """The task's pipeline failed as a whole (single items failing never cause this).
+
+    What was written before the failure stays in the results store; the task's record holds the error.
+    """

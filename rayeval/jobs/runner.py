@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -22,7 +24,7 @@ from rayeval.actors.coordinator import get_coordinator
 from rayeval.actors.limiter import create_limiter
 from rayeval.client import check_service, resolve_endpoint
 from rayeval.datasets import SetPlan, plan_sets
-from rayeval.errors import MetricError, ServiceError, SpecError
+from rayeval.errors import MetricError, ServiceError, SpecError, TaskFailedError
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.report import metric_outputs, summarize
 from rayeval.spec import TaskSpec, resolve_secret
@@ -54,6 +56,13 @@ class PreparedTask:
         """The task's results store."""
         return ResultsStore(self.spec.output)
 
+    def scrub(self, text: str) -> str:
+        """Remove every resolved credential from a text."""
+        for value in self.auth_values.values():
+            if value:
+                text = text.replace(value, "***")
+        return text
+
 
 def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     metrics_by_set = {s.name: [ref.model_dump() for ref in s.metrics] for s in spec.evaluation_sets}
@@ -72,6 +81,20 @@ def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], lis
     return metrics_by_set, outputs
 
 
+def _check_output(location: str) -> None:
+    """A local output location must be a folder we can create or write (URIs are checked on write)."""
+    if "://" in location:
+        return
+    path = Path(location)
+    if path.exists() and not path.is_dir():
+        raise SpecError(f"output '{location}' is a file; give a folder", field="output")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SpecError(f"output '{location}' cannot be created: '{probe}' is not writable", field="output")
+
+
 def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool = True) -> PreparedTask:
     """Validate everything a task needs before anything is written.
 
@@ -86,6 +109,7 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
             m.name: resolve_secret(m.auth_header_value, field=f"models.{i}.auth_header_value")
             for i, m in enumerate(spec.models)
         }
+        _check_output(spec.output)
     except SpecError as e:
         raise e.with_source(spec.source) from None
     if check_services and spec.mode == "inference_and_evaluation":
@@ -189,7 +213,10 @@ def run_prepared(
             ray_remote_args={"num_cpus": spec.resources.actor_num_cpus},
         )
     except BaseException as e:
-        ray.get(coordinator.set_state.remote(task.task_id, "failed", error=f"{type(e).__name__}: {e}"[:2000]))
+        error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
+        ray.get(coordinator.set_state.remote(task.task_id, "failed", error=error))
+        if isinstance(e, Exception):
+            raise TaskFailedError(f"task {task.task_id} failed: {error}") from e
         raise
     finally:
         if monitor is not None:
