@@ -106,7 +106,7 @@ class TaskHandle:
             raise RayevalError(f"task {self.task_id} has no summary yet (state: {self.status()['state']})")
         return rows
 
-    def items(self, columns: list[str] | None = None):
+    def items(self):
         """The per-item results as a pyarrow dataset (read lazily)."""
         return self.store.results_dataset(self.task_id)
 

@@ -7,6 +7,7 @@ Everything a task does is declared here and validated before anything runs.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -279,8 +280,6 @@ def resolve_secret(value: SecretStr | None, *, field: str) -> str | None:
     Raises:
         SpecError: a referenced variable is not set (the message names it, never a value).
     """
-    import os
-
     if value is None:
         return None
     raw = value.get_secret_value()

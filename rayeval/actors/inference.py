@@ -14,7 +14,7 @@ from rayeval.client import infer_one, request_body, resolve_endpoint
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
 
-__all__ = ["InferenceActor", "attach_eval_only_columns"]
+__all__ = ["InferenceActor", "EvalOnlyColumns"]
 
 
 class InferenceActor:
@@ -76,7 +76,7 @@ class InferenceActor:
         yield with_inference_columns(batch, self.model.name, columns)
 
 
-class attach_eval_only_columns:  # noqa: N801 - a picklable callable used like a function
+class EvalOnlyColumns:
     """Evaluation Only: the prediction is already in the item; add empty inference columns."""
 
     def __init__(self, model: str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rayeval.actors.inference import InferenceActor, attach_eval_only_columns
+from rayeval.actors.inference import EvalOnlyColumns, InferenceActor
 from rayeval.actors.scoring import ScoringActor
 from rayeval.datasets import SetPlan, read_items
 from rayeval.spec import TaskSpec
@@ -42,9 +42,7 @@ def build_dataset(
             for plan in plans:
                 items = read_items(plan, model.name)
                 branches.append(
-                    items.map_batches(
-                        attach_eval_only_columns(model.name), batch_format="pyarrow", num_cpus=res.actor_num_cpus
-                    )
+                    items.map_batches(EvalOnlyColumns(model.name), batch_format="pyarrow", num_cpus=res.actor_num_cpus)
                 )
             continue
         items = _union([read_items(plan, None) for plan in plans])

@@ -43,31 +43,35 @@ def squad_f1(prediction: str, answer: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+class _BestOverAnswers(Metric):
+    """Scores a prediction against each acceptable answer and keeps the best."""
+
+    @staticmethod
+    def compare(prediction: str, answer: str) -> float:
+        """Score of the prediction against one answer."""
+        raise NotImplementedError
+
+    def score(self, prediction: str, reference: str, item: dict[str, Any]) -> ItemScore:
+        """The best score over the acceptable answers (None when the reference has none)."""
+        answers = reference_answers(reference)
+        if not answers:
+            return ItemScore({self.name: None}, {"reason": "reference has no answers"})
+        return ItemScore({self.name: max(self.compare(prediction, a) for a in answers)})
+
+
 @register_metric
-class ExactMatch(Metric):
+class ExactMatch(_BestOverAnswers):
     """Normalised exact match, best over the acceptable answers."""
 
     name = "exact_match"
     description = "SQuAD-normalised exact match (max over answers in a JSON-list reference)"
-
-    def score(self, prediction: str, reference: str, item: dict[str, Any]) -> ItemScore:
-        """Scores 1.0 when the prediction matches any acceptable answer."""
-        answers = reference_answers(reference)
-        if not answers:
-            return ItemScore({self.name: None}, {"reason": "reference has no answers"})
-        return ItemScore({self.name: max(squad_exact_match(prediction, a) for a in answers)})
+    compare = staticmethod(squad_exact_match)
 
 
 @register_metric
-class F1(Metric):
+class F1(_BestOverAnswers):
     """SQuAD token F1, best over the acceptable answers."""
 
     name = "f1"
     description = "SQuAD token-level F1 (max over answers in a JSON-list reference)"
-
-    def score(self, prediction: str, reference: str, item: dict[str, Any]) -> ItemScore:
-        """Scores the best token F1 over the acceptable answers."""
-        answers = reference_answers(reference)
-        if not answers:
-            return ItemScore({self.name: None}, {"reason": "reference has no answers"})
-        return ItemScore({self.name: max(squad_f1(prediction, a) for a in answers)})
+    compare = staticmethod(squad_f1)
