@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from rayeval.actors.limiter import NAMESPACE, limiter_name
+from rayeval.actors.limiter import NAMESPACE, limiter_name, share_size
 from rayeval.client import infer_one, request_body, resolve_endpoint
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
@@ -24,26 +24,38 @@ class InferenceActor:
     connection pool and the cluster-wide limiter, so MAX_CONCURRENCY is never exceeded.
     """
 
-    def __init__(self, task_id: str, model: dict[str, Any], parameters: dict[str, Any], auth_value: str | None):
+    def __init__(
+        self,
+        task_id: str,
+        model: dict[str, Any],
+        parameters: dict[str, Any],
+        auth_value: str | None,
+        pool_size: int,
+    ):
         self.model = ModelSpec.model_validate(model)
         self.params = Parameters.model_validate(parameters)
         self.endpoint = resolve_endpoint(self.model, auth_value, self.params.request_timeout)
-        self.limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
+        limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
+        holder = ray.get_runtime_context().get_actor_id()
+        want = share_size(self.params.max_concurrency, pool_size)
+        self.permits = ray.get(limiter.lease.remote(holder, want))
+        self._semaphore: asyncio.Semaphore | None = None
         self._client = None
 
     def _http(self):
         import httpx
 
         if self._client is None:
-            limits = httpx.Limits(max_connections=self.params.max_concurrency, max_keepalive_connections=None)
+            limits = httpx.Limits(max_connections=self.permits, max_keepalive_connections=self.permits)
             self._client = httpx.AsyncClient(limits=limits, timeout=self.params.request_timeout)
+            self._semaphore = asyncio.Semaphore(self.permits)
         return self._client
 
     async def _acquire(self) -> None:
-        await self.limiter.acquire.remote()
+        await self._semaphore.acquire()
 
     def _release(self) -> None:
-        self.limiter.release.remote()
+        self._semaphore.release()
 
     async def __call__(self, batch: pa.Table) -> AsyncIterator[pa.Table]:
         client = self._http()

@@ -1,39 +1,60 @@
 """A cluster-wide bound on requests in flight to one model.
 
-Every inference actor of a task asks the same named limiter for a permit before each request,
-so MAX_CONCURRENCY holds across actors and nodes, not per actor.
+MAX_CONCURRENCY permits live in one named limiter actor per task and model. Each inference
+actor leases a share of them once, when it starts (ceil(C / actors), fewer when fewer are left),
+and then bounds its own requests with a local semaphore of that size. The shares never add up to
+more than C, so the bound holds across actors and nodes, and no request pays a round trip to
+the limiter. Leases are keyed by actor id, which survives a Ray actor restart, so a restarted
+actor gets its own share back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 
 import ray
 
-__all__ = ["ConcurrencyLimiter", "create_limiter", "limiter_name"]
+__all__ = ["ConcurrencyLimiter", "create_limiter", "limiter_name", "share_size"]
 
 NAMESPACE = "rayeval"
 
 
-@ray.remote(num_cpus=0, max_concurrency=100_000)
+def share_size(limit: int, actors: int) -> int:
+    """Permits one of `actors` actors asks for."""
+    return math.ceil(limit / max(1, actors))
+
+
+@ray.remote(num_cpus=0, max_concurrency=1000)
 class ConcurrencyLimiter:
-    """An async actor holding `limit` permits."""
+    """An async actor handing out `limit` permits as per-actor leases."""
 
     def __init__(self, limit: int):
         self._limit = limit
-        self._sem = asyncio.Semaphore(limit)
+        self._leases: dict[str, int] = {}
+        self._freed = asyncio.Condition()
 
-    async def acquire(self) -> None:
-        """Wait for a permit."""
-        await self._sem.acquire()
+    def _available(self) -> int:
+        return self._limit - sum(self._leases.values())
 
-    async def release(self) -> None:
-        """Give a permit back."""
-        self._sem.release()
+    async def lease(self, holder: str, want: int) -> int:
+        """Lease up to `want` permits for `holder` (waits until at least one is free)."""
+        if holder in self._leases:
+            return self._leases[holder]
+        async with self._freed:
+            await self._freed.wait_for(lambda: self._available() > 0)
+            self._leases[holder] = min(want, self._available())
+        return self._leases[holder]
 
-    async def in_use(self) -> int:
-        """Permits currently held."""
-        return self._limit - self._sem._value
+    async def release(self, holder: str) -> None:
+        """Give a holder's permits back."""
+        async with self._freed:
+            self._leases.pop(holder, None)
+            self._freed.notify_all()
+
+    async def leases(self) -> dict[str, int]:
+        """Current leases by holder."""
+        return dict(self._leases)
 
 
 def limiter_name(task_id: str, model: str) -> str:

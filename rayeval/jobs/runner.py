@@ -192,7 +192,7 @@ def run_prepared(
     limiters = []
     if spec.mode == "inference_and_evaluation":
         limiters = [create_limiter(task.task_id, m.name, spec.model_parameters(m).max_concurrency) for m in spec.models]
-        ray.get([lim.in_use.remote() for lim in limiters])
+        ray.get([lim.leases.remote() for lim in limiters])
     monitor = None
     if on_progress is not None:
         monitor = _ProgressMonitor(coordinator, task.task_id, on_progress, progress_every)
