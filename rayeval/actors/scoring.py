@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import traceback
 from collections import Counter
 from typing import Any
@@ -12,6 +13,8 @@ import pyarrow as pa
 from rayeval.schema import score_column
 
 __all__ = ["ScoringActor"]
+
+REPORT_EVERY_S = 0.25
 
 
 class ScoringActor:
@@ -34,6 +37,9 @@ class ScoringActor:
         }
         self.outputs = outputs
         self.coordinator = get_coordinator(create=False)
+        self._done: Counter[tuple[str, str]] = Counter()
+        self._errors: Counter[tuple[str, str]] = Counter()
+        self._last_report = 0.0
 
     def _score_row(self, row: dict[str, Any], scores: dict[str, list[Any]]) -> str | None:
         values: dict[str, float | None] = {}
@@ -60,9 +66,23 @@ class ScoringActor:
         for out in self.outputs:
             batch = batch.append_column(pa.field(score_column(out), pa.float64()), pa.array(scores[out], pa.float64()))
         batch = batch.append_column(pa.field("details", pa.string()), pa.array(details, pa.string()))
-        if self.coordinator is not None:
-            done = Counter((r["model"], r["eval_set"]) for r in rows)
-            errors = Counter((r["model"], r["eval_set"]) for r in rows if r["error"] is not None)
-            report = [(m, s, n, errors[(m, s)]) for (m, s), n in done.items()]
-            self.coordinator.report.remote(self.task_id, report)
+        self._count(rows)
         return batch
+
+    def _count(self, rows: list[dict[str, Any]]) -> None:
+        """Add to the progress counts; send them to the coordinator at most every REPORT_EVERY_S.
+
+        Whatever is still unsent when the stream ends is reconciled from the results store.
+        """
+        for r in rows:
+            key = (r["model"], r["eval_set"])
+            self._done[key] += 1
+            self._errors[key] += r["error"] is not None
+        now = time.monotonic()
+        if self.coordinator is None or now - self._last_report < REPORT_EVERY_S:
+            return
+        report = [(m, s, n, self._errors[(m, s)]) for (m, s), n in self._done.items()]
+        self.coordinator.report.remote(self.task_id, report)
+        self._done.clear()
+        self._errors.clear()
+        self._last_report = now
