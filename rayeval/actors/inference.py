@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from rayeval.actors.limiter import NAMESPACE, limiter_name, share_size
+from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.client import infer_one, request_body, resolve_endpoint
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
@@ -24,38 +24,33 @@ class InferenceActor:
     connection pool and the cluster-wide limiter, so MAX_CONCURRENCY is never exceeded.
     """
 
-    def __init__(
-        self,
-        task_id: str,
-        model: dict[str, Any],
-        parameters: dict[str, Any],
-        auth_value: str | None,
-        pool_size: int,
-    ):
+    def __init__(self, task_id: str, model: dict[str, Any], parameters: dict[str, Any], auth_value: str | None):
         self.model = ModelSpec.model_validate(model)
         self.params = Parameters.model_validate(parameters)
         self.endpoint = resolve_endpoint(self.model, auth_value, self.params.request_timeout)
-        limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
-        holder = ray.get_runtime_context().get_actor_id()
-        want = share_size(self.params.max_concurrency, pool_size)
-        self.permits = ray.get(limiter.lease.remote(holder, want))
-        self._semaphore: asyncio.Semaphore | None = None
+        self.limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
+        self.holder = ray.get_runtime_context().get_actor_id()
+        ray.get(self.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it
+        self._permits: LeasedPermits | None = None
         self._client = None
 
     def _http(self):
         import httpx
 
         if self._client is None:
-            limits = httpx.Limits(max_connections=self.permits, max_keepalive_connections=self.permits)
-            self._client = httpx.AsyncClient(limits=limits, timeout=self.params.request_timeout)
-            self._semaphore = asyncio.Semaphore(self.permits)
+            limit = self.params.max_concurrency
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                timeout=self.params.request_timeout,
+            )
+            self._permits = LeasedPermits(self.limiter, self.holder, limit)
         return self._client
 
     async def _acquire(self) -> None:
-        await self._semaphore.acquire()
+        await self._permits.acquire()
 
     def _release(self) -> None:
-        self._semaphore.release()
+        self._permits.release()
 
     async def __call__(self, batch: pa.Table) -> AsyncIterator[pa.Table]:
         client = self._http()

@@ -1,60 +1,124 @@
 """A cluster-wide bound on requests in flight to one model.
 
-MAX_CONCURRENCY permits live in one named limiter actor per task and model. Each inference
-actor leases a share of them once, when it starts (ceil(C / actors), fewer when fewer are left),
-and then bounds its own requests with a local semaphore of that size. The shares never add up to
-more than C, so the bound holds across actors and nodes, and no request pays a round trip to
-the limiter. Leases are keyed by actor id, which survives a Ray actor restart, so a restarted
-actor gets its own share back.
+MAX_CONCURRENCY permits live in one named limiter actor per task and model. Inference actors
+lease permits in blocks and keep them while they have requests waiting, so under load a permit
+passes from one request to the next inside the actor with no round trip. An actor that runs out
+asks the limiter for more (waiting until some are free); an actor whose permits stay idle for a
+moment gives them back, so at ramp-up and at the tail the permits move to where the work is. The
+leases never add up to more than MAX_CONCURRENCY, so the bound holds across actors and nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+from collections import defaultdict, deque
 
 import ray
 
-__all__ = ["ConcurrencyLimiter", "create_limiter", "limiter_name", "share_size"]
+__all__ = ["ConcurrencyLimiter", "LeasedPermits", "create_limiter", "limiter_name"]
 
 NAMESPACE = "rayeval"
 
 
-def share_size(limit: int, actors: int) -> int:
-    """Permits one of `actors` actors asks for."""
-    return math.ceil(limit / max(1, actors))
-
-
 @ray.remote(num_cpus=0, max_concurrency=1000)
 class ConcurrencyLimiter:
-    """An async actor handing out `limit` permits as per-actor leases."""
+    """An async actor holding `limit` permits and the leases taken from them."""
 
     def __init__(self, limit: int):
-        self._limit = limit
-        self._leases: dict[str, int] = {}
-        self._freed = asyncio.Condition()
+        self._available = limit
+        self._held: dict[str, int] = defaultdict(int)
+        self._changed = asyncio.Condition()
 
-    def _available(self) -> int:
-        return self._limit - sum(self._leases.values())
+    async def acquire(self, holder: str, want: int) -> int:
+        """Lease up to `want` permits to `holder`, waiting until at least one is free."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._available > 0)
+            granted = min(want, self._available)
+            self._available -= granted
+            self._held[holder] += granted
+            return granted
 
-    async def lease(self, holder: str, want: int) -> int:
-        """Lease up to `want` permits for `holder` (waits until at least one is free)."""
-        if holder in self._leases:
-            return self._leases[holder]
-        async with self._freed:
-            await self._freed.wait_for(lambda: self._available() > 0)
-            self._leases[holder] = min(want, self._available())
-        return self._leases[holder]
+    async def release(self, holder: str, count: int) -> None:
+        """Take `count` of a holder's permits back."""
+        async with self._changed:
+            count = min(count, self._held[holder])
+            self._held[holder] -= count
+            self._available += count
+            self._changed.notify_all()
 
-    async def release(self, holder: str) -> None:
-        """Give a holder's permits back."""
-        async with self._freed:
-            self._leases.pop(holder, None)
-            self._freed.notify_all()
+    async def reset(self, holder: str) -> None:
+        """Take back everything a holder leased (its previous incarnation died with them)."""
+        await self.release(holder, self._held[holder])
 
     async def leases(self) -> dict[str, int]:
-        """Current leases by holder."""
-        return dict(self._leases)
+        """Permits currently leased, by holder."""
+        return {h: n for h, n in self._held.items() if n}
+
+
+class LeasedPermits:
+    """An actor's local semaphore over permits leased from a ConcurrencyLimiter.
+
+    Args:
+        limiter: The limiter actor.
+        holder: This actor's id (stable across restarts).
+        limit: MAX_CONCURRENCY: never lease more than this.
+        idle_return_s: How long permits may stay idle before they go back to the limiter.
+    """
+
+    def __init__(self, limiter: ray.actor.ActorHandle, holder: str, limit: int, idle_return_s: float = 0.05):
+        self.limiter, self.holder, self.limit, self.idle_return_s = limiter, holder, limit, idle_return_s
+        self.held = 0
+        self.in_use = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._refilling = False
+        self._return_timer: asyncio.TimerHandle | None = None
+
+    async def acquire(self) -> None:
+        """Wait for a permit."""
+        if self.in_use < self.held and not self._waiters:
+            self.in_use += 1
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        if not self._refilling:
+            self._refilling = True
+            asyncio.get_running_loop().create_task(self._refill())
+        await future
+
+    def release(self) -> None:
+        """Hand a permit to the next waiting request, or let it go idle."""
+        self.in_use -= 1
+        if not self._hand_over(1) and self._return_timer is None:
+            self._return_timer = asyncio.get_running_loop().call_later(self.idle_return_s, self._return_idle)
+
+    def _hand_over(self, count: int) -> int:
+        given = 0
+        while given < count and self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                self.in_use += 1
+                future.set_result(None)
+                given += 1
+        return given
+
+    async def _refill(self) -> None:
+        try:
+            while self._waiters and self.held < self.limit:
+                want = min(len(self._waiters), self.limit - self.held)
+                granted = await self.limiter.acquire.remote(self.holder, want)
+                self.held += granted
+                if self._hand_over(granted) < granted and self._return_timer is None:
+                    loop = asyncio.get_running_loop()
+                    self._return_timer = loop.call_later(self.idle_return_s, self._return_idle)
+        finally:
+            self._refilling = False
+
+    def _return_idle(self) -> None:
+        self._return_timer = None
+        idle = self.held - self.in_use
+        if idle > 0 and not self._waiters:
+            self.held -= idle
+            self.limiter.release.remote(self.holder, idle)
 
 
 def limiter_name(task_id: str, model: str) -> str:

@@ -47,7 +47,6 @@ def build_dataset(
             continue
         items = _union([read_items(plan, None) for plan in plans])
         params = spec.model_parameters(model)
-        actors = min(res.inference_actors, params.max_concurrency)  # every actor gets at least one permit
         branches.append(
             items.map_batches(
                 InferenceActor,
@@ -56,11 +55,10 @@ def build_dataset(
                     "model": model.model_dump(mode="json", exclude={"auth_header_value"}),
                     "parameters": params.model_dump(),
                     "auth_value": auth_values.get(model.name),
-                    "pool_size": actors,
                 },
                 batch_format="pyarrow",
                 batch_size=res.batch_size,
-                compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=4),
+                compute=ray.data.ActorPoolStrategy(size=res.inference_actors, max_concurrent_calls_per_actor=4),
                 num_cpus=res.actor_num_cpus,
             )
         )

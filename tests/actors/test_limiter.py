@@ -1,25 +1,68 @@
-"""The concurrency limiter: per-actor leases that never add up to more than the limit."""
+"""The concurrency limiter: leases never exceed the limit, and move to where the work is."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import ray
 
-from rayeval.actors.limiter import create_limiter, share_size
+from rayeval.actors.limiter import LeasedPermits, create_limiter
 
 
-def test_leases_split_the_limit_and_survive_a_second_ask(ray_cluster):
+def test_leases_never_exceed_the_limit_and_are_taken_back(ray_cluster):
     limiter = create_limiter("limiter-test", "m", 5)
-    want = share_size(5, 2)
-    assert want == 3
-    assert ray.get(limiter.lease.remote("actor-a", want)) == 3
-    assert ray.get(limiter.lease.remote("actor-b", want)) == 2  # only 2 left: the total stays 5
-    assert ray.get(limiter.lease.remote("actor-a", want)) == 3  # a restarted actor keeps its share
-    assert sum(ray.get(limiter.leases.remote()).values()) == 5
-
-    waiting = limiter.lease.remote("actor-c", want)  # nothing left: waits
-    ready, _ = ray.wait([waiting], timeout=0.5)
-    assert not ready
-    ray.get(limiter.release.remote("actor-b"))
-    assert ray.get(waiting, timeout=10) == 2
-    assert sum(ray.get(limiter.leases.remote()).values()) == 5
+    assert ray.get(limiter.acquire.remote("a", 3)) == 3
+    assert ray.get(limiter.acquire.remote("b", 4)) == 2  # only 2 left
+    waiting = limiter.acquire.remote("c", 2)  # nothing left: waits
+    assert not ray.wait([waiting], timeout=0.5)[0]
+    ray.get(limiter.release.remote("b", 1))
+    assert ray.get(waiting, timeout=10) == 1
+    ray.get(limiter.reset.remote("a"))  # a restarted holder gives back what its predecessor held
+    assert ray.get(limiter.leases.remote()) == {"b": 1, "c": 1}
     ray.kill(limiter)
+
+
+@ray.remote(num_cpus=0)
+class _Holder:
+    """Stands in for an inference actor: runs `n` fake requests of `seconds` each under leased permits."""
+
+    def __init__(self, limiter, name: str, limit: int):
+        self.permits = LeasedPermits(limiter, name, limit)
+
+    async def run(self, n: int, seconds: float) -> list[tuple[float, float]]:
+        """(start, end) wall-clock times of each fake request, to check overlap across actors."""
+
+        async def one():
+            await self.permits.acquire()
+            start = time.time()
+            await asyncio.sleep(seconds)
+            end = time.time()
+            self.permits.release()
+            return start, end
+
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+    async def held(self) -> int:
+        return self.permits.held
+
+
+def test_permits_move_from_an_idle_actor_to_a_busy_one(ray_cluster):
+    limiter = create_limiter("limiter-move", "m", 6)
+    a, b = _Holder.remote(limiter, "a", 6), _Holder.remote(limiter, "b", 6)
+    assert _peak(ray.get(a.run.remote(12, 0.2))) == 6  # a alone gets every permit
+    assert _peak(ray.get(b.run.remote(12, 0.2))) == 6  # a went idle and gave them back: b gets them all
+    a_times, b_times = ray.get([a.run.remote(60, 0.05), b.run.remote(60, 0.05)])
+    assert _peak(a_times + b_times) == 6  # together never more than the limit, and the limit is used
+    assert sum(ray.get(limiter.leases.remote()).values()) <= 6
+    ray.kill(limiter)
+
+
+def _peak(intervals: list[tuple[float, float]]) -> int:
+    """Most intervals open at once (an end at the same instant as a start does not overlap it)."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    peak = current = 0
+    for _, step in events:
+        current += step
+        peak = max(peak, current)
+    return peak
