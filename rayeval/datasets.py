@@ -26,6 +26,9 @@ __all__ = ["SetPlan", "Shard", "SourcePlan", "plan_sets", "read_items", "row_id"
 FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _CHUNK = 1 << 20
 _SHARD_UNIT = 64
+#: Read tasks of one source running at once: reading is cheap next to inference, and every extra
+#: task slot costs a worker process (start-up CPU that stalls the first seconds of a run).
+READ_CONCURRENCY = 2
 
 
 @dataclass(frozen=True)
@@ -329,7 +332,9 @@ def read_items(set_plan: SetPlan, model: str | None) -> ray.data.Dataset:
     parts = []
     shards = [sh for sh in source.shards if sh.fmt in ("jsonl", "json")]
     if shards:
-        parts.append(ray.data.read_datasource(_ShardDatasource(shards, norm), num_cpus=0.25))
+        parts.append(
+            ray.data.read_datasource(_ShardDatasource(shards, norm), num_cpus=0.25, concurrency=READ_CONCURRENCY)
+        )
     for fmt in ("csv", "parquet"):
         paths = [sh.path for sh in source.shards if sh.fmt == fmt]
         if not paths:
@@ -342,10 +347,14 @@ def read_items(set_plan: SetPlan, model: str | None) -> ray.data.Dataset:
             c = set_plan.spec.columns
             known = [x for x in (c.id, c.query, c.reference, source.prediction_column) if x]
             types = pacsv.ConvertOptions(column_types=dict.fromkeys(known, pa.string()))
-            ds = ray.data.read_csv(local, filesystem=fs, num_cpus=0.25, convert_options=types)
+            ds = ray.data.read_csv(
+                local, filesystem=fs, num_cpus=0.25, convert_options=types, concurrency=READ_CONCURRENCY
+            )
         else:
-            ds = ray.data.read_parquet(local, filesystem=fs, num_cpus=0.25)
-        parts.append(ds.map_batches(norm, batch_format="pyarrow", batch_size=1024, num_cpus=0.25))
+            ds = ray.data.read_parquet(local, filesystem=fs, num_cpus=0.25, concurrency=READ_CONCURRENCY)
+        parts.append(
+            ds.map_batches(norm, batch_format="pyarrow", batch_size=1024, num_cpus=0.25, concurrency=READ_CONCURRENCY)
+        )
     ds = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
     if set_plan.spec.limit:
         ds = ds.limit(set_plan.spec.limit)

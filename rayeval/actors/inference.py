@@ -43,7 +43,8 @@ class InferenceActor:
                 limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
                 timeout=self.params.request_timeout,
             )
-            self._permits = LeasedPermits(self.limiter, self.holder, limit)
+            handle = ray.get_runtime_context().current_actor
+            self._permits = LeasedPermits(self.limiter, self.holder, limit, handle=handle)
         return self._client
 
     async def _acquire(self) -> None:

@@ -22,21 +22,48 @@ NAMESPACE = "rayeval"
 
 @ray.remote(num_cpus=0, max_concurrency=1000)
 class ConcurrencyLimiter:
-    """An async actor holding `limit` permits and the leases taken from them."""
+    """An async actor holding `limit` permits and the leases taken from them.
 
-    def __init__(self, limit: int):
+    A holder that dies (an actor Ray Data scaled down, or one that crashed) cannot give its
+    permits back, so while a request waits the limiter checks its holders every
+    `check_every_s` and takes back the leases of the dead ones.
+    """
+
+    def __init__(self, limit: int, check_every_s: float = 1.0):
         self._available = limit
         self._held: dict[str, int] = defaultdict(int)
+        self._handles: dict[str, ray.actor.ActorHandle] = {}
         self._changed = asyncio.Condition()
+        self._check_every_s = check_every_s
 
-    async def acquire(self, holder: str, want: int) -> int:
+    async def acquire(self, holder: str, want: int, handle: ray.actor.ActorHandle | None = None) -> int:
         """Lease up to `want` permits to `holder`, waiting until at least one is free."""
+        if handle is not None:
+            self._handles[holder] = handle
         async with self._changed:
-            await self._changed.wait_for(lambda: self._available > 0)
+            while self._available <= 0:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), self._check_every_s)
+                except asyncio.TimeoutError:
+                    await self._reclaim_dead()
             granted = min(want, self._available)
             self._available -= granted
             self._held[holder] += granted
             return granted
+
+    async def _reclaim_dead(self) -> None:
+        """Take back the leases of holders whose actor is gone (called with the lock held)."""
+        for holder, count in list(self._held.items()):
+            handle = self._handles.get(holder)
+            if not count or handle is None:
+                continue
+            try:
+                await asyncio.wait_for(handle.__ray_ready__.remote(), 10)
+            except ray.exceptions.RayActorError:
+                self._held[holder] = 0
+                self._available += count
+            except asyncio.TimeoutError:  # alive but busy: keep its lease
+                pass
 
     async def release(self, holder: str, count: int) -> None:
         """Take `count` of a holder's permits back."""
@@ -65,8 +92,16 @@ class LeasedPermits:
         idle_return_s: How long permits may stay idle before they go back to the limiter.
     """
 
-    def __init__(self, limiter: ray.actor.ActorHandle, holder: str, limit: int, idle_return_s: float = 0.05):
+    def __init__(
+        self,
+        limiter: ray.actor.ActorHandle,
+        holder: str,
+        limit: int,
+        idle_return_s: float = 0.05,
+        handle: ray.actor.ActorHandle | None = None,
+    ):
         self.limiter, self.holder, self.limit, self.idle_return_s = limiter, holder, limit, idle_return_s
+        self.handle = handle
         self.held = 0
         self.in_use = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -88,7 +123,11 @@ class LeasedPermits:
     def release(self) -> None:
         """Hand a permit to the next waiting request, or let it go idle."""
         self.in_use -= 1
-        if not self._hand_over(1) and self._return_timer is None:
+        if self._hand_over(1):
+            return
+        if self.in_use == 0:
+            self._return_idle()  # nothing left to do here: give everything back now
+        elif self._return_timer is None:
             self._return_timer = asyncio.get_running_loop().call_later(self.idle_return_s, self._return_idle)
 
     def _hand_over(self, count: int) -> int:
@@ -105,7 +144,7 @@ class LeasedPermits:
         try:
             while self._waiters and self.held < self.limit:
                 want = min(len(self._waiters), self.limit - self.held)
-                granted = await self.limiter.acquire.remote(self.holder, want)
+                granted = await self.limiter.acquire.remote(self.holder, want, self.handle)
                 self.held += granted
                 if self._hand_over(granted) < granted and self._return_timer is None:
                     loop = asyncio.get_running_loop()
@@ -114,7 +153,9 @@ class LeasedPermits:
             self._refilling = False
 
     def _return_idle(self) -> None:
-        self._return_timer = None
+        if self._return_timer is not None:
+            self._return_timer.cancel()
+            self._return_timer = None
         idle = self.held - self.in_use
         if idle > 0 and not self._waiters:
             self.held -= idle

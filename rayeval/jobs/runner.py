@@ -33,6 +33,9 @@ from rayeval.store import ResultsStore
 __all__ = ["PreparedTask", "new_task_id", "prepare", "run_prepared"]
 
 log = logging.getLogger("rayeval")
+#: Write tasks at once, and rows gathered per Parquet file (big row groups keep reading the results cheap).
+WRITE_CONCURRENCY = 2
+ROWS_PER_FILE = 4096
 
 
 def new_task_id(name: str) -> str:
@@ -211,6 +214,8 @@ def run_prepared(
             filesystem=store.fs,
             partition_cols=["model", "eval_set"],
             ray_remote_args={"num_cpus": spec.resources.actor_num_cpus},
+            concurrency=WRITE_CONCURRENCY,
+            min_rows_per_file=ROWS_PER_FILE,
         )
     except BaseException as e:
         error = task.scrub(f"{type(e).__name__}: {e}")[:4000]

@@ -28,7 +28,13 @@ class _Holder:
     """Stands in for an inference actor: runs `n` fake requests of `seconds` each under leased permits."""
 
     def __init__(self, limiter, name: str, limit: int):
-        self.permits = LeasedPermits(limiter, name, limit)
+        self.permits = LeasedPermits(limiter, name, limit, handle=ray.get_runtime_context().current_actor)
+
+    async def grab(self, n: int) -> int:
+        """Take `n` permits and keep them (as an actor killed mid-request would)."""
+        for _ in range(n):
+            await self.permits.acquire()
+        return self.permits.held
 
     async def run(self, n: int, seconds: float) -> list[tuple[float, float]]:
         """(start, end) wall-clock times of each fake request, to check overlap across actors."""
@@ -66,3 +72,15 @@ def _peak(intervals: list[tuple[float, float]]) -> int:
         current += step
         peak = max(peak, current)
     return peak
+
+
+def test_leases_of_a_killed_actor_are_taken_back(ray_cluster):
+    limiter = create_limiter("limiter-dead", "m", 4)
+    doomed, survivor = _Holder.remote(limiter, "doomed", 4), _Holder.remote(limiter, "survivor", 4)
+    assert ray.get(doomed.grab.remote(4)) == 4
+    ray.kill(doomed)  # dies holding every permit, as a scaled-down or crashed actor would
+    started = time.monotonic()
+    assert _peak(ray.get(survivor.run.remote(8, 0.05), timeout=60)) == 4
+    assert time.monotonic() - started < 30
+    assert ray.get(limiter.leases.remote()) == {}
+    ray.kill(limiter)
