@@ -6,17 +6,21 @@ MAX_CONCURRENCY C against it on a local Ray cluster, and prints:
 
 * the ideal rate C / latency (C requests always in flight, each taking `latency` seconds);
 * the steady-state rate: items / (server's first request .. last response), taken by polling
-  the server's /_stats (it has no timestamps) every --poll seconds, and cross-checked with the
-  server's own busy time (seconds with at least one request in flight);
+  the server's /_stats (it has no timestamps) every --poll seconds, cross-checked with the
+  server's own busy time (seconds with at least one request in flight), and split into the
+  first 10% of the requests (ramp), the middle 80% and the last 10% (tail);
 * the end-to-end rate: items / wall time of `rayeval.run` (Ray Data and actor start-up, the
-  Parquet write and the summary included), with the time split into start-up, steady and tail;
+  Parquet write and the summary included), with the wall time split into phases (marked by
+  wrapping, not changing, rayeval.jobs.runner's prepare, build_dataset and summarize);
 * the server's max_in_flight (must be <= C) and the share of busy time spent at C in flight;
+* client-side request latency (from the results) and CPU seconds per process of the session;
 * whether every item succeeded (summary errors == 0, numeric_match == 1.0).
 
 Run from the repository root::
 
     python benchmarks/throughput.py                      # 20,000 items, C=24, 0.1 s
     python benchmarks/throughput.py --items 2000 --actors 4 --batch-size 8
+    python benchmarks/throughput.py --warmup 1000 --timeline benchmarks/out/timeline.csv
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _common import CpuTracker, time_phases
+
 REPO = Path(__file__).resolve().parents[1]
 STEADY_TARGET = 0.95
 
@@ -45,14 +51,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency", type=float, default=0.1, help="stub server seconds per request (default 0.1)")
     p.add_argument("--actors", type=int, default=None, help="resources.inference_actors (default: spec's, 2)")
     p.add_argument("--batch-size", type=int, default=None, help="resources.batch_size (default: spec's, 16)")
+    p.add_argument(
+        "--warmup", type=int, default=0, help="first run a task of this many items on the same cluster (default 0)"
+    )
     p.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray cluster (default 4)")
     p.add_argument("--poll", type=float, default=0.25, help="seconds between /_stats polls (default 0.25)")
+    p.add_argument("--timeline", type=Path, default=None, help="write the polled (t, requests, in flight) as CSV")
     p.add_argument("--workdir", type=Path, default=None, help="where data and results go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (data, results) afterwards")
     p.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = p.parse_args(argv)
-    if args.items < 1 or args.concurrency < 1 or args.latency <= 0 or args.poll <= 0:
-        p.error("--items and --concurrency must be >= 1, --latency and --poll > 0")
+    if args.items < 1 or args.concurrency < 1 or args.latency <= 0 or args.poll <= 0 or args.warmup < 0:
+        p.error("--items and --concurrency must be >= 1, --latency and --poll > 0, --warmup >= 0")
     return args
 
 
@@ -97,13 +107,12 @@ class StubServer:
 class StatsPoller(threading.Thread):
     """Polls /_stats: when total_requests first became > 0, and when all N were answered."""
 
-    def __init__(self, server: StubServer, items: int, every: float):
+    def __init__(self, server: StubServer, items: int, every: float, cpu: CpuTracker):
         super().__init__(daemon=True, name="stats-poller")
-        self.server, self.items, self.every = server, items, every
+        self.server, self.items, self.every, self.cpu = server, items, every, cpu
         self.first: float | None = None  # perf_counter of the first poll seeing a request
         self.last: float | None = None  # first poll seeing total == N and nothing in flight
-        self.reached_n: float | None = None  # first poll seeing total == N
-        self.polls = 0
+        self.samples: list[tuple[float, int, int]] = []  # (perf_counter, total_requests, in_flight)
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -114,16 +123,14 @@ class StatsPoller(threading.Thread):
             except OSError:
                 stats = None
             now = time.perf_counter()
+            self.cpu.update()
             if stats is not None:
-                self.polls += 1
                 total, in_flight = stats["total_requests"], stats["in_flight"]
+                self.samples.append((now, total, in_flight))
                 if self.first is None and total > 0:
                     self.first = now
-                if self.reached_n is None and total >= self.items:
-                    self.reached_n = now
                 if self.last is None and total >= self.items and in_flight == 0:
                     self.last = now
-                    return
             self.stopped.wait(max(0.0, t_next - time.perf_counter()))
 
 
@@ -152,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         import ray
 
         import rayeval
+        from rayeval.spec import parse_task
 
         t = time.perf_counter()
         ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level="warning")
@@ -171,17 +179,39 @@ def main(argv: list[str] | None = None) -> int:
             resources=resources,
             name="throughput",
         )
+        spec_resources = parse_task(task).resources
+        if args.warmup:
+            warm = write_items(workdir / "warmup.jsonl", args.warmup, start=10**9)
+            t = time.perf_counter()
+            warm_sets = [{**task["evaluation_sets"][0], "path": str(warm)}]
+            rayeval.run({**task, "name": "warmup", "evaluation_sets": warm_sets})
+            print(f"warm-up run of {args.warmup} items took {time.perf_counter() - t:.1f} s", flush=True)
         server.post("/_reset")
-        poller = StatsPoller(server, args.items, args.poll)
+        marks = time_phases()
+        cpu_tracker = CpuTracker()
+        poller = StatsPoller(server, args.items, args.poll, cpu_tracker)
         poller.start()
         t_start = time.perf_counter()
         handle = rayeval.run(task)
         t_end = time.perf_counter()
+        cpu, others = cpu_tracker.spent()
+        cpu["(other processes on this machine)"] = others
+        # The last response came before run() returned; let the poller see it if it has not yet.
+        deadline = time.perf_counter() + max(5.0, 4 * args.poll)
+        while poller.last is None and time.perf_counter() < deadline:
+            time.sleep(0.02)
         poller.stopped.set()
         poller.join()
+        if poller.last is not None:  # a poll sees the last response up to --poll s late
+            poller.last = min(poller.last, marks.get("summarize.start", t_end), t_end)
         stats = server.get("/_stats")
         rows = handle.results()
-        figures = report(args, stats, rows, poller, t_start, t_end, ray_init_s, resources)
+        latencies = handle.items().to_table(columns=["latency_ms"]).column("latency_ms").to_pylist()
+        if args.timeline is not None:
+            with args.timeline.open("w", encoding="utf-8") as f:
+                f.write("t,total_requests,in_flight\n")
+                f.writelines(f"{t - t_start:.3f},{total},{inf}\n" for t, total, inf in poller.samples)
+        figures = report(args, stats, rows, poller, latencies, cpu, marks, t_start, t_end, ray_init_s, spec_resources)
         if args.json:
             print(json.dumps(figures))
         return 0 if figures["ok"] else 1
@@ -196,15 +226,59 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work dir kept: {workdir}")
 
 
+def steady_parts(poller: StatsPoller, n: int, ideal: float) -> list[tuple[str, float, float]]:
+    """Seconds taken by the first 10%, middle 80% and last 10% of the requests, against the ideal."""
+    if poller.first is None or poller.last is None:
+        return []
+    t10 = next((t for t, c, _ in poller.samples if c >= 0.1 * n), None)
+    t90 = next((t for t, c, _ in poller.samples if c >= 0.9 * n), None)
+    if t10 is None or t90 is None:
+        return []
+    return [
+        ("first 10% (ramp)", t10 - poller.first, 0.1 * n / ideal),
+        ("middle 80%", t90 - t10, 0.8 * n / ideal),
+        ("last 10% (tail)", poller.last - t90, 0.1 * n / ideal),
+    ]
+
+
+def mid_rate(samples: list[tuple[float, int, int]], n: int) -> float | None:
+    """Requests/s between the polls where 10% and 90% of the requests had arrived (no ramp, no tail)."""
+    lo = next(((t, c) for t, c, _ in samples if c >= 0.1 * n), None)
+    hi = next(((t, c) for t, c, _ in samples if c >= 0.9 * n), None)
+    if lo is None or hi is None or hi[0] <= lo[0]:
+        return None
+    return (hi[1] - lo[1]) / (hi[0] - lo[0])
+
+
+def phase_split(marks: dict[str, float], poller: StatsPoller, t_start: float, t_end: float) -> dict[str, float]:
+    """rayeval.run's wall time cut at the phase marks and the first request / last response."""
+    points = [("prepare (checks, set scan, service check)", marks.get("prepare.end"))]
+    points.append(("coordinator + limiter", marks.get("build_dataset.start")))
+    points.append(("pipeline start-up to 1st request", poller.first))
+    points.append(("steady", poller.last))
+    points.append(("last response to write done", marks.get("summarize.start")))
+    points.append(("summary + finish", t_end))
+    out, prev = {}, t_start
+    for label, t in points:
+        if t is None:
+            continue
+        out[label] = t - prev
+        prev = t
+    return out
+
+
 def report(
     args: argparse.Namespace,
     stats: dict[str, Any],
     rows: list[dict[str, Any]],
     poller: StatsPoller,
+    latencies: list[float | None],
+    cpu: dict[str, float],
+    marks: dict[str, float],
     t_start: float,
     t_end: float,
     ray_init_s: float,
-    resources: dict[str, Any],
+    resources: Any,
 ) -> dict[str, Any]:
     n, c, latency = args.items, args.concurrency, args.latency
     ideal = c / latency
@@ -217,6 +291,14 @@ def report(
     steady = n / steady_s if steady_s else None
     busy_rate = n / busy if busy else None
     e2e = n / wall
+    lat = sorted(x for x in latencies if x is not None)
+    q = {k: lat[min(len(lat) - 1, int(k / 100 * len(lat)))] if lat else None for k in (50, 90, 99)}
+    # In-flight as seen by the polls between the first request and the last response.
+    steady_polls = [inf for t, _, inf in poller.samples if poller.first is not None and t >= poller.first]
+    steady_polls = steady_polls[:-1] if steady_polls and steady_polls[-1] == 0 else steady_polls
+    polled_mean = sum(steady_polls) / len(steady_polls) if steady_polls else None
+    mid = mid_rate(poller.samples, n)
+    cores = os.cpu_count() or 1
 
     nm = next((r for r in rows if r["metric"] == "numeric_match"), None)
     succeeded = (
@@ -237,7 +319,9 @@ def report(
     print(f"  items                      {n}")
     print(f"  MAX_CONCURRENCY (C)        {c}")
     print(f"  latency                    {latency:g} s")
-    shown = {"inference_actors": 2, "batch_size": 16, **resources}
+    if args.warmup:
+        print(f"  warm cluster               after a {args.warmup}-item warm-up task")
+    shown = resources.model_dump()
     print(f"  inference actors / batch   {shown['inference_actors']} / {shown['batch_size']}")
     print(f"  ideal                      {ideal:.1f} items/s  (C / latency)")
     print(
@@ -245,17 +329,45 @@ def report(
         f"(first request .. last response, /_stats polled every {args.poll:g} s)"
     )
     print(f"  steady / ideal             {pct(steady / ideal if steady else None)}  (target >= {STEADY_TARGET})")
-    print(f"  server busy time           {busy:.3f} s -> {pct(busy_rate)} items/s, ratio {pct((busy_rate or 0) / ideal)}")
+    busy_ratio = (busy_rate or 0) / ideal
+    print(f"  server busy time           {busy:.3f} s -> {pct(busy_rate)} items/s, ratio {busy_ratio:.3f}")
     print(f"  end to end                 {e2e:.1f} items/s  over {wall:.3f} s (rayeval.run wall time)")
     print(f"  end to end / ideal         {e2e / ideal:.3f}")
-    if poller.first is not None and poller.last is not None:
+    print(f"  mid-run (10%..90% of reqs) {pct(mid)} items/s, ratio {pct(mid / ideal if mid else None)}")
+    parts = steady_parts(poller, n, ideal)
+    if parts:
         print(
-            f"  wall split                 start-up {poller.first - t_start:.2f} s, steady {steady_s:.2f} s, "
-            f"tail {t_end - poller.last:.2f} s (+ ray.init {ray_init_s:.2f} s, not in the wall time)"
+            "  steady time vs ideal       "
+            + ", ".join(f"{label} {took:.2f} s (ideal {want:.2f})" for label, took, want in parts)
         )
+    if lat:
+        attainable = c / (q[50] / 1000)
+        print(
+            f"  attainable at p50 latency  {attainable:.1f} items/s = C / {q[50]:.1f} ms; "
+            f"steady / attainable {pct(steady / attainable if steady else None)}"
+        )
+    phases = phase_split(marks, poller, t_start, t_end)
+    if phases:
+        print("  wall time split            " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
+    print(f"  ray.init (not in the wall) {ray_init_s:.2f} s")
     print(f"  server max_in_flight       {stats['max_in_flight']} ({'<=' if within_c else '>'} C={c})")
     print(f"  busy time at C in flight   {at_c / busy if busy else 0.0:.3f}  (mean in flight {mean_in_flight:.2f})")
+    print(f"  polled in flight (steady)  mean {pct(polled_mean)} over {len(steady_polls)} polls")
+    if lat:
+        print(
+            f"  client request latency     p50 {q[50]:.1f} ms, p90 {q[90]:.1f} ms, p99 {q[99]:.1f} ms, "
+            f"max {lat[-1]:.1f} ms (server sleeps {latency * 1000:g} ms; permit held at least this long)"
+        )
     print(f"  server total_requests      {stats['total_requests']}")
+    others = cpu.get("(other processes on this machine)", 0.0)
+    ours = {k: v for k, v in cpu.items() if not k.startswith("(")}
+    total_cpu = sum(ours.values())
+    top = ", ".join(f"{k} {v:.1f}" for k, v in list(ours.items())[:7])
+    print(
+        f"  CPU during rayeval.run     ours {total_cpu:.1f} s = {total_cpu / wall:.2f} of {cores} cores; "
+        f"other processes {others:.1f} s = {others / wall:.2f} cores (load avg now {os.getloadavg()[0]:.1f})"
+    )
+    print(f"  CPU seconds by process     {top}")
     if nm is not None:
         print(
             f"  summary numeric_match      value {nm['value']}, items {nm['items']}, scored {nm['scored']}, "
@@ -271,20 +383,27 @@ def report(
         "concurrency": c,
         "latency": latency,
         "resources": shown,
+        "warmup": args.warmup,
         "ideal": ideal,
         "steady": steady,
         "steady_s": steady_s,
         "steady_ratio": steady / ideal if steady else None,
         "busy_s": busy,
-        "busy_ratio": (busy_rate or 0) / ideal,
+        "busy_ratio": busy_ratio,
         "e2e": e2e,
         "wall_s": wall,
         "e2e_ratio": e2e / ideal,
         "startup_s": (poller.first - t_start) if poller.first is not None else None,
+        "phases_s": phase_split(marks, poller, t_start, t_end),
         "tail_s": (t_end - poller.last) if poller.last is not None else None,
         "max_in_flight": stats["max_in_flight"],
         "fraction_at_c": at_c / busy if busy else 0.0,
         "mean_in_flight": mean_in_flight,
+        "polled_mean_in_flight": polled_mean,
+        "mid_rate": mid,
+        "steady_parts_s": {label: [took, want] for label, took, want in parts},
+        "cpu_s": cpu,
+        "client_latency_ms": {"p50": q[50], "p90": q[90], "p99": q[99], "max": lat[-1] if lat else None},
         "total_requests": stats["total_requests"],
         "summary": nm,
         "ok": succeeded and within_c,

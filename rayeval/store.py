@@ -105,7 +105,7 @@ class ResultsStore:
         dataset = self.results_dataset(task_id)
         if columns is not None:
             columns = [c for c in columns if c in dataset.schema.names]
-        return dataset.to_batches(columns=columns, batch_size=65_536)
+        return dataset.to_batches(columns=columns, batch_size=8192)
 
     def delete_task(self, task_id: str) -> None:
         """Remove a task's folder."""

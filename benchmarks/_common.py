@@ -1,0 +1,139 @@
+"""Helpers shared by the benchmarks: process accounting of this driver and the Ray session it
+started, and time stamps of rayeval's run phases.
+
+``ray.init(address="local")`` starts gcs_server, raylet (which holds the object store), the
+agents and every ``ray::`` worker as descendants of the driver, so "this process and its
+descendants" is exactly this Ray session (plus any subprocess the benchmark started itself).
+
+psutil is not a dependency of its own here: Ray vendors it (ray/thirdparty_files), and it is
+importable once ``ray`` has been imported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+__all__ = [
+    "CpuTracker",
+    "cpu_by_kind",
+    "cpu_snapshot",
+    "kind_of",
+    "machine_busy_seconds",
+    "session_processes",
+    "time_phases",
+]
+
+
+def session_processes() -> list[Any]:
+    """This process and all its descendants, as psutil.Process objects."""
+    import psutil
+
+    me = psutil.Process()
+    return [me, *me.children(recursive=True)]
+
+
+def kind_of(proc: Any) -> str:
+    """A short label for one of our processes: driver, ray::Name, raylet, gcs_server, ..."""
+    if proc.pid == os.getpid():
+        return "driver"
+    cmd = proc.cmdline()
+    if not cmd:
+        return proc.name()
+    if cmd[0].startswith("ray::"):
+        return re.match(r"ray::\w*", cmd[0]).group(0)  # ray::MapWorker(MapBatches(X)).submit -> ray::MapWorker
+    joined = " ".join(cmd[:4])
+    if "tests.support.openai_server" in joined:
+        return "stub server"
+    for part in cmd[:3]:
+        if os.path.basename(part) in ("gcs_server", "raylet"):
+            return os.path.basename(part)
+    script = next((a for a in cmd[1:4] if a.endswith(".py")), None)  # monitor.py, dashboard.py, ...
+    return os.path.basename(script) if script else os.path.basename(cmd[0])
+
+
+def cpu_snapshot() -> dict[int, tuple[str, float]]:
+    """pid -> (kind, user+system CPU seconds) of this process and all its descendants."""
+    import psutil
+
+    out = {}
+    for proc in session_processes():
+        try:
+            t = proc.cpu_times()
+            out[proc.pid] = (kind_of(proc), t.user + t.system)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return out
+
+
+def cpu_by_kind(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds spent between two snapshots, per process kind, largest first.
+
+    A process that started and exited between the snapshots is missed.
+    """
+    spent: dict[str, float] = {}
+    for pid, (kind, t) in after.items():
+        prior = before.get(pid)
+        used = t - (prior[1] if prior is not None else 0.0)
+        spent[kind] = spent.get(kind, 0.0) + max(0.0, used)
+    return dict(sorted(spent.items(), key=lambda kv: -kv[1]))
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all processes, all cores)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+class CpuTracker:
+    """CPU seconds per process kind over an interval, processes that exit meanwhile included.
+
+    Call `update()` every fraction of a second (from a sampling thread): an exited process counts
+    with the CPU it had at its last update.
+    """
+
+    def __init__(self) -> None:
+        self.start = cpu_snapshot()
+        self.machine_start = machine_busy_seconds()
+        self.latest = dict(self.start)
+
+    def update(self) -> None:
+        """Record the current CPU time of every live process of the session."""
+        self.latest.update(cpu_snapshot())
+
+    def spent(self) -> tuple[dict[str, float], float]:
+        """(CPU seconds per kind since the start, CPU seconds of every other process on the machine)."""
+        self.update()
+        ours = cpu_by_kind(self.start, self.latest)
+        others = machine_busy_seconds() - self.machine_start - sum(ours.values())
+        return ours, max(0.0, others)
+
+
+def time_phases() -> dict[str, float]:
+    """Time stamps of rayeval's run phases, by wrapping (not changing) three functions of the runner.
+
+    Returns a dict that fills in as the task runs: `prepare.end`, `build_dataset.start`,
+    `summarize.start`; a function that is not found (renamed) simply leaves its marks out.
+    """
+    import rayeval.jobs.runner as runner
+
+    marks: dict[str, float] = {}
+    for name in ("prepare", "build_dataset", "summarize"):
+        fn = getattr(runner, name, None)
+        if fn is None or getattr(fn, "_timed", False):
+            continue
+
+        def timed(*a: Any, _fn: Any = fn, _name: str = name, **k: Any) -> Any:
+            marks[f"{_name}.start"] = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                marks[f"{_name}.end"] = time.perf_counter()
+
+        timed._timed = True  # type: ignore[attr-defined]
+        setattr(runner, name, timed)
+    return marks
