@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rayeval.actors.inference import EvalOnlyColumns, InferenceActor
 from rayeval.actors.scoring import ScoringActor
-from rayeval.datasets import SetPlan, read_items
+from rayeval.datasets import READ_CONCURRENCY, SetPlan, read_items
 from rayeval.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -42,7 +42,12 @@ def build_dataset(
             for plan in plans:
                 items = read_items(plan, model.name)
                 branches.append(
-                    items.map_batches(EvalOnlyColumns(model.name), batch_format="pyarrow", num_cpus=res.actor_num_cpus)
+                    items.map_batches(
+                        EvalOnlyColumns(model.name),
+                        batch_format="pyarrow",
+                        num_cpus=res.actor_num_cpus,
+                        concurrency=READ_CONCURRENCY,
+                    )
                 )
             continue
         items = _union([read_items(plan, None) for plan in plans])
