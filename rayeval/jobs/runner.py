@@ -184,8 +184,6 @@ def run_prepared(
     A failed item never stops the rest; a failure of the pipeline itself marks the task failed
     and re-raises. What was written stays in the store.
     """
-    import ray.data
-
     spec, store = task.spec, task.store
     coordinator = get_coordinator()
     store.write_json(task.task_id, "spec.json", spec.redacted())
