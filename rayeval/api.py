@@ -153,15 +153,6 @@ def run(
     return handle
 
 
-def _spec_payload(spec: TaskSpec) -> dict[str, Any]:
-    """The full spec for the job, with literal secrets kept (shipped inside the job package only)."""
-    data = spec.model_dump(mode="json", exclude_none=True)
-    for raw, dumped in zip(spec.models, data["models"]):
-        if raw.auth_header_value is not None:
-            dumped["auth_header_value"] = raw.auth_header_value.get_secret_value()
-    return data
-
-
 def submit(
     spec: SpecLike,
     *,
@@ -194,7 +185,7 @@ def submit(
             "or pass --address http://HEAD:8265"
         ) from None
     workdir = tempfile.mkdtemp(prefix="rayeval-submit-")
-    Path(workdir, "task.json").write_text(json.dumps(_spec_payload(task_spec)), encoding="utf-8")
+    Path(workdir, "task.json").write_text(json.dumps(task_spec.as_data(keep_secrets=True)), encoding="utf-8")
     env: dict[str, Any] = {"working_dir": workdir, **(runtime_env or {})}
     if ship_package:
         env.setdefault("py_modules", [str(Path(__file__).resolve().parent)])

@@ -9,7 +9,7 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "infer_one",
     "request_body",
     "resolve_endpoint",
+    "scrub",
 ]
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -54,15 +55,23 @@ class Endpoint:
         """Full URL of the completion endpoint."""
         return f"{self.base_url}/{'chat/completions' if self.api == 'chat' else 'completions'}"
 
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
     def scrub(self, text: str) -> str:
-        """Remove every credential value from a text before it is logged or stored."""
-        for value in self.headers.values():
-            if len(value) >= 4:
-                text = text.replace(value, "***")
-                token = value.split(" ", 1)[-1]
-                if len(token) >= 4:
-                    text = text.replace(token, "***")
-        return text
+        """Remove this endpoint's credential from a text before it is logged or stored."""
+        return scrub(text, self.secrets)
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace each secret, and the token after its auth scheme ("Bearer xyz" -> "xyz"), by '***'."""
+    for value in secrets:
+        if not value or len(value) < 4:
+            continue
+        text = text.replace(value, "***")
+        token = value.split(" ", 1)[-1]
+        if len(token) >= 4:
+            text = text.replace(token, "***")
+    return text
 
 
 def resolve_endpoint(model: ModelSpec, auth_value: str | None, timeout: float = 120.0) -> Endpoint:
@@ -81,7 +90,8 @@ def resolve_endpoint(model: ModelSpec, auth_value: str | None, timeout: float = 
     headers = {"Content-Type": "application/json"}
     if auth_value:
         headers[model.auth_header_key] = auth_value
-    return Endpoint(url, api or "chat", model.served_model, headers, timeout)
+    secrets = (auth_value,) if auth_value else ()
+    return Endpoint(url, api or "chat", model.served_model, headers, timeout, secrets)
 
 
 def request_body(endpoint: Endpoint, query: str, params: Parameters) -> dict[str, Any]:

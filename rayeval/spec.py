@@ -255,11 +255,15 @@ class TaskSpec(_Spec):
 
     def redacted(self) -> dict[str, Any]:
         """The spec as JSON-able data, safe to store: literal secrets become '***', env references stay."""
+        return self.as_data(keep_secrets=False)
+
+    def as_data(self, *, keep_secrets: bool) -> dict[str, Any]:
+        """The spec as JSON-able data; with `keep_secrets`, auth values as written (for a job's own package)."""
         data = self.model_dump(mode="json", exclude_none=True)
         for raw, dumped in zip(self.models, data["models"]):
             if raw.auth_header_value is not None:
                 value = raw.auth_header_value.get_secret_value()
-                dumped["auth_header_value"] = _redact_secret(value)
+                dumped["auth_header_value"] = value if keep_secrets else _redact_secret(value)
         return data
 
 

@@ -127,8 +127,8 @@ class LeasedPermits:
             return
         if self.in_use == 0:
             self._return_idle()  # nothing left to do here: give everything back now
-        elif self._return_timer is None:
-            self._return_timer = asyncio.get_running_loop().call_later(self.idle_return_s, self._return_idle)
+        else:
+            self._schedule_return()
 
     def _hand_over(self, count: int) -> int:
         given = 0
@@ -146,11 +146,14 @@ class LeasedPermits:
                 want = min(len(self._waiters), self.limit - self.held)
                 granted = await self.limiter.acquire.remote(self.holder, want, self.handle)
                 self.held += granted
-                if self._hand_over(granted) < granted and self._return_timer is None:
-                    loop = asyncio.get_running_loop()
-                    self._return_timer = loop.call_later(self.idle_return_s, self._return_idle)
+                if self._hand_over(granted) < granted:
+                    self._schedule_return()
         finally:
             self._refilling = False
+
+    def _schedule_return(self) -> None:
+        if self._return_timer is None:
+            self._return_timer = asyncio.get_running_loop().call_later(self.idle_return_s, self._return_idle)
 
     def _return_idle(self) -> None:
         if self._return_timer is not None:

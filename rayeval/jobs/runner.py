@@ -22,7 +22,7 @@ import ray
 
 from rayeval.actors.coordinator import get_coordinator
 from rayeval.actors.limiter import create_limiter
-from rayeval.client import check_service, resolve_endpoint
+from rayeval.client import check_service, resolve_endpoint, scrub
 from rayeval.datasets import SetPlan, plan_sets
 from rayeval.errors import MetricError, ServiceError, SpecError, TaskFailedError
 from rayeval.jobs.pipeline import build_dataset
@@ -61,14 +61,12 @@ class PreparedTask:
 
     def scrub(self, text: str) -> str:
         """Remove every resolved credential from a text."""
-        for value in self.auth_values.values():
-            if value:
-                text = text.replace(value, "***")
-        return text
+        return scrub(text, self.auth_values.values())
 
 
 def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     metrics_by_set = {s.name: [ref.model_dump() for ref in s.metrics] for s in spec.evaluation_sets}
+    outputs: set[str] = set()
     for i, s in enumerate(spec.evaluation_sets):
         try:
             outs = [o for o, _ in metric_outputs({s.name: metrics_by_set[s.name]})[s.name]]
@@ -80,8 +78,8 @@ def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], lis
                 f"metrics of set '{s.name}' produce the same output twice ({', '.join(dupes)}); list each once",
                 field=f"evaluation_sets.{i}.metrics",
             )
-    outputs = sorted({o for outs in metric_outputs(metrics_by_set).values() for o, _ in outs})
-    return metrics_by_set, outputs
+        outputs.update(outs)
+    return metrics_by_set, sorted(outputs)
 
 
 def _check_output(location: str) -> None:
