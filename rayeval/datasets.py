@@ -217,9 +217,15 @@ def _scan_file(path: str, fmt: str, required: list[str], *, field: str) -> list[
     return [Shard(path, "parquet", 0, -1, meta.num_rows)]
 
 
+#: Most rows per shard. A fixed size (not one that grows with the set) keeps the memory of every
+#: stage the same for any set of more than a few thousand rows.
+MAX_SHARD_ROWS = 1024
+
+
 def shard_rows(total: int) -> int:
-    """Rows per shard: small sets get many shards (parallelism, fine progress), big ones a few hundred."""
-    return max(_SHARD_UNIT, min(4096, (total // 64) // _SHARD_UNIT * _SHARD_UNIT))
+    """Rows per shard: small sets are cut so that every read task has work, bigger ones in MAX_SHARD_ROWS."""
+    per_task = total // (4 * READ_CONCURRENCY) // _SHARD_UNIT * _SHARD_UNIT
+    return max(_SHARD_UNIT, min(MAX_SHARD_ROWS, per_task))
 
 
 def _merge(shards: list[Shard], target: int) -> list[Shard]:

@@ -184,6 +184,12 @@ class ResourceSpec(_Spec):
     scoring_actors: int = Field(1, ge=1, description="Scoring actors for the task.")
     actor_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by each inference/scoring actor.")
     batch_size: int = Field(16, ge=1, description="Items per batch handed to an actor.")
+    data_memory_mb: int | None = Field(
+        512,
+        ge=64,
+        description="Object store memory (MiB) the task's blocks in flight may take; bounds memory whatever the "
+        "set's size. None leaves Ray Data's default share of the object store.",
+    )
 
 
 class TaskSpec(_Spec):

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 __all__ = ["ResultsStore", "join_uri"]
 
@@ -99,14 +100,37 @@ class ResultsStore:
         return pads.dataset(self.results_path(task_id), format="parquet", filesystem=self.fs, partitioning=PARTITIONING)
 
     def iter_results(self, task_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Stream the task's result rows in batches, reading only `columns`."""
+        """Stream the task's result rows in batches, reading only `columns`.
+
+        Files are opened one at a time and let go: a dataset scan would keep every file's
+        metadata (memory growing with the number of files) and, threaded, read ahead of a slow
+        consumer without bound.
+        """
         if not self.has_results(task_id):
-            return iter(())
+            return
         dataset = self.results_dataset(task_id)
-        if columns is not None:
-            columns = [c for c in columns if c in dataset.schema.names]
-        return dataset.to_batches(columns=columns, batch_size=8192)
+        partition_names = set(PARTITIONING.schema.names)
+        wanted = columns
+        for fragment in dataset.get_fragments():
+            keys = pads.get_partition_keys(fragment.partition_expression)
+            file_columns = None if wanted is None else [c for c in wanted if c not in partition_names]
+            with self.fs.open_input_file(fragment.path) as f:
+                reader = pq.ParquetFile(f)
+                names = [c for c in (file_columns or reader.schema_arrow.names) if c in reader.schema_arrow.names]
+                for batch in reader.iter_batches(batch_size=8192, columns=names):
+                    yield _with_partition_columns(batch, keys, wanted)
 
     def delete_task(self, task_id: str) -> None:
         """Remove a task's folder."""
         self.fs.delete_dir(self.path(task_id))
+
+
+def _with_partition_columns(batch: pa.RecordBatch, keys: dict[str, Any], wanted: list[str] | None) -> pa.RecordBatch:
+    """A file's batch with the partition values (model, eval_set) as columns, in `wanted` order."""
+    columns = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+    for name in PARTITIONING.schema.names:
+        if wanted is None or name in wanted:
+            columns[name] = pa.array([keys.get(name)] * batch.num_rows, pa.string())
+    order = wanted if wanted is not None else [*PARTITIONING.schema.names, *batch.schema.names]
+    order = list(dict.fromkeys(c for c in order if c in columns))
+    return pa.RecordBatch.from_arrays([columns[c] for c in order], names=order)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["build_dataset"]
 
+MiB = 1024 * 1024
+
 
 def _union(parts: list[ray.data.Dataset]) -> ray.data.Dataset:
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
@@ -67,7 +69,7 @@ def build_dataset(
                 num_cpus=res.actor_num_cpus,
             )
         )
-    return _union(branches).map_batches(
+    scored = _union(branches).map_batches(
         ScoringActor,
         fn_constructor_kwargs={"task_id": task_id, "metrics_by_set": metrics_by_set, "outputs": outputs},
         batch_format="pyarrow",
@@ -75,3 +77,9 @@ def build_dataset(
         compute=ray.data.ActorPoolStrategy(size=res.scoring_actors),
         num_cpus=res.actor_num_cpus,
     )
+    if res.data_memory_mb is not None:
+        # Blocks wait in the object store when one stage outruns the next; a fixed budget keeps
+        # that queue (and the memory of the run) the same size for any size of set.
+        limits = scored.context.execution_options.resource_limits
+        scored.context.execution_options.resource_limits = limits.copy(object_store_memory=res.data_memory_mb * MiB)
+    return scored
