@@ -46,10 +46,16 @@ def _bar(record: dict[str, Any], width: int = 30) -> str:
 def _progress_printer(quiet: bool):
     tty = sys.stderr.isatty()
     last = [0.0]
+    deployments: dict[str, tuple[str, str]] = {}
 
     def show(record: dict[str, Any]) -> None:
         if quiet:
             return
+        for model, d in record.get("deployments", {}).items():
+            seen = (d.get("state", ""), d.get("message", ""))
+            if deployments.get(model) != seen:  # deployment steps take minutes: say what is going on
+                deployments[model] = seen
+                click.echo(f"{chr(13) if tty else ''}model {model}: {seen[0]}: {seen[1]}", err=True)
         now = time.monotonic()
         final = record["state"] != "running"
         if tty:
@@ -142,6 +148,8 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
     for model, sets in r.get("progress", {}).items():
         for eval_set, p in sets.items():
             click.echo(f"  {model:<28} {eval_set:<20} {p['done']}/{p['total']}  errors {p['errors']}")
+    for model, d in r.get("deployments", {}).items():
+        click.echo(f"  deployment of {model}: {d.get('state')} (Serve app {d.get('app')}) {d.get('message', '')}")
     if r.get("error"):
         click.echo(f"error: {r['error']}")
 
@@ -197,6 +205,15 @@ def check_service_cmd(
     report = check_service(resolve_endpoint(spec, auth, timeout))
     click.echo(report.render())
     sys.exit(0 if report.ok else 1)
+
+
+@main.command("models")
+def models_cmd() -> None:
+    """List the built-in models (use them with `builtin: NAME` in a task's models or judges)."""
+    from rayeval.serve_apps.builtins import BUILTIN_MODELS
+
+    for name, m in BUILTIN_MODELS.items():
+        click.echo(f"{name:<26} {m.hub_id or '(built locally)':<38} {m.description}")
 
 
 @main.command("metrics")

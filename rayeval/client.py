@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from rayeval.prompt_budget import context_error
 from rayeval.spec import ModelSpec, Parameters
 
 __all__ = [
@@ -184,6 +185,8 @@ async def _attempt(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str
         raise _Retryable(f"request timed out after {endpoint.timeout:g}s") from None
     except httpx.TransportError as e:
         raise _Retryable(f"connection error: {type(e).__name__}: {e}") from None
+    if response.status_code == 400 and context_error(response.text):
+        raise _Fatal(context_error(response.text))
     if response.status_code in _RETRY_STATUS or response.status_code >= 500:
         raise _Retryable(f"HTTP {response.status_code}: {response.text[:200]}", _retry_after(response))
     if response.status_code >= 400:

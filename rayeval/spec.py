@@ -28,6 +28,7 @@ from rayeval.errors import SpecError
 
 __all__ = [
     "ColumnMapping",
+    "EngineSpec",
     "EvaluationSetSpec",
     "MetricRef",
     "ModelSpec",
@@ -142,17 +143,76 @@ class Parameters(_Spec):
         return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
-class ModelSpec(_Spec):
-    """A model to evaluate, reached as an OpenAI-compatible service.
+class EngineSpec(_Spec):
+    """How rayeval hosts a model on Ray Serve with vLLM (kinds `checkpoint` and `builtin`).
 
+    The platform's upper-case names (MAX_MODEL_LEN) are accepted as aliases.
+    """
+
+    max_model_len: int = Field(
+        8192,
+        ge=16,
+        alias="MAX_MODEL_LEN",
+        description="Longest prompt + completion in tokens; longer prompts become item errors, max_tokens is clipped.",
+    )
+    dtype: str = Field("auto", description="Weights/activations dtype passed to vLLM: auto, bfloat16, float16...")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one replica's model is split over.")
+    gpus_per_replica: float | None = Field(
+        None,
+        ge=0,
+        description="GPUs one replica takes; 0 runs vLLM on CPU. Default: tensor_parallel_size when the "
+        "cluster has GPUs, else 0.",
+    )
+    cpus_per_replica: float = Field(1.0, gt=0, description="CPUs reserved by each replica's engine.")
+    accelerator_type: str | None = Field(None, description="GPU type to schedule on, e.g. 'A10G', 'H100'.")
+    replicas: int = Field(1, ge=1, description="Replicas when not autoscaling.")
+    min_replicas: int | None = Field(None, ge=0, description="Autoscaling lower bound (set both bounds to autoscale).")
+    max_replicas: int | None = Field(None, ge=1, description="Autoscaling upper bound.")
+    cpu_kv_cache_gb: float = Field(
+        1.0, gt=0, description="KV cache size on CPU replicas (VLLM_CPU_KVCACHE_SPACE, GiB); unused on GPUs."
+    )
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form vLLM engine arguments, passed through as given."
+    )
+    keep: bool = Field(False, description="Keep the deployment running after the task ends (for later tasks).")
+    deploy_timeout_s: float = Field(1800.0, gt=0, description="Seconds to wait for the deployment to be healthy.")
+
+    @model_validator(mode="after")
+    def _autoscaling_bounds(self) -> EngineSpec:
+        if (self.min_replicas is None) != (self.max_replicas is None):
+            raise ValueError("set both min_replicas and max_replicas to autoscale, or neither")
+        if self.min_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        reserved = {"model", "max_model_len", "dtype", "tensor_parallel_size"} & set(self.engine_kwargs)
+        if reserved:
+            raise ValueError(f"engine_kwargs must not set {', '.join(sorted(reserved))}: use the engine fields")
+        return self
+
+
+class ModelSpec(_Spec):
+    """A model: an OpenAI-compatible service, or a checkpoint/built-in model that rayeval hosts.
+
+    `kind` may be left out: `url` means service, `path` checkpoint, `builtin` built-in.
     Secrets may be written as `${env:NAME}`; they are resolved where the task runs and never stored.
     """
 
     name: str = Field(pattern=_NAME, description="Name of the model in results and reuse.")
-    kind: Literal["service"] = Field("service", description="How the model is reached: 'service' (a URL).")
+    kind: Literal["service", "checkpoint", "builtin"] = Field(
+        "service",
+        description="'service' (a URL), 'checkpoint' (a Hugging Face model folder) or 'builtin' (a registry name).",
+    )
     url: str | None = Field(
         None,
         description="OpenAI-compatible base URL (http://host:port/v1) or full chat/completions endpoint URL.",
+    )
+    path: str | None = Field(
+        None,
+        description="Kind checkpoint: a Hugging Face format model folder, local (relative to the task file) or "
+        "a pyarrow filesystem URI (s3://, gs://).",
+    )
+    builtin: str | None = Field(None, description="Kind builtin: the registry name (`rayeval models`).")
+    engine: EngineSpec = Field(
+        default_factory=EngineSpec, description="Hosting settings (kinds checkpoint and builtin)."
     )
     model: str | None = Field(None, description="Served model id sent in requests; defaults to `name`.")
     api: Literal["chat", "completions"] | None = Field(
@@ -164,12 +224,38 @@ class ModelSpec(_Spec):
     )
     parameters: Parameters | None = Field(None, description="Per-model overrides of the task parameters.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" not in data:
+            for key, kind in (("path", "checkpoint"), ("builtin", "builtin")):
+                if data.get(key) is not None:
+                    return {**data, "kind": kind}
+        return data
+
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
         return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ModelSpec:
+        if self.kind == "checkpoint" and not self.path:
+            raise ValueError("kind checkpoint needs `path` (a Hugging Face model folder)")
+        if self.kind == "builtin" and not self.builtin:
+            raise ValueError("kind builtin needs `builtin` (a name from `rayeval models`)")
+        if self.hosted and self.url:
+            raise ValueError(f"kind {self.kind} is hosted by rayeval: drop `url` (or use kind service)")
+        if self.kind == "service" and (self.path or self.builtin):
+            raise ValueError("kind service takes `url`, not `path`/`builtin`")
+        return self
+
+    @property
+    def hosted(self) -> bool:
+        """True when rayeval deploys this model itself (checkpoint or builtin)."""
+        return self.kind != "service"
 
     @property
     def served_model(self) -> str:
@@ -201,6 +287,10 @@ class TaskSpec(_Spec):
     mode: Mode = Field(description="'evaluation_only' (sets hold predictions) or 'inference_and_evaluation'.")
     evaluation_sets: list[EvaluationSetSpec] = Field(min_length=1, description="The evaluation sets.")
     models: list[ModelSpec] = Field(min_length=1, description="The models to evaluate.")
+    judges: list[ModelSpec] = Field(
+        default_factory=list,
+        description="Judge models (same kinds as models), deployed with the task for judge metrics.",
+    )
     parameters: Parameters = Field(default_factory=Parameters, description="Inference and performance settings.")
     resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Actor pool sizes and CPUs.")
     output: str = Field(
@@ -210,7 +300,7 @@ class TaskSpec(_Spec):
 
     _source: str | None = PrivateAttr(None)
 
-    @field_validator("evaluation_sets", "models")
+    @field_validator("evaluation_sets", "models", "judges")
     @classmethod
     def _unique_names(cls, value: list[Any]) -> list[Any]:
         names = [v.name for v in value]
@@ -246,9 +336,23 @@ class TaskSpec(_Spec):
                         raise ValueError(f"evaluation_sets.{i} ({s.name}) needs `path` for its prediction columns")
         if self.mode == "inference_and_evaluation":
             for i, m in enumerate(self.models):
-                if not m.url:
-                    raise ValueError(f"models.{i} ({m.name}) needs `url` in mode inference_and_evaluation")
+                if m.kind == "service" and not m.url:
+                    raise ValueError(
+                        f"models.{i} ({m.name}) needs `url` in mode inference_and_evaluation "
+                        "(or `path`/`builtin` for rayeval to host it)"
+                    )
+        for i, j in enumerate(self.judges):
+            if j.kind == "service" and not j.url:
+                raise ValueError(f"judges.{i} ({j.name}) needs `url` (or `path`/`builtin` for rayeval to host it)")
+        clash = sorted({m.name for m in self.models} & {j.name for j in self.judges})
+        if clash:
+            raise ValueError(f"judges and models share names ({', '.join(clash)}): name each once")
         return self
+
+    def hosted_models(self) -> list[ModelSpec]:
+        """The models and judges rayeval deploys for this task (in inference mode; judges always)."""
+        models = self.models if self.mode == "inference_and_evaluation" else []
+        return [m for m in [*models, *self.judges] if m.hosted]
 
     @property
     def source(self) -> str | None:
@@ -266,7 +370,7 @@ class TaskSpec(_Spec):
     def as_data(self, *, keep_secrets: bool) -> dict[str, Any]:
         """The spec as JSON-able data; with `keep_secrets`, auth values as written (for a job's own package)."""
         data = self.model_dump(mode="json", exclude_none=True)
-        for raw, dumped in zip(self.models, data["models"]):
+        for raw, dumped in zip([*self.models, *self.judges], [*data["models"], *data.get("judges", [])]):
             if raw.auth_header_value is not None:
                 value = raw.auth_header_value.get_secret_value()
                 dumped["auth_header_value"] = value if keep_secrets else _redact_secret(value)
@@ -316,6 +420,9 @@ def _resolve_paths(data: Any, base: Path) -> Any:
         return data
     if isinstance(data.get("output"), str):
         data["output"] = _resolve_path(base, data["output"])
+    for m in [*(data.get("models") or []), *(data.get("judges") or [])]:
+        if isinstance(m, dict) and isinstance(m.get("path"), str):
+            m["path"] = _resolve_path(base, m["path"])
     for s in data.get("evaluation_sets") or []:
         if not isinstance(s, dict):
             continue

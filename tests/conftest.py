@@ -28,10 +28,24 @@ def ray_cluster(rayeval_home):
     """A real local Ray cluster (4 logical CPUs on this 2-core machine; actors take 0.25 each)."""
     import ray
 
+    # Serve's proxy defaults to port 8000 with SO_REUSEPORT: a free port keeps this cluster's apart.
+    os.environ.setdefault("RAYEVAL_SERVE_PORT", str(free_port()))
     ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="warning")
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray.get_runtime_context().gcs_address
+    from ray import serve
+
+    serve.shutdown()
     ray.shutdown()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (on 127.0.0.1)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

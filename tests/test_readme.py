@@ -6,13 +6,24 @@ import re
 
 import pytest
 
-from rayeval.spec import ColumnMapping, EvaluationSetSpec, ModelSpec, Parameters, ResourceSpec, TaskSpec
+from rayeval.spec import (
+    ColumnMapping,
+    EngineSpec,
+    EvaluationSetSpec,
+    ModelSpec,
+    Parameters,
+    ResourceSpec,
+    TaskSpec,
+)
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("model", [TaskSpec, EvaluationSetSpec, ColumnMapping, ModelSpec, Parameters, ResourceSpec])
+SPECS = [TaskSpec, EvaluationSetSpec, ColumnMapping, ModelSpec, EngineSpec, Parameters, ResourceSpec]
+
+
+@pytest.mark.parametrize("model", SPECS)
 def test_every_spec_field_and_alias_is_in_the_reference(model):
     for name, field in model.model_fields.items():
         assert f"`{name}`" in README or f"`columns.{name}`" in README, f"{model.__name__}.{name} missing"

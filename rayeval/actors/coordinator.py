@@ -64,6 +64,8 @@ class Coordinator:
         self._errors = Counter(
             "rayeval_item_errors", description="Items that failed.", tag_keys=("task_id", "model", "eval_set")
         )
+        # Serve application name -> ids of the tasks (or other holders) using it.
+        self.deployment_users: dict[str, set[str]] = {}
         self._load()
 
     # -- persistence ---------------------------------------------------------------------
@@ -151,6 +153,29 @@ class Coordinator:
         """Every known task, newest first."""
         self.flush()
         return sorted(self.tasks.values(), key=lambda r: r["created_at"], reverse=True)
+
+    def set_deployment(self, task_id: str, model: str, **fields: Any) -> None:
+        """Record a hosted model's deployment state in the task (app, state, message...)."""
+        record = self.tasks.get(task_id)
+        if record is None:
+            return
+        record.setdefault("deployments", {}).setdefault(model, {}).update(fields, updated_at=time.time())
+        self._persist(task_id, force=True)
+
+    # -- shared deployments ------------------------------------------------------------------
+    def use_deployment(self, app: str, user: str) -> int:
+        """Count `user` among the users of a Serve application; returns how many use it now."""
+        users = self.deployment_users.setdefault(app, set())
+        users.add(user)
+        return len(users)
+
+    def release_deployment(self, app: str, user: str) -> int:
+        """`user` is done with the application; returns how many users remain (0: it may be deleted)."""
+        users = self.deployment_users.get(app, set())
+        users.discard(user)
+        if not users:
+            self.deployment_users.pop(app, None)
+        return len(users)
 
     def forget(self, task_id: str) -> None:
         """Drop a task from the registry (its results stay where they are)."""

@@ -10,7 +10,8 @@ import pyarrow as pa
 import ray
 
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
-from rayeval.client import infer_one, request_body, resolve_endpoint
+from rayeval.client import Endpoint, ItemOutcome, infer_one, request_body, resolve_endpoint
+from rayeval.prompt_budget import PromptBudget
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
 
@@ -24,10 +25,24 @@ class InferenceActor:
     connection pool and the cluster-wide limiter, so MAX_CONCURRENCY is never exceeded.
     """
 
-    def __init__(self, task_id: str, model: dict[str, Any], parameters: dict[str, Any], auth_value: str | None):
+    def __init__(
+        self,
+        task_id: str,
+        model: dict[str, Any],
+        parameters: dict[str, Any],
+        auth_value: str | None,
+        hosted: dict[str, Any] | None = None,
+    ):
         self.model = ModelSpec.model_validate(model)
         self.params = Parameters.model_validate(parameters)
-        self.endpoint = resolve_endpoint(self.model, auth_value, self.params.request_timeout)
+        self.budget: PromptBudget | None = None
+        if hosted is not None:  # deployed by rayeval on Ray Serve: its proxy URL, and MAX_MODEL_LEN enforced here
+            headers = {"Content-Type": "application/json"}
+            api = self.model.api or "chat"
+            self.endpoint = Endpoint(hosted["base_url"], api, hosted["model_id"], headers, self.params.request_timeout)
+            self.budget = PromptBudget(hosted.get("tokenizer"), hosted["max_model_len"])
+        else:
+            self.endpoint = resolve_endpoint(self.model, auth_value, self.params.request_timeout)
         self.limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
         self.holder = ray.get_runtime_context().get_actor_id()
         ray.get(self.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it
@@ -56,19 +71,7 @@ class InferenceActor:
     async def __call__(self, batch: pa.Table) -> AsyncIterator[pa.Table]:
         client = self._http()
         queries = batch.column("query").to_pylist()
-        outcomes = await asyncio.gather(
-            *(
-                infer_one(
-                    client,
-                    self.endpoint,
-                    request_body(self.endpoint, q or "", self.params),
-                    max_retries=self.params.max_retry_per_query,
-                    acquire=self._acquire,
-                    release=self._release,
-                )
-                for q in queries
-            )
-        )
+        outcomes = await asyncio.gather(*(self._one(client, q or "") for q in queries))
         columns = {
             name: [getattr(o, name) for o in outcomes]
             for name in (
@@ -82,6 +85,21 @@ class InferenceActor:
             )
         }
         yield with_inference_columns(batch, self.model.name, columns)
+
+    async def _one(self, client: Any, query: str) -> ItemOutcome:
+        body = request_body(self.endpoint, query, self.params)
+        if self.budget is not None:
+            error = self.budget.fit(body)
+            if error is not None:  # never sent: the engine would refuse it
+                return ItemOutcome(attempts=0, error=error)
+        return await infer_one(
+            client,
+            self.endpoint,
+            body,
+            max_retries=self.params.max_retry_per_query,
+            acquire=self._acquire,
+            release=self._release,
+        )
 
 
 class EvalOnlyColumns:

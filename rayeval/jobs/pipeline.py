@@ -33,8 +33,13 @@ def build_dataset(
     auth_values: dict[str, str | None],
     metrics_by_set: dict[str, list[dict[str, Any]]],
     outputs: list[str],
+    hosted: dict[str, dict[str, Any]] | None = None,
 ) -> ray.data.Dataset:
-    """The lazy, scored stream of every (model, item) of the task."""
+    """The lazy, scored stream of every (model, item) of the task.
+
+    `hosted` maps the name of each model rayeval deployed to its endpoint (HostedEndpoint.as_dict()).
+    """
+    hosted = hosted or {}
     import ray.data
 
     res = spec.resources
@@ -62,6 +67,7 @@ def build_dataset(
                     "model": model.model_dump(mode="json", exclude={"auth_header_value"}),
                     "parameters": params.model_dump(),
                     "auth_value": auth_values.get(model.name),
+                    "hosted": hosted.get(model.name),
                 },
                 batch_format="pyarrow",
                 batch_size=res.batch_size,

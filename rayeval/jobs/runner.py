@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ from rayeval.datasets import SetPlan, plan_sets
 from rayeval.errors import MetricError, ServiceError, SpecError, TaskFailedError
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.report import metric_outputs, summarize
+from rayeval.serve_apps.builtins import ModelSource, resolve_source
+from rayeval.serve_apps.hosting import deploy, release
+from rayeval.serve_apps.llm import check_engine
 from rayeval.spec import TaskSpec, resolve_secret
 from rayeval.store import ResultsStore
 
@@ -53,6 +56,7 @@ class PreparedTask:
     metrics_by_set: dict[str, list[dict[str, Any]]]
     outputs: list[str]
     auth_values: dict[str, str | None]
+    sources: dict[str, ModelSource] = field(default_factory=dict)
 
     @property
     def store(self) -> ResultsStore:
@@ -111,10 +115,13 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
             for i, m in enumerate(spec.models)
         }
         _check_output(spec.output)
+        sources = _resolve_sources(spec)
     except SpecError as e:
         raise e.with_source(spec.source) from None
     if check_services and spec.mode == "inference_and_evaluation":
         for m in spec.models:
+            if m.hosted:  # checked once deployed
+                continue
             endpoint = resolve_endpoint(m, auth_values[m.name], spec.model_parameters(m).request_timeout)
             report = check_service(endpoint, tiny_request=False)
             if not report.ok:
@@ -122,7 +129,22 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
                     f"model '{m.name}' at {endpoint.base_url}: {report.failure()}; "
                     f"run `rayeval check-service {endpoint.base_url} --model {endpoint.model_id}` for details"
                 )
-    return PreparedTask(spec, task_id or new_task_id(spec.name), plans, metrics_by_set, outputs, auth_values)
+    task_id = task_id or new_task_id(spec.name)
+    return PreparedTask(spec, task_id, plans, metrics_by_set, outputs, auth_values, sources)
+
+
+def _resolve_sources(spec: TaskSpec) -> dict[str, ModelSource]:
+    """Where each hosted model's weights come from (checked now: a bad path fails before anything runs)."""
+    sources = {}
+    for m in spec.hosted_models():
+        group, i = ("judges", spec.judges.index(m)) if m in spec.judges else ("models", spec.models.index(m))
+        where = f"{group}.{i}"
+        try:
+            sources[m.name] = resolve_source(m, field=f"{where}.path" if m.kind == "checkpoint" else f"{where}.builtin")
+            check_engine(m, sources[m.name], field=f"{where}.engine.max_model_len")
+        except ServiceError as e:
+            raise ServiceError(f"{where} ({m.name}): {e.message}") from None
+    return sources
 
 
 def _record(task: PreparedTask) -> dict[str, Any]:
@@ -151,6 +173,16 @@ def _job_id() -> str | None:
         return ray.get_runtime_context().get_job_id()
     except Exception:  # not connected
         return None
+
+
+def _deploy(task: PreparedTask, model: Any, coordinator: Any) -> Any:
+    """Deploy one hosted model, recording each step in the task record (visible in `rayeval status`)."""
+
+    def on_event(event: dict[str, Any]) -> None:
+        log.info("model %s: %s (%s)", model.name, event["state"], event.get("message", ""))
+        ray.get(coordinator.set_deployment.remote(task.task_id, model.name, **event))
+
+    return deploy(model, user=task.task_id, coordinator=coordinator, on_event=on_event, source=task.sources[model.name])
 
 
 class _ProgressMonitor(threading.Thread):
@@ -196,7 +228,13 @@ def run_prepared(
     if on_progress is not None:
         monitor = _ProgressMonitor(coordinator, task.task_id, on_progress, progress_every)
         monitor.start()
+    deployed: list[tuple[str, str, bool]] = []  # (model, Serve app, keep) to release at the end
     try:
+        hosted = {}
+        for m in spec.hosted_models():
+            endpoint = _deploy(task, m, coordinator)
+            deployed.append((m.name, endpoint.app, m.engine.keep))
+            hosted[m.name] = endpoint.as_dict()
         ds = build_dataset(
             spec,
             task.plans,
@@ -204,6 +242,7 @@ def run_prepared(
             auth_values=task.auth_values,
             metrics_by_set=task.metrics_by_set,
             outputs=task.outputs,
+            hosted=hosted,
         )
         ds.write_parquet(
             store.results_path(task.task_id),
@@ -224,6 +263,10 @@ def run_prepared(
             monitor.stopped.set()
         for lim in limiters:
             ray.kill(lim)
+        for name, app, keep in deployed:
+            deleted = release(app, user=task.task_id, coordinator=coordinator, keep=keep)
+            state = "deleted" if deleted else ("kept" if keep else "released (still used by another task)")
+            ray.get(coordinator.set_deployment.remote(task.task_id, name, state=state))
     rows, counts = summarize(store, task.task_id, task.metrics_by_set)
     record = ray.get(coordinator.get.remote(task.task_id))
     progress = record["progress"]

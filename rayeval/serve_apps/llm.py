@@ -1,0 +1,182 @@
+"""Turn a hosted model spec into an OpenAI-compatible Ray Serve application backed by vLLM.
+
+The application is Ray's own `ray.serve.llm` OpenAI app (`/v1/chat/completions`,
+`/v1/completions`, `/v1/models`) around vLLM's async engine. On nodes without GPUs the replica
+asks for CPU-only placement bundles, so vLLM's CPU build serves it.
+
+Usable outside rayeval too, from `serve run` or a Serve config file::
+
+    serve run rayeval.serve_apps.llm:build_app name=my-model path=/models/my-model max_model_len=4096
+
+    applications:
+      - name: my-model
+        route_prefix: /my-model
+        import_path: rayeval.serve_apps.llm:build_app
+        args: {name: my-model, path: /models/my-model, engine: {max_model_len: 4096}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from rayeval.serve_apps.builtins import ModelSource, get_builtin, resolve_source
+from rayeval.spec import EngineSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from ray.serve.deployment import Application
+    from ray.serve.llm import LLMConfig
+
+__all__ = ["app_name", "build_app", "check_engine", "effective_engine", "llm_config", "openai_app", "route_prefix"]
+
+
+def effective_engine(model: ModelSpec) -> EngineSpec:
+    """The model's engine settings, with a built-in model's defaults under what the task set."""
+    if model.kind != "builtin":
+        return model.engine
+    defaults = get_builtin(model.builtin).engine
+    explicit = model.engine.model_dump(include=model.engine.model_fields_set)
+    merged = {**defaults, **explicit}
+    if "engine_kwargs" in defaults and "engine_kwargs" in explicit:
+        merged["engine_kwargs"] = {**defaults["engine_kwargs"], **explicit["engine_kwargs"]}
+    return EngineSpec.model_validate(merged)
+
+
+def check_engine(model: ModelSpec, source: ModelSource, *, field: str | None = None) -> None:
+    """Catch what vLLM would only refuse after minutes of start-up: MAX_MODEL_LEN over the model's context.
+
+    Raises:
+        SpecError: MAX_MODEL_LEN exceeds the context length in the checkpoint's config.json.
+    """
+    from pathlib import Path
+
+    from rayeval.errors import SpecError
+
+    config_path = Path(source.source) / "config.json"
+    if "://" in source.source or not config_path.is_file():
+        return
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    config = config.get("text_config", config)
+    limit = config.get("max_position_embeddings")
+    engine = effective_engine(model)
+    allowed = engine.engine_kwargs.get("hf_overrides") or "rope_scaling" in config
+    if isinstance(limit, int) and engine.max_model_len > limit and not allowed:
+        raise SpecError(
+            f"MAX_MODEL_LEN {engine.max_model_len} exceeds the model's context length ({limit}, "
+            f"max_position_embeddings in {config_path}); set engine.max_model_len to at most {limit}",
+            field=field,
+        )
+
+
+def _fingerprint(model: ModelSpec, source: ModelSource) -> str:
+    """What makes two deployments interchangeable: the weights, the served id and the engine settings."""
+    engine = effective_engine(model).model_dump(mode="json", exclude={"keep", "deploy_timeout_s"})
+    key = json.dumps({"source": source.source, "served": model.served_model, "engine": engine}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def app_name(model: ModelSpec, source: ModelSource) -> str:
+    """The Serve application name: the same for every task naming this model with this engine config."""
+    return f"rayeval-{model.served_model}-{_fingerprint(model, source)}"
+
+
+def route_prefix(name: str) -> str:
+    """Where the application's HTTP routes live under the Serve proxy."""
+    return f"/{name}"
+
+
+def _gpus(engine: EngineSpec) -> float:
+    if engine.gpus_per_replica is not None:
+        return engine.gpus_per_replica
+    import ray
+
+    has_gpus = ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+    return float(engine.tensor_parallel_size) if has_gpus else 0.0
+
+
+def llm_config(model: ModelSpec, source: ModelSource | None = None) -> LLMConfig:
+    """The `ray.serve.llm.LLMConfig` of a hosted model."""
+    from ray.serve.llm import LLMConfig
+
+    source = source or resolve_source(model)
+    engine = effective_engine(model)
+    gpus = _gpus(engine)
+    engine_kwargs: dict[str, Any] = {
+        "max_model_len": engine.max_model_len,
+        "dtype": engine.dtype,
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        **engine.engine_kwargs,
+    }
+    if engine.min_replicas is not None:
+        deployment: dict[str, Any] = {
+            "autoscaling_config": {"min_replicas": engine.min_replicas, "max_replicas": engine.max_replicas}
+        }
+    else:
+        deployment = {"num_replicas": engine.replicas}
+    runtime_env: dict[str, Any] = {}
+    if gpus == 0:
+        # vLLM's CPU build: one CPU-only bundle per replica (LLMConfig asks for a GPU otherwise).
+        placement = {"bundles": [{"CPU": engine.cpus_per_replica}]}
+        runtime_env["env_vars"] = {"VLLM_CPU_KVCACHE_SPACE": _gb(engine.cpu_kv_cache_gb)}
+        engine_kwargs.setdefault("enforce_eager", True)
+        # The replica actor itself only relays requests: its CPUs are the bundle's, not one more.
+        deployment["ray_actor_options"] = {"num_cpus": 0}
+    else:
+        per_worker = gpus / engine.tensor_parallel_size
+        placement = {"bundles": [{"GPU": per_worker, "CPU": 1} for _ in range(engine.tensor_parallel_size)]}
+    config: dict[str, Any] = {
+        "model_loading_config": {"model_id": model.served_model, "model_source": _model_source(source)},
+        "engine_kwargs": engine_kwargs,
+        "placement_group_config": placement,
+        "deployment_config": deployment,
+        "runtime_env": runtime_env or None,
+        "log_engine_metrics": False,
+    }
+    if engine.accelerator_type:
+        config["accelerator_type"] = engine.accelerator_type
+    return LLMConfig(**config)
+
+
+def _gb(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _model_source(source: ModelSource) -> Any:
+    if source.source.split("://", 1)[0] in {"s3", "gs", "abfss", "azure"}:
+        return {"bucket_uri": source.source}
+    return source.source
+
+
+def openai_app(model: ModelSpec, source: ModelSource | None = None) -> Application:
+    """The OpenAI-compatible Serve application of one hosted model."""
+    from ray.serve.llm import build_openai_app
+
+    # The ingress only routes requests: no CPU of its own (the replica's bundle does the work).
+    return build_openai_app(
+        {
+            "llm_configs": [llm_config(model, source)],
+            "ingress_deployment_config": {"ray_actor_options": {"num_cpus": 0}},
+        }
+    )
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Serve application builder: `args` are ModelSpec fields (engine fields may also be given flat).
+
+    `serve run rayeval.serve_apps.llm:build_app name=m path=/models/m max_model_len=4096` passes
+    strings; numbers are converted by the spec's validation.
+    """
+    data = dict(args)
+    engine = dict(data.pop("engine", None) or {})
+    for key in list(data):
+        if key in EngineSpec.model_fields or key == "MAX_MODEL_LEN":
+            engine[key] = data.pop(key)
+    data.setdefault("name", data.get("builtin") or "model")
+    model = ModelSpec.model_validate({**data, "engine": engine})
+    if not model.hosted:
+        raise ValueError("build_app needs `path` (a checkpoint folder) or `builtin` (a registry name)")
+    return openai_app(model)
