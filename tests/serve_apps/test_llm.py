@@ -49,7 +49,7 @@ def test_cpu_config_asks_for_cpu_bundles_and_passes_engine_settings(ray_cluster,
     assert cfg["engine_kwargs"]["max_model_len"] == 256 and cfg["engine_kwargs"]["seed"] == 3
     assert cfg["engine_kwargs"]["dtype"] == "bfloat16" and cfg["engine_kwargs"]["enforce_eager"] is True
     assert cfg["model_loading_config"]["model_id"] == "m"
-    assert cfg["deployment_config"] == {"num_replicas": 1}
+    assert cfg["deployment_config"] == {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}
     scaled = llm_config(_model(checkpoint, min_replicas=1, max_replicas=3)).model_dump()
     assert scaled["deployment_config"]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 3}
 
