@@ -72,19 +72,35 @@ def _progress_printer(quiet: bool):
 @click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(task_file: str, address: str | None, as_json: bool, quiet: bool) -> None:
+@click.option("--verbose", is_flag=True, help="Also print the workers' logs (Serve replicas, vLLM engines, actors).")
+def run(task_file: str, address: str | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Run TASK_FILE on the current Ray cluster (or a local one) and print its summary."""
     import ray
 
     from rayeval.api import run as run_task
+    from rayeval.cluster import connect
     from rayeval.report import format_summary
 
+    _quiet_logging(verbose)
+    connect(address, log_to_driver=verbose)
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     handle = run_task(task_file, address=address, on_progress=_progress_printer(quiet))
     rows = handle.results()
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
     click.echo(format_summary(rows, "json" if as_json else "table"))
+
+
+def _quiet_logging(verbose: bool) -> None:
+    """rayeval's own log lines in plain text (other libraries may install JSON handlers on the root logger)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("rayeval: %(message)s"))
+    logger = logging.getLogger("rayeval")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    for noisy in ("httpx", "httpcore", "ray.serve"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @main.command()

@@ -10,7 +10,7 @@ __all__ = ["connect"]
 log = logging.getLogger("rayeval")
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
+def connect(address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Make sure this process is a Ray driver.
 
     Args:
@@ -18,13 +18,15 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
             running local cluster is used, and failing those a local cluster is started here.
         num_cpus: CPUs a newly started local cluster declares (default: max(4, 2 x cores), since
             rayeval's actors take fractions of a CPU and mostly wait on the network).
+        log_to_driver: Echo the workers' logs (Serve replicas, vLLM engines) here; off, they are
+            only in Ray's log files and the dashboard.
     """
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    quiet = {"log_to_driver": True, "configure_logging": True, "logging_level": logging.WARNING}
+    quiet = {"log_to_driver": log_to_driver, "configure_logging": True, "logging_level": logging.WARNING}
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, **quiet)
         return

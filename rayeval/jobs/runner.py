@@ -266,7 +266,7 @@ def run_prepared(
         for name, app, keep in deployed:
             deleted = release(app, user=task.task_id, coordinator=coordinator, keep=keep)
             state = "deleted" if deleted else ("kept" if keep else "released (still used by another task)")
-            ray.get(coordinator.set_deployment.remote(task.task_id, name, state=state))
+            ray.get(coordinator.set_deployment.remote(task.task_id, name, state=state, message=f"{state} at task end"))
     rows, counts = summarize(store, task.task_id, task.metrics_by_set)
     record = ray.get(coordinator.get.remote(task.task_id))
     progress = record["progress"]
