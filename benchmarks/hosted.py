@@ -85,8 +85,15 @@ async def direct_run(endpoint: Any, bodies: list[dict[str, Any]], concurrency: i
     return {"wall_s": wall, "tokens": tokens, "errors": errors}
 
 
-def pipeline_run(args: argparse.Namespace, data: Path, out: Path, model: dict[str, Any]) -> dict[str, float]:
-    """One rayeval task over the same queries; returns its streaming window, end-to-end wall and tokens."""
+def pipeline_run(
+    args: argparse.Namespace, data: Path, out: Path, model: dict[str, Any], marks: dict[str, float]
+) -> dict[str, float]:
+    """One rayeval task over the same queries.
+
+    Returns its inference window (first request sent to last answer, from the items' `started_at`
+    and `latency_ms`: what the direct client's wall time measures), its streaming window (Ray Data
+    execution: actor start-up, read, score and write included), its end-to-end wall time and tokens.
+    """
     import pyarrow.compute as pc
 
     from rayeval.jobs.runner import prepare, run_prepared
@@ -104,17 +111,18 @@ def pipeline_run(args: argparse.Namespace, data: Path, out: Path, model: dict[st
             "evaluation_sets": [{"name": "q", "path": str(data), "metrics": ["exact_match"]}],
         }
     )
-    marks = time_phases()
     started = time.perf_counter()
     task = prepare(spec)
     final = run_prepared(task)
     wall = time.perf_counter() - started
-    table = task.store.results_dataset(task.task_id).to_table(columns=["completion_tokens", "error"])
+    columns = ["completion_tokens", "error", "started_at", "latency_ms"]
+    table = task.store.results_dataset(task.task_id).to_table(columns=columns)
     errors = table.num_rows - pc.sum(pc.is_null(table.column("error"))).as_py()
-    window = marks["summarize.start"] - marks["build_dataset.start"]
+    ends = pc.add(table.column("started_at"), pc.divide(table.column("latency_ms"), 1000.0))
     assert final["state"] == "succeeded" and table.num_rows == args.items
     return {
-        "wall_s": window,
+        "wall_s": pc.max(ends).as_py() - pc.min(table.column("started_at")).as_py(),
+        "stream_s": marks["summarize.start"] - marks["build_dataset.start"],
         "e2e_s": wall,
         "tokens": pc.sum(table.column("completion_tokens")).as_py(),
         "errors": errors,
@@ -152,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     bodies = [request_body(endpoint, q, params) for q in texts]
 
     asyncio.run(direct_run(endpoint, bodies[: 2 * args.concurrency], args.concurrency))  # warm the engine
+    marks = time_phases()
     runs: dict[str, list[dict[str, float]]] = {"direct": [], "rayeval": []}
     for i in range(args.repeat):
         runs["direct"].append(asyncio.run(direct_run(endpoint, bodies, args.concurrency)))
-        runs["rayeval"].append(pipeline_run(args, data, work / f"out{i}", model))
+        runs["rayeval"].append(pipeline_run(args, data, work / f"out{i}", model, marks))
         for side in runs:
             r = runs[side][-1]
             rate, tok_rate = args.items / r["wall_s"], r["tokens"] / r["wall_s"]
@@ -173,20 +182,21 @@ def main(argv: list[str] | None = None) -> int:
         f"hosted-model benchmark: {args.items} chat requests, C={args.concurrency}, max_tokens {args.max_tokens}, "
         f"model {args.path or args.builtin} (MAX_MODEL_LEN {args.max_model_len}), best of {args.repeat}"
     )
-    print(f"  {'':<34} {'items/s':>8} {'tokens/s':>9} {'seconds':>8}")
+    print(f"  {'':<38} {'items/s':>8} {'tokens/s':>9} {'seconds':>8}")
+    rows = [
+        ("direct async client", d["wall_s"], d["tokens"]),
+        ("rayeval (first request .. last answer)", p["wall_s"], p["tokens"]),
+        ("rayeval Ray Data run (start-up incl.)", p["stream_s"], p["tokens"]),
+        ("rayeval end to end (checks, summary)", p["e2e_s"], p["tokens"]),
+    ]
+    for label, seconds, tokens in rows:
+        print(f"  {label:<38} {args.items / seconds:8.1f} {tokens / seconds:9.0f} {seconds:8.1f}")
+    ratios = sorted(dr["wall_s"] / pr["wall_s"] for dr, pr in zip(runs["direct"], runs["rayeval"]))
+    print(f"  per-run ratios (rayeval run i / direct run i): {', '.join(f'{r:.3f}' for r in ratios)}")
     print(
-        f"  {'direct async client':<34} {args.items / d['wall_s']:8.1f} {d['tokens'] / d['wall_s']:9.0f} "
-        f"{d['wall_s']:8.1f}"
+        f"  rayeval / direct items/s: {d['wall_s'] / p['wall_s']:.3f} (target >= {TARGET}); over the Ray Data run "
+        f"{d['wall_s'] / p['stream_s']:.3f}; end to end {d['wall_s'] / p['e2e_s']:.3f}"
     )
-    print(
-        f"  {'rayeval pipeline (streaming)':<34} {args.items / p['wall_s']:8.1f} {p['tokens'] / p['wall_s']:9.0f} "
-        f"{p['wall_s']:8.1f}"
-    )
-    print(
-        f"  {'rayeval end to end':<34} {args.items / p['e2e_s']:8.1f} {p['tokens'] / p['e2e_s']:9.0f} {p['e2e_s']:8.1f}"
-    )
-    ratio = d["wall_s"] / p["wall_s"]
-    print(f"  pipeline / direct items/s = {ratio:.3f} (target >= {TARGET}); end to end {d['wall_s'] / p['e2e_s']:.3f}")
     ray.shutdown()
     return 0
 

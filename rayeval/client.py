@@ -126,6 +126,7 @@ class ItemOutcome:
     """What inference produced for one item, success or not."""
 
     prediction: str | None = None
+    started_at: float | None = None
     latency_ms: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -209,25 +210,26 @@ async def infer_one(
     during backoff. Timeouts, connection errors, 5xx, 429 and malformed bodies are retried up to
     `max_retries` times with exponential backoff that honours Retry-After.
     """
-    attempts, error = 0, None
+    attempts, error, first_sent = 0, None, None
     while True:
         attempts += 1
         await acquire()
+        first_sent = first_sent or time.time()
         started = time.perf_counter()
         try:
             outcome = await _attempt(client, endpoint, body)
         except _Retryable as e:
             error, retry_after = e, e.retry_after
         except _Fatal as e:
-            return ItemOutcome(attempts=attempts, error=endpoint.scrub(str(e)))
+            return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(e)))
         else:
             outcome.latency_ms = (time.perf_counter() - started) * 1000
-            outcome.attempts = attempts
+            outcome.started_at, outcome.attempts = first_sent, attempts
             return outcome
         finally:
             release()
         if attempts > max_retries:
-            return ItemOutcome(attempts=attempts, error=endpoint.scrub(str(error)))
+            return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(error)))
         await asyncio.sleep(backoff_delay(attempts, retry_after))
 
 

@@ -19,6 +19,7 @@ ITEM_SCHEMA = pa.schema(
 #: Columns inference adds (or Evaluation Only fills with nulls), beside ITEM_SCHEMA.
 INFERENCE_FIELDS = [
     pa.field("model", pa.string()),
+    pa.field("started_at", pa.float64()),
     pa.field("latency_ms", pa.float64()),
     pa.field("prompt_tokens", pa.int64()),
     pa.field("completion_tokens", pa.int64()),

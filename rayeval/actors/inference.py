@@ -76,6 +76,7 @@ class InferenceActor:
             name: [getattr(o, name) for o in outcomes]
             for name in (
                 "prediction",
+                "started_at",
                 "latency_ms",
                 "prompt_tokens",
                 "completion_tokens",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -98,12 +99,15 @@ def _fault_run(stub_server, tmp_path, retries):
 
 
 def test_transient_faults_are_retried_until_every_item_succeeds(ray_cluster, stub_server, tmp_path):
+    began = time.time()
     server, handle = _fault_run(stub_server, tmp_path, retries=3)
     faulty = len(server.faulted_prompts)
     assert 8 <= faulty <= 30  # ~30% of 60
-    rows = _rows(handle)
+    rows = _rows(handle, ("item_id", "error", "attempts", "started_at", "latency_ms"))
     assert len(rows) == 60 and all(r["error"] is None for r in rows)
     assert sum(r["attempts"] for r in rows) == 60 + 2 * faulty
+    # started_at is the first attempt's send time; latency that of the last attempt (>= the stub's delay)
+    assert all(began < r["started_at"] < time.time() and r["latency_ms"] > 0 for r in rows)
     assert handle.results()[0]["value"] == 1.0
 
 
