@@ -14,11 +14,8 @@ from typing import Any
 
 __all__ = ["PromptBudget", "context_error"]
 
-_VLLM_TOO_LONG = re.compile(
-    r"maximum context length is (?P<limit>\d+) tokens.*?(?:at least |requested |has )(?P<prompt>\d+)"
-    r"(?: input)? tokens",
-    re.S,
-)
+_LIMIT = re.compile(r"maximum context length is (\d+) tokens")
+_PROMPT = re.compile(r"\((\d+) in the messages|(at least )?(\d+) input tokens")
 
 
 def too_long(prompt_tokens: int, limit: int, *, at_least: bool = False) -> str:
@@ -28,10 +25,11 @@ def too_long(prompt_tokens: int, limit: int, *, at_least: bool = False) -> str:
 
 def context_error(text: str) -> str | None:
     """The item error for an engine's context-length refusal, or None when `text` is something else."""
-    match = _VLLM_TOO_LONG.search(text)
-    if match is None:
+    limit, prompt = _LIMIT.search(text), _PROMPT.search(text)
+    if limit is None or prompt is None:
         return None
-    return too_long(int(match["prompt"]), int(match["limit"]), at_least="at least" in match.group(0))
+    count = prompt.group(1) or prompt.group(3)
+    return too_long(int(count), int(limit.group(1)), at_least=bool(prompt.group(2)))
 
 
 class PromptBudget:

@@ -122,3 +122,21 @@ def test_model_parameters_override_task_parameters():
     )
     p = spec.model_parameters(spec.models[0])
     assert (p.temperature, p.max_concurrency) == (0.1, 8)
+
+
+def test_hosted_models_and_judges_are_declared_alike(tmp_path):
+    tiny = {"builtin": "tiny-random-llama", "engine": {"MAX_MODEL_LEN": 512}}
+    spec = parse_task(
+        _task(
+            models=[{"name": "hosted", **tiny}, {"name": "svc", "url": "http://127.0.0.1:9/v1"}],
+            judges=[{"name": "judge", "path": "ckpt"}, {"name": "judge-svc", "url": "http://127.0.0.1:9/v1"}],
+        ),
+        base_dir=tmp_path,
+    )
+    assert [m.name for m in spec.hosted_models()] == ["hosted", "judge"]
+    assert spec.judges[0].path == str(tmp_path / "ckpt")  # relative to the task file, like data paths
+    assert spec.models[0].engine.max_model_len == 512
+    with pytest.raises(SpecError, match="judges and models share names"):
+        parse_task(_task(judges=[{"name": "m", "url": "http://127.0.0.1:9/v1"}]))
+    with pytest.raises(SpecError, match="judges.0 .* needs `url`"):
+        parse_task(_task(judges=[{"name": "j"}]))
