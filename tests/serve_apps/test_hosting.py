@@ -138,3 +138,14 @@ def test_an_impossible_max_model_len_fails_before_anything_runs(tmp_path):
     spec = parse_task(inference_task(data, tmp_path / "out", [tiny("long", max_model_len=100_000)]))
     with pytest.raises(SpecError, match="exceeds the model's context length"):
         prepare(spec)
+
+
+def test_keep_leaves_the_deployment_running_for_later_tasks(hosted):
+    import ray
+
+    coordinator = get_coordinator()
+    assert ray.get(coordinator.use_deployment.remote(hosted.app, "kept-task")) == 2  # pytest + this one
+    assert ray.get(coordinator.release_deployment.remote(hosted.app, "pytest")) == 1
+    assert not release(hosted.app, user="kept-task", coordinator=coordinator, keep=True)
+    assert hosted.app in serve.status().applications  # nobody uses it, but `keep` said leave it
+    assert ray.get(coordinator.use_deployment.remote(hosted.app, "pytest")) == 1  # the fixture's hold again
