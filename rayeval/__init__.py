@@ -5,10 +5,11 @@ The public API is small: load or build a task spec, run or submit it, follow the
 
 from rayeval.api import TaskHandle, run, submit
 from rayeval.errors import DatasetError, MetricError, RayevalError, ServiceError, SpecError, TaskNotFoundError
-from rayeval.spec import EvaluationSetSpec, ModelSpec, Parameters, TaskSpec, load_task
+from rayeval.spec import EngineSpec, EvaluationSetSpec, ModelSpec, Parameters, TaskSpec, load_task
 
 __all__ = [
     "DatasetError",
+    "EngineSpec",
     "EvaluationSetSpec",
     "MetricError",
     "ModelSpec",
