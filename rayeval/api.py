@@ -118,6 +118,7 @@ def run(
     wait: bool = True,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     task_id: str | None = None,
+    log_to_driver: bool = True,
 ) -> TaskHandle:
     """Validate and run a task on the current Ray cluster (or a local one started here).
 
@@ -127,6 +128,7 @@ def run(
         wait: Block until the task ends (else it runs in a background thread of this process).
         on_progress: Called with the task record about once a second.
         task_id: Use this id instead of a generated one.
+        log_to_driver: When this call connects to Ray, echo the workers' logs here.
 
     Raises:
         SpecError / ServiceError: before anything is written.
@@ -136,7 +138,7 @@ def run(
 
     task_spec = _as_spec(spec)
     prepared = prepare(task_spec, task_id)
-    connect(address)
+    connect(address, log_to_driver=log_to_driver)
     handle = TaskHandle(prepared.task_id, task_spec.output)
     if wait:
         run_prepared(prepared, on_progress=on_progress)

@@ -78,14 +78,12 @@ def run(task_file: str, address: str | None, as_json: bool, quiet: bool, verbose
     import ray
 
     from rayeval.api import run as run_task
-    from rayeval.cluster import connect
     from rayeval.report import format_summary
 
     _quiet_logging(verbose)
-    connect(address, log_to_driver=verbose)
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    handle = run_task(task_file, address=address, on_progress=_progress_printer(quiet))
+    handle = run_task(task_file, address=address, on_progress=_progress_printer(quiet), log_to_driver=verbose)
     rows = handle.results()
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
     click.echo(format_summary(rows, "json" if as_json else "table"))
