@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from rayeval.cli import main
+from tests.conftest import free_port
 from tests.support.tasks import inference_task, write_items
 
 
@@ -17,12 +17,6 @@ def _write(tmp_path, task) -> str:
     path = tmp_path / "task.yaml"
     path.write_text(yaml.safe_dump(task))
     return str(path)
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bad_inputs(tmp_path, server):
@@ -53,7 +47,7 @@ def _bad_inputs(tmp_path, server):
         "rows missing query": (with_path(no_query), "row has no column 'query'"),
         "non-UTF-8 file": (with_path(latin1), "not UTF-8"),
         "unreachable service": (
-            task(models=[{"name": "m", "url": f"http://127.0.0.1:{_closed_port()}/v1"}]),
+            task(models=[{"name": "m", "url": f"http://127.0.0.1:{free_port()}/v1"}]),
             "reachable: cannot connect",
         ),
         "wrong auth": (
@@ -147,7 +141,7 @@ def test_check_service_verdicts(stub_server, monkeypatch):
     unlisted = runner.invoke(main, ["check-service", server.url, "--auth-env", "STUB_AUTH", "--model", "gpt-x"])
     assert unlisted.exit_code == 1 and "'gpt-x' not in [stub-model]" in unlisted.output
 
-    down = runner.invoke(main, ["check-service", f"http://127.0.0.1:{_closed_port()}/v1", "--model", "x"])
+    down = runner.invoke(main, ["check-service", f"http://127.0.0.1:{free_port()}/v1", "--model", "x"])
     assert down.exit_code == 1 and "FAIL reachable: cannot connect" in down.output
     assert server.total_requests == 1  # the tiny request of the one check that got that far
 
@@ -156,3 +150,22 @@ def test_metrics_lists_the_rule_metrics():
     out = CliRunner().invoke(main, ["metrics"]).output
     for name in ("exact_match", "f1", "accuracy", "numeric_match", "rouge", "bleu"):
         assert name in out
+
+
+def test_models_lists_the_builtin_registry():
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert "(built locally)" in lines["tiny-random-llama"]
+    assert "Qwen/Qwen2.5-0.5B-Instruct" in lines["qwen2.5-0.5b-instruct"]
+
+
+def test_an_unknown_builtin_model_exits_2_naming_the_choices(tmp_path):
+    data = write_items(tmp_path / "set.jsonl", 2)
+    task = inference_task(data, tmp_path / "out", [{"name": "m", "builtin": "no-such-model"}])
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(task))
+    result = CliRunner().invoke(main, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "models.0.builtin" in result.output and "tiny-random-llama" in result.output
+    assert not (tmp_path / "out").exists()  # nothing written
