@@ -6,14 +6,21 @@ numeric_match, rouge and bleu.
 
 from rayeval.metrics import _bleu, _choice, _numeric, _rouge, _text  # noqa: F401  (registration)
 from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
+from rayeval.metrics._judge_parser import JudgeParser, ParsedScore
 from rayeval.metrics._registry import get_metric, list_metrics, register_metric
+from rayeval.metrics._scripts import ScriptResult, load_script, run_script
 
 __all__ = [
     "Aggregator",
     "ItemScore",
+    "JudgeParser",
     "MeanAggregator",
     "Metric",
+    "ParsedScore",
+    "ScriptResult",
     "get_metric",
     "list_metrics",
+    "load_script",
     "register_metric",
+    "run_script",
 ]

@@ -36,6 +36,11 @@ def test_public_api() -> None:
             "register_metric",
             "get_metric",
             "list_metrics",
+            "JudgeParser",
+            "ParsedScore",
+            "ScriptResult",
+            "load_script",
+            "run_script",
         ]
     )
 
