@@ -66,6 +66,13 @@ class MetricRef(_Spec):
 
     name: str = Field(description="Registered metric name, e.g. exact_match, f1, rouge, bleu, numeric_match.")
     options: dict[str, Any] = Field(default_factory=dict, description="Options passed to the metric.")
+    preprocess: str | None = Field(
+        None, description="Python file defining preprocess(item) -> item, run before scoring (relative to the task)."
+    )
+    postprocess: str | None = Field(
+        None,
+        description="Python file defining postprocess(judge_output, item) -> score | {score, ...}, run after scoring.",
+    )
 
 
 class EvaluationSetSpec(_Spec):
@@ -430,6 +437,10 @@ def _resolve_paths(data: Any, base: Path) -> Any:
             s["path"] = _resolve_path(base, s["path"])
         elif isinstance(s.get("path"), list):
             s["path"] = [_resolve_path(base, p) if isinstance(p, str) else p for p in s["path"]]
+        for ref in s.get("metrics") or []:
+            for key in ("preprocess", "postprocess"):
+                if isinstance(ref, dict) and isinstance(ref.get(key), str):
+                    ref[key] = _resolve_path(base, ref[key])
         pf = s.get("prediction_files")
         if isinstance(pf, dict):
             for k, v in pf.items():

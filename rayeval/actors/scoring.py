@@ -6,6 +6,8 @@ import json
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -15,6 +17,50 @@ from rayeval.schema import score_column
 __all__ = ["ScoringActor"]
 
 REPORT_EVERY_S = 0.25
+
+
+@dataclass
+class _Steps:
+    """One metric's steps on an item: optional preprocessing -> rule scoring -> optional postprocessing."""
+
+    name: str
+    metric: Any
+    preprocess: Callable[..., Any] | None = None
+    postprocess: Callable[..., Any] | None = None
+
+    def run(self, row: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, Any]]:
+        """(scores by output, details of each step); a failing step nulls this metric's scores for the item."""
+        from rayeval.metrics import run_script
+
+        nothing = dict.fromkeys(self.metric.outputs())
+        details: dict[str, Any] = {}
+        item = row
+        if self.preprocess is not None:
+            pre = run_script(self.preprocess, "preprocess", dict(row))
+            if pre.error:
+                return nothing, {"error": pre.error}
+            item = pre.value
+            details["preprocessed"] = {k: v for k, v in item.items() if row.get(k) != v}
+        try:
+            result = self.metric.score(item.get("prediction") or "", item.get("reference") or "", item)
+        except Exception as e:  # a metric failing on one item must not stop the rest
+            tb = traceback.extract_tb(e.__traceback__)[-1]
+            return nothing, {**details, "error": f"{type(e).__name__}: {e} ({tb.filename}:{tb.lineno})"}
+        scores = dict(result.scores)
+        details.update(result.details or {})
+        if self.postprocess is not None:
+            (output,) = self.metric.outputs()
+            post = run_script(self.postprocess, "postprocess", _as_text(scores[output]), item)
+            if post.error:
+                return nothing, {**details, "error": post.error}
+            details["scored"], details["postprocessed"] = scores[output], post.value
+            value = post.value.get("score") if isinstance(post.value, dict) else post.value
+            scores[output] = None if value is None else float(value)
+        return scores, details
+
+
+def _as_text(score: float | None) -> str:
+    return "" if score is None else f"{score:g}"
 
 
 class ScoringActor:
@@ -28,11 +74,23 @@ class ScoringActor:
 
     def __init__(self, task_id: str, metrics_by_set: dict[str, list[dict[str, Any]]], outputs: list[str]):
         from rayeval.actors.coordinator import get_coordinator
-        from rayeval.metrics import get_metric
+        from rayeval.metrics import compile_script, get_metric
+
+        def script(ref: dict[str, Any], kind: str) -> Any:
+            source = ref.get(f"{kind}_source")
+            return None if source is None else compile_script(source, ref[kind], kind)
 
         self.task_id = task_id
         self.metrics = {
-            s: [(ref["name"], get_metric(ref["name"], **ref.get("options", {}))) for ref in refs]
+            s: [
+                _Steps(
+                    ref["name"],
+                    get_metric(ref["name"], **ref.get("options", {})),
+                    script(ref, "preprocess"),
+                    script(ref, "postprocess"),
+                )
+                for ref in refs
+            ]
             for s, refs in metrics_by_set.items()
         }
         self.outputs = outputs
@@ -45,16 +103,11 @@ class ScoringActor:
         values: dict[str, float | None] = {}
         details: dict[str, Any] = {}
         if row["error"] is None:
-            for name, metric in self.metrics.get(row["eval_set"], []):
-                try:
-                    result = metric.score(row["prediction"] or "", row["reference"] or "", row)
-                    values.update(result.scores)
-                    if result.details:
-                        details[name] = result.details
-                except Exception as e:  # a metric failing on one item must not stop the rest
-                    tb = traceback.extract_tb(e.__traceback__)[-1]
-                    details[name] = {"error": f"{type(e).__name__}: {e} ({tb.filename}:{tb.lineno})"}
-                    values.update(dict.fromkeys(metric.outputs()))
+            for steps in self.metrics.get(row["eval_set"], []):
+                scores_, step_details = steps.run(row)
+                values.update(scores_)
+                if step_details:
+                    details[steps.name] = step_details
         for out in self.outputs:
             scores[out].append(values.get(out))
         return json.dumps(details, ensure_ascii=False) if details else None

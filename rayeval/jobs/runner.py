@@ -83,7 +83,31 @@ def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], lis
                 field=f"evaluation_sets.{i}.metrics",
             )
         outputs.update(outs)
+        for j, ref in enumerate(metrics_by_set[s.name]):
+            _attach_scripts(ref, field=f"evaluation_sets.{i}.metrics.{j}")
     return metrics_by_set, sorted(outputs)
+
+
+def _attach_scripts(ref: dict[str, Any], *, field: str) -> None:
+    """Load a metric's pre/post-processing scripts now (a broken one fails the task before it runs) and
+    carry their source to the scoring actors, which may run on nodes without the files."""
+    from rayeval.metrics import MeanAggregator, get_metric, load_script
+
+    for kind in ("preprocess", "postprocess"):
+        path = ref.get(kind)
+        if path is None:
+            continue
+        load_script(path, kind, field=f"{field}.{kind}")
+        ref[f"{kind}_source"] = Path(path).read_text(encoding="utf-8")
+    if ref.get("postprocess"):
+        metric = get_metric(ref["name"], **ref.get("options", {}))
+        outs = metric.outputs()
+        if len(outs) != 1 or not isinstance(metric.aggregator(outs[0]), MeanAggregator):
+            raise MetricError(
+                f"postprocess applies to a metric with one per-item score; '{ref['name']}' has "
+                f"{'outputs ' + ', '.join(outs) if len(outs) > 1 else 'a corpus-level score'}",
+                field=f"{field}.postprocess",
+            )
 
 
 def _check_output(location: str) -> None:

@@ -8,7 +8,7 @@ from rayeval.metrics import _bleu, _choice, _numeric, _rouge, _text  # noqa: F40
 from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
 from rayeval.metrics._judge_parser import JudgeParser, ParsedScore
 from rayeval.metrics._registry import get_metric, list_metrics, register_metric
-from rayeval.metrics._scripts import ScriptResult, load_script, run_script
+from rayeval.metrics._scripts import ScriptResult, compile_script, load_script, run_script
 
 __all__ = [
     "Aggregator",
@@ -18,6 +18,7 @@ __all__ = [
     "Metric",
     "ParsedScore",
     "ScriptResult",
+    "compile_script",
     "get_metric",
     "list_metrics",
     "load_script",

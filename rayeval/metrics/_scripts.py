@@ -17,9 +17,9 @@ the traceback; the other items go on.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from rayeval.errors import MetricError
 
-__all__ = ["ScriptResult", "load_script", "run_script"]
+__all__ = ["ScriptResult", "compile_script", "load_script", "run_script"]
 
 ScriptKind = Literal["preprocess", "postprocess"]
 _ARITY = {"preprocess": 1, "postprocess": 2}
@@ -50,18 +50,27 @@ def load_script(path: str | Path, kind: ScriptKind, *, field: str | None = None)
     path = Path(path)
     if not path.is_file():
         raise MetricError(f"{kind} script '{path}' not found", field=field)
-    spec = importlib.util.spec_from_file_location(f"rayeval_user_{kind}_{abs(hash(str(path)))}", path)
-    module = importlib.util.module_from_spec(spec)
+    return compile_script(path.read_text(encoding="utf-8"), str(path), kind, field=field)
+
+
+def compile_script(source: str, filename: str, kind: ScriptKind, *, field: str | None = None) -> Callable[..., Any]:
+    """The script's function from its source text (what actors on other nodes get: no shared files needed).
+
+    Raises:
+        MetricError: the source does not run, or lacks a fitting function.
+    """
+    module = types.ModuleType(f"rayeval_user_{kind}")
+    module.__file__ = filename
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, filename, "exec"), module.__dict__)
     except Exception as e:  # SyntaxError, ImportError, anything at module level
         where = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
         raise MetricError(
-            f"{kind} script '{path}' does not load{where}: {type(e).__name__}: {e}", field=field
+            f"{kind} script '{filename}' does not load{where}: {type(e).__name__}: {e}", field=field
         ) from None
-    fn = getattr(module, kind, None)
+    fn = module.__dict__.get(kind)
     if not callable(fn):
-        raise MetricError(f"{kind} script '{path}' defines no function `{kind}`", field=field)
+        raise MetricError(f"{kind} script '{filename}' defines no function `{kind}`", field=field)
     try:
         params = [
             p
@@ -73,7 +82,8 @@ def load_script(path: str | Path, kind: ScriptKind, *, field: str | None = None)
     if len(params) != _ARITY[kind]:
         expected = "item" if kind == "preprocess" else "judge_output, item"
         raise MetricError(
-            f"{kind} script '{path}': `{kind}` takes {len(params)} parameter(s); expected ({expected})", field=field
+            f"{kind} script '{filename}': `{kind}` takes {len(params)} parameter(s); expected ({expected})",
+            field=field,
         )
     return fn
 
@@ -97,7 +107,7 @@ def run_script(fn: Callable[..., Any], kind: ScriptKind, *args: Any) -> ScriptRe
 
 def _script_frames(error: BaseException, fn: Callable[..., Any]) -> str:
     """The traceback's frames inside the user's script file, as ' (at file:line in fn: code; ...)'."""
-    filename = inspect.getsourcefile(fn) or ""
+    filename = fn.__code__.co_filename
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == filename]
     if not frames:
         return ""

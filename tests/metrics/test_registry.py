@@ -39,6 +39,7 @@ def test_public_api() -> None:
             "JudgeParser",
             "ParsedScore",
             "ScriptResult",
+            "compile_script",
             "load_script",
             "run_script",
         ]
