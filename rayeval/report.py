@@ -18,13 +18,13 @@ __all__ = ["format_summary", "metric_outputs", "summarize"]
 
 def metric_outputs(metrics_by_set: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[str, Any]]]:
     """set -> [(output name, metric object)] for every metric of every set."""
-    from rayeval.metrics import get_metric
+    from rayeval.metrics import build_metric
 
     out: dict[str, list[tuple[str, Any]]] = {}
     for s, refs in metrics_by_set.items():
         out[s] = []
         for ref in refs:
-            metric = get_metric(ref["name"], **ref.get("options", {}))
+            metric = build_metric(ref)
             out[s].extend((o, metric) for o in metric.outputs())
     return out
 
@@ -35,11 +35,13 @@ def summarize(
     """Aggregate a task's stored results without loading them whole.
 
     Returns:
-        (summary rows, counts) where a row is {model, eval_set, metric, value, items, scored, errors}
+        (summary rows, counts) where a row is {model, eval_set, metric, value, items, scored, errors,
+        parse_failures} (parse failures are judge answers that gave no score: part of `errors`, shown apart)
         and counts maps (model, eval_set) to {"done", "errors"} as found in the store.
     """
     outputs = metric_outputs(metrics_by_set)
     aggregators: dict[tuple[str, str, str], Any] = {}
+    parse_failures: dict[tuple[str, str, str], int] = defaultdict(int)
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"done": 0, "errors": 0})
     all_outputs = sorted({o for outs in outputs.values() for o, _ in outs})
     columns = ["model", "eval_set", "error", "details", *(score_column(o) for o in all_outputs)]
@@ -65,6 +67,8 @@ def summarize(
                     aggregators[key] = metric.aggregator(output)
                 score = score_cols.get(output, [None] * len(model_col))[i]
                 aggregators[key].add(score, details.get(metric.name))
+                if isinstance(details.get(metric.name), dict) and "parse_failure" in details[metric.name]:
+                    parse_failures[key] += 1
     rows = []
     for (model, eval_set), c in sorted(counts.items()):
         for output, _ in outputs.get(eval_set, []):
@@ -79,6 +83,7 @@ def summarize(
                     "items": c["done"],
                     "scored": scored,
                     "errors": c["done"] - scored,
+                    "parse_failures": parse_failures.get((model, eval_set, output), 0),
                 }
             )
     return rows, dict(counts)
@@ -89,9 +94,11 @@ def format_summary(rows: list[dict[str, Any]], fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(rows, indent=2)
     fields = ["model", "eval_set", "metric", "value", "items", "scored", "errors"]
+    if any(r.get("parse_failures") for r in rows):  # judge answers that gave no score, shown apart
+        fields.append("parse_failures")
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue().rstrip("\n")

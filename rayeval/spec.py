@@ -25,11 +25,13 @@ from pydantic import (
 )
 
 from rayeval.errors import SpecError
+from rayeval.metrics._judge_parser import JudgeParser
 
 __all__ = [
     "ColumnMapping",
     "EngineSpec",
     "EvaluationSetSpec",
+    "JudgeSpec",
     "MetricRef",
     "ModelSpec",
     "Parameters",
@@ -61,10 +63,26 @@ class ColumnMapping(_Spec):
     )
 
 
-class MetricRef(_Spec):
-    """One metric applied to an evaluation set: a registered name plus its options."""
+class JudgeSpec(_Spec):
+    """Judge-model scoring: a prompt built from the item goes to a judge, whose answer is parsed into a score."""
 
-    name: str = Field(description="Registered metric name, e.g. exact_match, f1, rouge, bleu, numeric_match.")
+    model: str = Field(description="Name of the judge, one of the task's `judges`.")
+    prompt: str = Field(
+        description="Prompt template; {query}, {reference}, {prediction}, {item_id} and any other column are filled in."
+    )
+    system_prompt: str | None = Field(None, description="System message sent to the judge.")
+    parser: JudgeParser = Field(description="How the judge's answer becomes a score (regex, json or labels).")
+    max_tokens: int | None = Field(None, gt=0, description="Most tokens the judge may write.")
+    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature (0: greedy).")
+
+
+class MetricRef(_Spec):
+    """One metric applied to an evaluation set: a registered rule metric, or a judge metric (with `judge`)."""
+
+    name: str = Field(
+        description="Registered metric name (exact_match, f1, rouge, bleu, numeric_match...), or, with `judge`, "
+        "the judge metric's own name."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Options passed to the metric.")
     preprocess: str | None = Field(
         None, description="Python file defining preprocess(item) -> item, run before scoring (relative to the task)."
@@ -73,6 +91,7 @@ class MetricRef(_Spec):
         None,
         description="Python file defining postprocess(judge_output, item) -> score | {score, ...}, run after scoring.",
     )
+    judge: JudgeSpec | None = Field(None, description="Makes this a judge metric: the judge, prompt and parser.")
 
 
 class EvaluationSetSpec(_Spec):
@@ -141,6 +160,15 @@ class Parameters(_Spec):
     )
     request_timeout: float = Field(
         120.0, gt=0, alias="REQUEST_TIMEOUT", description="Seconds before one request is given up."
+    )
+    max_judging_concurrency: int = Field(
+        24,
+        ge=1,
+        alias="MAX_JUDGING_CONCURRENCY",
+        description="Most requests in flight to one judge across the whole cluster.",
+    )
+    max_judging_retry_per_q: int = Field(
+        0, ge=0, alias="MAX_JUDGING_RETRY_PER_Q", description="Retries of a failed judge request (0: no retry)."
     )
 
     def merged(self, override: Parameters | None) -> Parameters:
@@ -351,6 +379,14 @@ class TaskSpec(_Spec):
         for i, j in enumerate(self.judges):
             if j.kind == "service" and not j.url:
                 raise ValueError(f"judges.{i} ({j.name}) needs `url` (or `path`/`builtin` for rayeval to host it)")
+        judge_names = {j.name for j in self.judges}
+        for i, s in enumerate(self.evaluation_sets):
+            for k, ref in enumerate(s.metrics):
+                if ref.judge is not None and ref.judge.model not in judge_names:
+                    raise ValueError(
+                        f"evaluation_sets.{i}.metrics.{k} ({ref.name}) uses judge '{ref.judge.model}', which is not "
+                        f"among the task's judges ({', '.join(sorted(judge_names)) or 'none declared'})"
+                    )
         clash = sorted({m.name for m in self.models} & {j.name for j in self.judges})
         if clash:
             raise ValueError(f"judges and models share names ({', '.join(clash)}): name each once")

@@ -6,10 +6,12 @@ import re
 
 import pytest
 
+from rayeval.metrics import JudgeParser
 from rayeval.spec import (
     ColumnMapping,
     EngineSpec,
     EvaluationSetSpec,
+    JudgeSpec,
     ModelSpec,
     Parameters,
     ResourceSpec,
@@ -20,7 +22,17 @@ from tests.conftest import REPO
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
-SPECS = [TaskSpec, EvaluationSetSpec, ColumnMapping, ModelSpec, EngineSpec, Parameters, ResourceSpec]
+SPECS = [
+    TaskSpec,
+    EvaluationSetSpec,
+    ColumnMapping,
+    ModelSpec,
+    EngineSpec,
+    Parameters,
+    ResourceSpec,
+    JudgeSpec,
+    JudgeParser,
+]
 
 
 @pytest.mark.parametrize("model", SPECS)

@@ -27,11 +27,14 @@ class _Steps:
     metric: Any
     preprocess: Callable[..., Any] | None = None
     postprocess: Callable[..., Any] | None = None
+    parser: Any = None  # a JudgeParser for judge metrics
 
     def run(self, row: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, Any]]:
         """(scores by output, details of each step); a failing step nulls this metric's scores for the item."""
         from rayeval.metrics import run_script
 
+        if self.parser is not None:
+            return self._judged(row)
         nothing = dict.fromkeys(self.metric.outputs())
         details: dict[str, Any] = {}
         item = row
@@ -58,6 +61,29 @@ class _Steps:
             scores[output] = None if value is None else float(value)
         return scores, details
 
+    def _judged(self, row: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, Any]]:
+        """A judge metric: the judging actor's stored answer, parsed, then postprocessed."""
+        from rayeval.metrics import run_script
+
+        nothing = {self.name: None}
+        step = dict(json.loads(row.get("judging") or "{}").get(self.name) or {"error": "the judge was not asked"})
+        if step.get("error"):
+            return nothing, step
+        parsed = self.parser.parse(step.get("output"))
+        if not parsed.ok:  # counted apart from the score: never a silent 0
+            return nothing, {**step, "parse_failure": parsed.failure}
+        step["parsed"] = parsed.score
+        score = parsed.score
+        if self.postprocess is not None:
+            item = {**row, **step.get("preprocessed", {})}
+            post = run_script(self.postprocess, "postprocess", step.get("output") or "", item)
+            if post.error:
+                return nothing, {**step, "error": post.error}
+            step["postprocessed"] = post.value
+            value = post.value.get("score") if isinstance(post.value, dict) else post.value
+            score = None if value is None else float(value)
+        return {self.name: score}, step
+
 
 def _as_text(score: float | None) -> str:
     return "" if score is None else f"{score:g}"
@@ -74,7 +100,7 @@ class ScoringActor:
 
     def __init__(self, task_id: str, metrics_by_set: dict[str, list[dict[str, Any]]], outputs: list[str]):
         from rayeval.actors.coordinator import get_coordinator
-        from rayeval.metrics import compile_script, get_metric
+        from rayeval.metrics import JudgeParser, build_metric, compile_script
 
         def script(ref: dict[str, Any], kind: str) -> Any:
             source = ref.get(f"{kind}_source")
@@ -85,9 +111,10 @@ class ScoringActor:
             s: [
                 _Steps(
                     ref["name"],
-                    get_metric(ref["name"], **ref.get("options", {})),
-                    script(ref, "preprocess"),
+                    build_metric(ref),
+                    None if ref.get("judge") else script(ref, "preprocess"),  # judges: done before asking
                     script(ref, "postprocess"),
+                    JudgeParser.model_validate(ref["judge"]["parser"]) if ref.get("judge") else None,
                 )
                 for ref in refs
             ]
@@ -113,12 +140,15 @@ class ScoringActor:
         return json.dumps(details, ensure_ascii=False) if details else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.select(["eval_set", "model", "prediction", "reference", "query", "item_id", "error"]).to_pylist()
+        columns = ["eval_set", "model", "prediction", "reference", "query", "item_id", "error"]
+        rows = batch.select(columns + (["judging"] if "judging" in batch.schema.names else [])).to_pylist()
         scores: dict[str, list[Any]] = {out: [] for out in self.outputs}
         details = [self._score_row(row, scores) for row in rows]
         for out in self.outputs:
             batch = batch.append_column(pa.field(score_column(out), pa.float64()), pa.array(scores[out], pa.float64()))
         batch = batch.append_column(pa.field("details", pa.string()), pa.array(details, pa.string()))
+        if "judging" in batch.schema.names:  # each judge step is in `details` now
+            batch = batch.drop_columns(["judging"])
         self._count(rows)
         return batch
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rayeval.actors.inference import EvalOnlyColumns, InferenceActor
+from rayeval.actors.judge import JudgeActor
 from rayeval.actors.scoring import ScoringActor
 from rayeval.datasets import READ_CONCURRENCY, SetPlan, read_items
 from rayeval.spec import TaskSpec
@@ -75,7 +76,38 @@ def build_dataset(
                 num_cpus=res.actor_num_cpus,
             )
         )
-    scored = _union(branches).map_batches(
+    stream = _union(branches)
+    judge_metrics = {
+        s: [ref for ref in refs if ref.get("judge")]
+        for s, refs in metrics_by_set.items()
+        if any(r.get("judge") for r in refs)
+    }
+    if judge_metrics:  # judged on the same stream, as soon as each prediction exists
+        params = spec.parameters
+        judges = {
+            j.name: {
+                "spec": j.model_dump(mode="json", exclude={"auth_header_value"}),
+                "auth": auth_values.get(j.name),
+                "hosted": hosted.get(j.name),
+            }
+            for j in spec.judges
+        }
+        stream = stream.map_batches(
+            JudgeActor,
+            fn_constructor_kwargs={
+                "task_id": task_id,
+                "judge_metrics": judge_metrics,
+                "judges": judges,
+                "max_concurrency": params.max_judging_concurrency,
+                "max_retries": params.max_judging_retry_per_q,
+                "timeout": params.request_timeout,
+            },
+            batch_format="pyarrow",
+            batch_size=res.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=res.inference_actors, max_concurrent_calls_per_actor=4),
+            num_cpus=res.actor_num_cpus,
+        )
+    scored = stream.map_batches(
         ScoringActor,
         fn_constructor_kwargs={"task_id": task_id, "metrics_by_set": metrics_by_set, "outputs": outputs},
         batch_format="pyarrow",

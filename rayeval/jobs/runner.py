@@ -21,6 +21,7 @@ from typing import Any
 import ray
 
 from rayeval.actors.coordinator import get_coordinator
+from rayeval.actors.judge import judge_limiter_key
 from rayeval.actors.limiter import create_limiter
 from rayeval.client import check_service, resolve_endpoint, scrub
 from rayeval.datasets import SetPlan, plan_sets
@@ -91,7 +92,13 @@ def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], lis
 def _attach_scripts(ref: dict[str, Any], *, field: str) -> None:
     """Load a metric's pre/post-processing scripts now (a broken one fails the task before it runs) and
     carry their source to the scoring actors, which may run on nodes without the files."""
-    from rayeval.metrics import MeanAggregator, get_metric, load_script
+    from rayeval.metrics import MeanAggregator, build_metric, load_script, placeholders
+
+    if ref.get("judge"):
+        try:
+            placeholders(ref["judge"]["prompt"])
+        except ValueError as e:
+            raise MetricError(f"judge prompt is not a valid template: {e}", field=f"{field}.judge.prompt") from None
 
     for kind in ("preprocess", "postprocess"):
         path = ref.get(kind)
@@ -100,7 +107,7 @@ def _attach_scripts(ref: dict[str, Any], *, field: str) -> None:
         load_script(path, kind, field=f"{field}.{kind}")
         ref[f"{kind}_source"] = Path(path).read_text(encoding="utf-8")
     if ref.get("postprocess"):
-        metric = get_metric(ref["name"], **ref.get("options", {}))
+        metric = build_metric(ref)
         outs = metric.outputs()
         if len(outs) != 1 or not isinstance(metric.aggregator(outs[0]), MeanAggregator):
             raise MetricError(
@@ -138,12 +145,19 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
             m.name: resolve_secret(m.auth_header_value, field=f"models.{i}.auth_header_value")
             for i, m in enumerate(spec.models)
         }
+        auth_values.update(
+            {
+                j.name: resolve_secret(j.auth_header_value, field=f"judges.{i}.auth_header_value")
+                for i, j in enumerate(spec.judges)
+            }
+        )
         _check_output(spec.output)
         sources = _resolve_sources(spec)
     except SpecError as e:
         raise e.with_source(spec.source) from None
-    if check_services and spec.mode == "inference_and_evaluation":
-        for m in spec.models:
+    if check_services:
+        models = spec.models if spec.mode == "inference_and_evaluation" else []
+        for m in [*models, *spec.judges]:
             if m.hosted:  # checked once deployed
                 continue
             endpoint = resolve_endpoint(m, auth_values[m.name], spec.model_parameters(m).request_timeout)
@@ -247,7 +261,9 @@ def run_prepared(
     limiters = []
     if spec.mode == "inference_and_evaluation":
         limiters = [create_limiter(task.task_id, m.name, spec.model_parameters(m).max_concurrency) for m in spec.models]
-        ray.get([lim.leases.remote() for lim in limiters])
+    judging = spec.parameters.max_judging_concurrency
+    limiters += [create_limiter(task.task_id, judge_limiter_key(j.name), judging) for j in spec.judges]
+    ray.get([lim.leases.remote() for lim in limiters])
     monitor = None
     if on_progress is not None:
         monitor = _ProgressMonitor(coordinator, task.task_id, on_progress, progress_every)

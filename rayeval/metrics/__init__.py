@@ -6,6 +6,7 @@ numeric_match, rouge and bleu.
 
 from rayeval.metrics import _bleu, _choice, _numeric, _rouge, _text  # noqa: F401  (registration)
 from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
+from rayeval.metrics._judge import JudgeMetric, build_metric, placeholders, render_prompt
 from rayeval.metrics._judge_parser import JudgeParser, ParsedScore
 from rayeval.metrics._registry import get_metric, list_metrics, register_metric
 from rayeval.metrics._scripts import ScriptResult, compile_script, load_script, run_script
@@ -13,15 +14,19 @@ from rayeval.metrics._scripts import ScriptResult, compile_script, load_script, 
 __all__ = [
     "Aggregator",
     "ItemScore",
+    "JudgeMetric",
     "JudgeParser",
     "MeanAggregator",
     "Metric",
     "ParsedScore",
     "ScriptResult",
+    "build_metric",
     "compile_script",
     "get_metric",
     "list_metrics",
     "load_script",
+    "placeholders",
     "register_metric",
+    "render_prompt",
     "run_script",
 ]

@@ -40,6 +40,10 @@ def test_public_api() -> None:
             "ParsedScore",
             "ScriptResult",
             "compile_script",
+            "build_metric",
+            "JudgeMetric",
+            "placeholders",
+            "render_prompt",
             "load_script",
             "run_script",
         ]

@@ -1,0 +1,158 @@
+"""The judging stage: judge models read each item's prompt as soon as its prediction exists.
+
+It runs on the same stream as inference (no barrier), between inference and scoring. For every
+item without an error and every judge metric of its set, the actor runs the metric's
+preprocessing script, fills the prompt template, and asks the judge, through the judge's own
+cluster-wide limiter (MAX_JUDGING_CONCURRENCY) with MAX_JUDGING_RETRY_PER_Q retries. Each step
+(preprocessed columns, prompt, raw answer, error, attempts, latency) goes into the item's
+`judging` column (JSON, by metric); the scoring actors parse the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
+from rayeval.client import Endpoint, infer_one, resolve_endpoint
+from rayeval.metrics import compile_script, render_prompt, run_script
+from rayeval.spec import JudgeSpec, ModelSpec
+
+__all__ = ["JUDGE_PREFIX", "JudgeActor", "judge_limiter_key"]
+
+JUDGE_PREFIX = "judge:"
+ITEM_COLUMNS = ["item_id", "eval_set", "query", "reference", "prediction", "error"]
+
+
+def judge_limiter_key(judge: str) -> str:
+    """The limiter's model key of a judge (apart from candidate models of the same name)."""
+    return JUDGE_PREFIX + judge
+
+
+class _Judge:
+    """One judge model: its endpoint and its share of the judge's cluster-wide permits."""
+
+    def __init__(self, task_id: str, spec: dict[str, Any], auth: str | None, hosted: dict[str, Any] | None, limit: int):
+        model = ModelSpec.model_validate(spec)
+        if hosted is not None:
+            headers = {"Content-Type": "application/json"}
+            self.endpoint = Endpoint(hosted["base_url"], model.api or "chat", hosted["model_id"], headers)
+        else:
+            self.endpoint = resolve_endpoint(model, auth)
+        self.limiter = ray.get_actor(limiter_name(task_id, judge_limiter_key(model.name)), namespace=NAMESPACE)
+        self.limit = limit
+        self.permits: LeasedPermits | None = None
+
+    def start(self, holder: str) -> None:
+        if self.permits is None:
+            self.permits = LeasedPermits(
+                self.limiter, holder, self.limit, handle=ray.get_runtime_context().current_actor
+            )
+
+
+class JudgeActor:
+    """Ray Data callable class: asks the judges of each item's judge metrics, adds the `judging` column.
+
+    Args:
+        task_id: The task (its judges' limiters are named after it).
+        judge_metrics: set name -> [{"name", "judge", "preprocess", "preprocess_source"}] of that set.
+        judges: judge name -> {"spec": ModelSpec data, "auth": credential, "hosted": endpoint or None}.
+        max_concurrency: MAX_JUDGING_CONCURRENCY.
+        max_retries: MAX_JUDGING_RETRY_PER_Q.
+        timeout: Seconds per judge request.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        judge_metrics: dict[str, list[dict[str, Any]]],
+        judges: dict[str, dict[str, Any]],
+        max_concurrency: int,
+        max_retries: int,
+        timeout: float,
+    ):
+        self.holder = ray.get_runtime_context().get_actor_id()
+        self.judges = {
+            name: _Judge(task_id, j["spec"], j.get("auth"), j.get("hosted"), max_concurrency)
+            for name, j in judges.items()
+        }
+        for judge in self.judges.values():
+            ray.get(judge.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it
+        self.metrics = {
+            s: [
+                (
+                    ref["name"],
+                    JudgeSpec.model_validate(ref["judge"]),
+                    compile_script(ref["preprocess_source"], ref["preprocess"], "preprocess")
+                    if ref.get("preprocess_source")
+                    else None,
+                )
+                for ref in refs
+            ]
+            for s, refs in judge_metrics.items()
+        }
+        self.max_retries, self.timeout = max_retries, timeout
+        self._client = None
+
+    def _http(self) -> Any:
+        import httpx
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256), timeout=self.timeout)
+            for judge in self.judges.values():
+                judge.start(self.holder)
+        return self._client
+
+    async def __call__(self, batch: pa.Table) -> pa.Table:
+        client = self._http()
+        rows = batch.select([c for c in ITEM_COLUMNS if c in batch.schema.names]).to_pylist()
+        judged = await asyncio.gather(*(self._item(client, row) for row in rows))
+        column = [json.dumps(j, ensure_ascii=False) if j else None for j in judged]
+        return batch.append_column(pa.field("judging", pa.string()), pa.array(column, pa.string()))
+
+    async def _item(self, client: Any, row: dict[str, Any]) -> dict[str, Any]:
+        metrics = self.metrics.get(row["eval_set"], [])
+        if row.get("error") is not None or not metrics:
+            return {}
+        steps = await asyncio.gather(*(self._ask(client, row, *m) for m in metrics))
+        return {name: step for (name, _, _), step in zip(metrics, steps)}
+
+    async def _ask(self, client: Any, row: dict[str, Any], name: str, spec: JudgeSpec, pre: Any) -> dict[str, Any]:
+        item = {k: v for k, v in row.items() if k != "error"}
+        step: dict[str, Any] = {}
+        if pre is not None:
+            result = run_script(pre, "preprocess", dict(item))
+            if result.error:
+                return {"error": result.error}
+            step["preprocessed"] = {k: v for k, v in result.value.items() if item.get(k) != v}
+            item = result.value
+        try:
+            prompt = render_prompt(spec.prompt, item)
+        except KeyError as e:
+            return {**step, "error": f"prompt placeholder {{{e.args[0]}}} names no column of the item"}
+        step["prompt"] = prompt
+        judge = self.judges[spec.model]
+        messages = [{"role": "system", "content": spec.system_prompt}] if spec.system_prompt else []
+        body: dict[str, Any] = {
+            "model": judge.endpoint.model_id,
+            "messages": [*messages, {"role": "user", "content": prompt}],
+            "temperature": spec.temperature,
+        }
+        if spec.max_tokens is not None:
+            body["max_tokens"] = spec.max_tokens
+        outcome = await infer_one(
+            client,
+            judge.endpoint,
+            body,
+            max_retries=self.max_retries,
+            acquire=judge.permits.acquire,
+            release=judge.permits.release,
+        )
+        step.update(output=outcome.prediction, attempts=outcome.attempts, latency_ms=outcome.latency_ms)
+        if outcome.error:
+            step["error"] = f"judge {spec.model}: {outcome.error}"
+        return step

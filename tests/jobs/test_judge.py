@@ -1,0 +1,113 @@
+"""Judge-model metrics end to end: a judge served over the OpenAI wire format that answers by a rule
+the test knows, so every expected score is exact; garbage answers are parse failures, never 0."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import rayeval
+from tests.support.openai_server import prompt_text
+
+PROMPT = "Question: {query}\nReference: {reference}\nAnswer: {prediction}\nReply 'Score: 1' if the answer is right."
+
+
+def judge_rule(body: dict) -> str:
+    """The judge: Score 1 when the answer equals the reference (ignoring case), garbage when asked to."""
+    text = prompt_text(body)
+    reference = re.search(r"^Reference: (.*)$", text, re.M).group(1)
+    answer = re.search(r"^Answer: (.*)$", text, re.M).group(1)
+    if "garble" in answer:
+        return "I would rather not say."
+    return f"Thinking it over... Score: {int(answer.strip().lower() == reference.strip().lower())}"
+
+
+def _set(tmp_path, n: int = 40):
+    rows = []
+    for i in range(n):
+        prediction = f"city {i}" if i % 3 else f"town {i}"  # every third one wrong
+        if i % 10 == 7:
+            prediction = "garble"
+        rows.append({"id": f"q{i}", "query": f"Capital {i}?", "answer": f"City {i}", "pred": prediction})
+    path = tmp_path / "set.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, rows
+
+
+def _task(tmp_path, judge_url, *, concurrency=2, metrics=None):
+    data, rows = _set(tmp_path)
+    judge_metric = {
+        "name": "correct",
+        "judge": {"model": "referee", "prompt": PROMPT, "parser": {"kind": "regex", "pattern": r"Score: ([01])"}},
+    }
+    task = {
+        "name": "judged",
+        "mode": "evaluation_only",
+        "output": str(tmp_path / "out"),
+        "models": [{"name": "m"}],
+        "judges": [{"name": "referee", "url": judge_url, "model": "stub-model"}],
+        "parameters": {"MAX_JUDGING_CONCURRENCY": concurrency},
+        "evaluation_sets": [
+            {
+                "name": "capitals",
+                "path": str(data),
+                "columns": {"id": "id", "reference": "answer"},
+                "predictions": {"m": "pred"},
+                "metrics": metrics or [judge_metric, "exact_match"],
+            }
+        ],
+    }
+    return task, rows
+
+
+def test_judge_scores_are_exact_and_parse_failures_are_counted_apart(ray_cluster, stub_server, tmp_path):
+    server = stub_server(latency=0.05, responder=judge_rule)
+    task, rows = _task(tmp_path, server.url, concurrency=2)
+    handle = rayeval.run(task)
+    stored = {r["item_id"]: r for r in handle.items().to_table().to_pylist()}
+    for r in rows:
+        got = stored[r["id"]]
+        steps = json.loads(got["details"])["correct"]
+        assert steps["prompt"] == PROMPT.format(query=r["query"], reference=r["answer"], prediction=r["pred"])
+        if r["pred"] == "garble":
+            assert got["score__correct"] is None and steps["parse_failure"].startswith("no match")
+            assert steps["output"] == "I would rather not say."
+        else:
+            expected = float(r["pred"].lower() == r["answer"].lower())
+            assert got["score__correct"] == expected == steps["parsed"]
+    garbled = sum(r["pred"] == "garble" for r in rows)
+    right = sum(r["pred"].lower() == r["answer"].lower() for r in rows)
+    summary = {row["metric"]: row for row in handle.results()}
+    judged = summary["correct"]
+    assert (judged["items"], judged["parse_failures"], judged["errors"]) == (40, garbled, garbled)
+    assert judged["value"] == pytest.approx(right / (40 - garbled))  # over the parsed items only
+    assert summary["exact_match"]["parse_failures"] == 0
+    assert 1 <= server.max_in_flight <= 2  # MAX_JUDGING_CONCURRENCY across both judging actors
+    assert server.total_requests == 40
+
+
+def test_a_judge_that_fails_gives_item_errors_and_retries_recover(ray_cluster, stub_server, tmp_path):
+    server = stub_server(responder=judge_rule)
+    server.set_faults(rate=0.3, kinds=["503"], seed=3, per_prompt_failures=2)
+    task, rows = _task(tmp_path, server.url)
+    task["parameters"]["MAX_JUDGING_RETRY_PER_Q"] = 4
+    handle = rayeval.run(task)
+    judged = next(r for r in handle.results() if r["metric"] == "correct")
+    assert judged["errors"] == judged["parse_failures"]  # every 503 was retried away
+    server.set_faults(rate=1.0, kinds=["500"], seed=1)
+    (tmp_path / "again").mkdir()
+    task2, _ = _task(tmp_path / "again", server.url)
+    handle2 = rayeval.run(task2)
+    judged2 = next(r for r in handle2.results() if r["metric"] == "correct")
+    assert (judged2["scored"], judged2["errors"], judged2["parse_failures"]) == (0, 40, 0)
+    details = json.loads(handle2.items().to_table(columns=["details"]).column(0)[0].as_py())["correct"]
+    assert details["error"].startswith("judge referee: HTTP 500")
+
+
+def test_a_metric_naming_an_undeclared_judge_fails_validation(tmp_path):
+    task, _ = _task(tmp_path, "http://127.0.0.1:9/v1")
+    task["judges"] = []
+    with pytest.raises(rayeval.SpecError, match="uses judge 'referee', which is not among the task's judges"):
+        rayeval.run(task)
