@@ -26,6 +26,7 @@ from pydantic import (
 
 from rayeval.errors import SpecError
 from rayeval.metrics._judge_parser import JudgeParser
+from rayeval.metrics_config import expand_metrics
 
 __all__ = [
     "ColumnMapping",
@@ -67,13 +68,26 @@ class JudgeSpec(_Spec):
     """Judge-model scoring: a prompt built from the item goes to a judge, whose answer is parsed into a score."""
 
     model: str = Field(description="Name of the judge, one of the task's `judges`.")
-    prompt: str = Field(
-        description="Prompt template; {query}, {reference}, {prediction}, {item_id} and any other column are filled in."
+    prompt: str | None = Field(
+        None,
+        description="Prompt template; {query}, {reference}, {prediction} and {item_id} are filled in.",
     )
+    prompt_file: str | None = Field(None, description="A file holding the prompt template (instead of `prompt`).")
     system_prompt: str | None = Field(None, description="System message sent to the judge.")
     parser: JudgeParser = Field(description="How the judge's answer becomes a score (regex, json or labels).")
     max_tokens: int | None = Field(None, gt=0, description="Most tokens the judge may write.")
     temperature: float = Field(0.0, ge=0, description="Judge sampling temperature (0: greedy).")
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> JudgeSpec:
+        if (self.prompt is None) == (self.prompt_file is None):
+            raise ValueError("give the judge exactly one of `prompt` and `prompt_file`")
+        if self.prompt_file is not None:
+            try:
+                self.prompt = Path(self.prompt_file).read_text(encoding="utf-8")
+            except OSError as e:
+                raise ValueError(f"prompt_file '{self.prompt_file}' cannot be read: {e.strerror}") from None
+        return self
 
 
 class MetricRef(_Spec):
@@ -328,6 +342,11 @@ class TaskSpec(_Spec):
     )
     parameters: Parameters = Field(default_factory=Parameters, description="Inference and performance settings.")
     resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Actor pool sizes and CPUs.")
+    metrics_config: str | None = Field(
+        None,
+        description="Quick-configuration YAML (relative to the task) mapping set names to metrics; they are added "
+        "to those sets.",
+    )
     output: str = Field(
         "rayeval-results",
         description="Results location: a local folder (relative to the task file) or a pyarrow filesystem URI.",
@@ -477,6 +496,9 @@ def _resolve_paths(data: Any, base: Path) -> Any:
             for key in ("preprocess", "postprocess"):
                 if isinstance(ref, dict) and isinstance(ref.get(key), str):
                     ref[key] = _resolve_path(base, ref[key])
+            judge = ref.get("judge") if isinstance(ref, dict) else None
+            if isinstance(judge, dict) and isinstance(judge.get("prompt_file"), str):
+                judge["prompt_file"] = _resolve_path(base, judge["prompt_file"])
         pf = s.get("prediction_files")
         if isinstance(pf, dict):
             for k, v in pf.items():
@@ -518,7 +540,12 @@ def parse_task(data: Any, *, source: str | None = None, base_dir: str | Path | N
         return data
     if not isinstance(data, dict):
         raise SpecError("a task file must hold a mapping (key: value) at the top level", source=source)
-    data = _resolve_paths(json.loads(json.dumps(data)), Path(base_dir or Path.cwd()))
+    base = Path(base_dir or Path.cwd())
+    data = _resolve_paths(json.loads(json.dumps(data)), base)
+    try:
+        data = expand_metrics(data, base, _resolve_path)
+    except SpecError as e:
+        raise e.with_source(source) from None
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as err:

@@ -140,3 +140,63 @@ def test_hosted_models_and_judges_are_declared_alike(tmp_path):
         parse_task(_task(judges=[{"name": "m", "url": "http://127.0.0.1:9/v1"}]))
     with pytest.raises(SpecError, match="judges.0 .* needs `url`"):
         parse_task(_task(judges=[{"name": "j"}]))
+
+
+def _judged_task(**over):
+    return _task(judges=[{"name": "referee", "url": "http://127.0.0.1:9/v1"}], **over)
+
+
+def test_quick_configuration_fills_sets_and_extends_overrides(tmp_path):
+    (tmp_path / "conf" / "prompts").mkdir(parents=True)
+    (tmp_path / "conf" / "prompts" / "grade.txt").write_text("Grade {prediction} against {reference}.")
+    (tmp_path / "conf" / "metrics.yaml").write_text(
+        """
+s:
+  - f1
+  - name: graded
+    preprocess: scripts/pre.py
+    judge:
+      model: referee
+      prompt_file: prompts/grade.txt
+      parser: {kind: regex, pattern: "Score: (\\\\d)", min_score: 1, max_score: 5, normalize: true}
+  - name: graded_ab
+    extends: graded
+    judge: {parser: {kind: labels, labels: {A: 1, B: 0}}, max_tokens: 5}
+"""
+    )
+    spec = parse_task(_judged_task(metrics_config="conf/metrics.yaml"), base_dir=tmp_path)
+    metrics = {m.name: m for m in spec.evaluation_sets[0].metrics}
+    assert list(metrics) == ["exact_match", "f1", "graded", "graded_ab"]  # the set's own first
+    graded, ab = metrics["graded"], metrics["graded_ab"]
+    assert graded.judge.prompt == "Grade {prediction} against {reference}."  # read relative to the file
+    assert graded.preprocess == str(tmp_path / "conf" / "scripts" / "pre.py")
+    assert ab.judge.parser.kind == "labels" and ab.judge.max_tokens == 5  # overridden
+    assert ab.judge.prompt == graded.judge.prompt and ab.preprocess == graded.preprocess  # inherited
+    assert graded.judge.parser.kind == "regex"  # the original is untouched
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("other: [f1]\n", "names sets the task does not have: other"),
+        ("s: [{name: x, extends: nowhere}]\n", "extends 'nowhere', which no set defines"),
+        ("s: [{name: a, extends: b}, {name: b, extends: a}]\n", "`extends` loops"),
+        ("- f1\n", "must map evaluation-set names to lists"),
+        (None, "metrics_config file .* not found"),
+    ],
+)
+def test_bad_quick_configuration_is_a_clear_error(tmp_path, config, message):
+    if config is not None:
+        (tmp_path / "metrics.yaml").write_text(config)
+    with pytest.raises(SpecError, match=message):
+        parse_task(_judged_task(metrics_config="metrics.yaml"), base_dir=tmp_path)
+
+
+def test_a_judge_prompt_is_given_once(tmp_path):
+    judge = {"model": "referee", "parser": {"kind": "labels", "labels": {"A": 1}}}
+    sets = [{"name": "s", "path": "d.jsonl", "metrics": [{"name": "j", "judge": judge}]}]
+    with pytest.raises(SpecError, match="exactly one of `prompt` and `prompt_file`"):
+        parse_task(_judged_task(evaluation_sets=sets), base_dir=tmp_path)
+    judge["prompt_file"] = "missing.txt"
+    with pytest.raises(SpecError, match="prompt_file .*missing.txt' cannot be read"):
+        parse_task(_judged_task(evaluation_sets=sets), base_dir=tmp_path)
