@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from rayeval.actors.coordinator import get_coordinator
-    from rayeval.client import Endpoint, request_body
+    from rayeval.client import request_body, resolve_endpoint
     from rayeval.serve_apps.hosting import deploy, release
     from rayeval.spec import ModelSpec, Parameters
 
@@ -149,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     model = {"name": "bench-model", "engine": {"max_model_len": args.max_model_len}}
     model.update({"path": args.path} if args.path else {"builtin": args.builtin})
     t = time.perf_counter()
-    hosted = deploy(ModelSpec.model_validate(model), user="benchmark", coordinator=get_coordinator())
+    spec = ModelSpec.model_validate(model)
+    hosted = deploy(spec, user="benchmark", coordinator=get_coordinator())
     print(f"deployed {hosted.app} in {time.perf_counter() - t:.0f} s at {hosted.base_url}", flush=True)
 
     texts = queries(args.items)
     data = work / "set.jsonl"
     data.write_text("".join(json.dumps({"query": q, "reference": ""}) + "\n" for q in texts), encoding="utf-8")
-    endpoint = Endpoint(hosted.base_url, "chat", hosted.model_id, {"Content-Type": "application/json"})
+    endpoint = resolve_endpoint(spec, None, hosted=hosted.as_dict())
     params = Parameters(max_tokens=args.max_tokens, do_sample=False)
     bodies = [request_body(endpoint, q, params) for q in texts]
 

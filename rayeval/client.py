@@ -75,12 +75,18 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
-def resolve_endpoint(model: ModelSpec, auth_value: str | None, timeout: float = 120.0) -> Endpoint:
-    """Work out base URL and API from the model spec's URL.
+def resolve_endpoint(
+    model: ModelSpec, auth_value: str | None, timeout: float = 120.0, *, hosted: dict[str, Any] | None = None
+) -> Endpoint:
+    """Work out base URL and API from the model spec's URL, or from where rayeval deployed it.
 
     A URL ending in /chat/completions or /completions names the API; otherwise the URL is the
-    base and `model.api` (default chat) picks the endpoint.
+    base and `model.api` (default chat) picks the endpoint. A hosted model (`hosted`, a
+    HostedEndpoint as a dict) is reached at its Serve route, with no credential.
     """
+    if hosted is not None:
+        headers = {"Content-Type": "application/json"}
+        return Endpoint(hosted["base_url"], model.api or "chat", hosted["model_id"], headers, timeout)
     assert model.url, "resolve_endpoint needs a model with a url"
     url = model.url.rstrip("/")
     api = model.api
@@ -186,8 +192,8 @@ async def _attempt(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str
         raise _Retryable(f"request timed out after {endpoint.timeout:g}s") from None
     except httpx.TransportError as e:
         raise _Retryable(f"connection error: {type(e).__name__}: {e}") from None
-    if response.status_code == 400 and context_error(response.text):
-        raise _Fatal(context_error(response.text))
+    if response.status_code == 400 and (too_long := context_error(response.text)):
+        raise _Fatal(too_long)
     if response.status_code in _RETRY_STATUS or response.status_code >= 500:
         raise _Retryable(f"HTTP {response.status_code}: {response.text[:200]}", _retry_after(response))
     if response.status_code >= 400:

@@ -25,7 +25,7 @@ import yaml
 
 from rayeval.errors import SpecError
 
-__all__ = ["expand_metrics"]
+__all__ = ["expand_metrics", "resolve_metric_files"]
 
 
 def expand_metrics(data: dict[str, Any], base: Path, resolve_path: Any) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def expand_metrics(data: dict[str, Any], base: Path, resolve_path: Any) -> dict[
                 field="metrics_config",
             )
         for s in sets:
-            extra = [_relative_files(m, path.parent, resolve_path) for m in by_set.get(s.get("name"), [])]
+            extra = [resolve_metric_files(m, path.parent, resolve_path) for m in by_set.get(s.get("name"), [])]
             s["metrics"] = [*(s.get("metrics") or []), *extra]
     named = {m["name"]: m for s in sets for m in s.get("metrics") or [] if isinstance(m, dict) and "name" in m}
     for i, s in enumerate(sets):
@@ -78,8 +78,9 @@ def _load(path: Path) -> dict[str, list[Any]]:
     return content
 
 
-def _relative_files(metric: Any, folder: Path, resolve_path: Any) -> Any:
-    """Script and prompt paths of a quick-configuration metric, made relative to its file."""
+def resolve_metric_files(metric: Any, folder: Path, resolve_path: Any) -> Any:
+    """A copy of a metric entry with its script and prompt-file paths made relative to `folder`
+    (the folder of the task file or of the quick-configuration file that declares it)."""
     if not isinstance(metric, dict):
         return metric
     metric = copy.deepcopy(metric)

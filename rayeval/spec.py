@@ -26,7 +26,7 @@ from pydantic import (
 
 from rayeval.errors import SpecError
 from rayeval.metrics._judge_parser import JudgeParser
-from rayeval.metrics_config import expand_metrics
+from rayeval.metrics_config import expand_metrics, resolve_metric_files
 
 __all__ = [
     "ColumnMapping",
@@ -492,13 +492,8 @@ def _resolve_paths(data: Any, base: Path) -> Any:
             s["path"] = _resolve_path(base, s["path"])
         elif isinstance(s.get("path"), list):
             s["path"] = [_resolve_path(base, p) if isinstance(p, str) else p for p in s["path"]]
-        for ref in s.get("metrics") or []:
-            for key in ("preprocess", "postprocess"):
-                if isinstance(ref, dict) and isinstance(ref.get(key), str):
-                    ref[key] = _resolve_path(base, ref[key])
-            judge = ref.get("judge") if isinstance(ref, dict) else None
-            if isinstance(judge, dict) and isinstance(judge.get("prompt_file"), str):
-                judge["prompt_file"] = _resolve_path(base, judge["prompt_file"])
+        if isinstance(s.get("metrics"), list):
+            s["metrics"] = [resolve_metric_files(m, base, _resolve_path) for m in s["metrics"]]
         pf = s.get("prediction_files")
         if isinstance(pf, dict):
             for k, v in pf.items():

@@ -10,7 +10,7 @@ import pyarrow as pa
 import ray
 
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
-from rayeval.client import Endpoint, ItemOutcome, infer_one, request_body, resolve_endpoint
+from rayeval.client import ItemOutcome, infer_one, request_body, resolve_endpoint
 from rayeval.prompt_budget import PromptBudget
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
@@ -35,14 +35,9 @@ class InferenceActor:
     ):
         self.model = ModelSpec.model_validate(model)
         self.params = Parameters.model_validate(parameters)
-        self.budget: PromptBudget | None = None
-        if hosted is not None:  # deployed by rayeval on Ray Serve: its proxy URL, and MAX_MODEL_LEN enforced here
-            headers = {"Content-Type": "application/json"}
-            api = self.model.api or "chat"
-            self.endpoint = Endpoint(hosted["base_url"], api, hosted["model_id"], headers, self.params.request_timeout)
-            self.budget = PromptBudget(hosted.get("tokenizer"), hosted["max_model_len"])
-        else:
-            self.endpoint = resolve_endpoint(self.model, auth_value, self.params.request_timeout)
+        self.endpoint = resolve_endpoint(self.model, auth_value, self.params.request_timeout, hosted=hosted)
+        # A model rayeval deployed: MAX_MODEL_LEN is enforced here, with the model's own tokenizer.
+        self.budget = None if hosted is None else PromptBudget(hosted.get("tokenizer"), hosted["max_model_len"])
         self.limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
         self.holder = ray.get_runtime_context().get_actor_id()
         ray.get(self.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it

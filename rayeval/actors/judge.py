@@ -18,7 +18,7 @@ import pyarrow as pa
 import ray
 
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
-from rayeval.client import Endpoint, infer_one, resolve_endpoint
+from rayeval.client import infer_one, resolve_endpoint
 from rayeval.metrics import compile_script, render_prompt, run_script
 from rayeval.spec import JudgeSpec, ModelSpec
 
@@ -36,13 +36,9 @@ def judge_limiter_key(judge: str) -> str:
 class _Judge:
     """One judge model: its endpoint and its share of the judge's cluster-wide permits."""
 
-    def __init__(self, task_id: str, spec: dict[str, Any], auth: str | None, hosted: dict[str, Any] | None, limit: int):
-        model = ModelSpec.model_validate(spec)
-        if hosted is not None:
-            headers = {"Content-Type": "application/json"}
-            self.endpoint = Endpoint(hosted["base_url"], model.api or "chat", hosted["model_id"], headers)
-        else:
-            self.endpoint = resolve_endpoint(model, auth)
+    def __init__(self, task_id: str, judge: dict[str, Any], *, limit: int, timeout: float):
+        model = ModelSpec.model_validate(judge["spec"])
+        self.endpoint = resolve_endpoint(model, judge.get("auth"), timeout, hosted=judge.get("hosted"))
         self.limiter = ray.get_actor(limiter_name(task_id, judge_limiter_key(model.name)), namespace=NAMESPACE)
         self.limit = limit
         self.permits: LeasedPermits | None = None
@@ -77,8 +73,7 @@ class JudgeActor:
     ):
         self.holder = ray.get_runtime_context().get_actor_id()
         self.judges = {
-            name: _Judge(task_id, j["spec"], j.get("auth"), j.get("hosted"), max_concurrency)
-            for name, j in judges.items()
+            name: _Judge(task_id, judge, limit=max_concurrency, timeout=timeout) for name, judge in judges.items()
         }
         for judge in self.judges.values():
             ray.get(judge.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it

@@ -53,18 +53,14 @@ class _Steps:
         details.update(result.details or {})
         if self.postprocess is not None:
             (output,) = self.metric.outputs()
-            post = run_script(self.postprocess, "postprocess", _as_text(scores[output]), item)
-            if post.error:
-                return nothing, {**details, "error": post.error}
-            details["scored"], details["postprocessed"] = scores[output], post.value
-            value = post.value.get("score") if isinstance(post.value, dict) else post.value
-            scores[output] = None if value is None else float(value)
+            details["scored"] = scores[output]
+            scores[output], error = self._postprocessed(_as_text(scores[output]), item, details)
+            if error:
+                return nothing, {**details, "error": error}
         return scores, details
 
     def _judged(self, row: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, Any]]:
         """A judge metric: the judging actor's stored answer, parsed, then postprocessed."""
-        from rayeval.metrics import run_script
-
         nothing = {self.name: None}
         step = dict(json.loads(row.get("judging") or "{}").get(self.name) or {"error": "the judge was not asked"})
         if step.get("error"):
@@ -72,17 +68,24 @@ class _Steps:
         parsed = self.parser.parse(step.get("output"))
         if not parsed.ok:  # counted apart from the score: never a silent 0
             return nothing, {**step, "parse_failure": parsed.failure}
-        step["parsed"] = parsed.score
-        score = parsed.score
+        step["parsed"] = score = parsed.score
         if self.postprocess is not None:
             item = {**row, **step.get("preprocessed", {})}
-            post = run_script(self.postprocess, "postprocess", step.get("output") or "", item)
-            if post.error:
-                return nothing, {**step, "error": post.error}
-            step["postprocessed"] = post.value
-            value = post.value.get("score") if isinstance(post.value, dict) else post.value
-            score = None if value is None else float(value)
+            score, error = self._postprocessed(step.get("output") or "", item, step)
+            if error:
+                return nothing, {**step, "error": error}
         return {self.name: score}, step
+
+    def _postprocessed(self, text: str, item: dict[str, Any], details: dict[str, Any]) -> tuple[float | None, str]:
+        """(score, error) from the postprocessing script; what it returned goes into `details`."""
+        from rayeval.metrics import run_script
+
+        post = run_script(self.postprocess, "postprocess", text, item)
+        if post.error:
+            return None, post.error
+        details["postprocessed"] = post.value
+        value = post.value.get("score") if isinstance(post.value, dict) else post.value
+        return (None if value is None else float(value)), ""
 
 
 def _as_text(score: float | None) -> str:

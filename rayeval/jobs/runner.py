@@ -85,14 +85,14 @@ def _check_metrics(spec: TaskSpec) -> tuple[dict[str, list[dict[str, Any]]], lis
             )
         outputs.update(outs)
         for j, ref in enumerate(metrics_by_set[s.name]):
-            _attach_scripts(ref, field=f"evaluation_sets.{i}.metrics.{j}")
+            _check_metric_steps(ref, field=f"evaluation_sets.{i}.metrics.{j}")
     return metrics_by_set, sorted(outputs)
 
 
-def _attach_scripts(ref: dict[str, Any], *, field: str) -> None:
-    """Load a metric's pre/post-processing scripts now (a broken one fails the task before it runs) and
-    carry their source to the scoring actors, which may run on nodes without the files."""
-    from rayeval.metrics import MeanAggregator, build_metric, load_script, placeholders
+def _check_metric_steps(ref: dict[str, Any], *, field: str) -> None:
+    """Check a metric's judge prompt and pre/post-processing scripts now (a broken one fails the task
+    before it runs), and carry the scripts' source to the actors, which may run on nodes without the files."""
+    from rayeval.metrics import MeanAggregator, build_metric, checked_source, placeholders
 
     if ref.get("judge"):
         try:
@@ -104,8 +104,7 @@ def _attach_scripts(ref: dict[str, Any], *, field: str) -> None:
         path = ref.get(kind)
         if path is None:
             continue
-        load_script(path, kind, field=f"{field}.{kind}")
-        ref[f"{kind}_source"] = Path(path).read_text(encoding="utf-8")
+        ref[f"{kind}_source"] = checked_source(path, kind, field=f"{field}.{kind}")
     if ref.get("postprocess"):
         metric = build_metric(ref)
         outs = metric.outputs()

@@ -9,7 +9,7 @@ from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
 from rayeval.metrics._judge import JudgeMetric, build_metric, placeholders, render_prompt
 from rayeval.metrics._judge_parser import JudgeParser, ParsedScore
 from rayeval.metrics._registry import get_metric, list_metrics, register_metric
-from rayeval.metrics._scripts import ScriptResult, compile_script, load_script, run_script
+from rayeval.metrics._scripts import ScriptResult, checked_source, compile_script, load_script, run_script
 
 __all__ = [
     "Aggregator",
@@ -21,6 +21,7 @@ __all__ = [
     "ParsedScore",
     "ScriptResult",
     "build_metric",
+    "checked_source",
     "compile_script",
     "get_metric",
     "list_metrics",

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from rayeval.errors import MetricError
 
-__all__ = ["ScriptResult", "compile_script", "load_script", "run_script"]
+__all__ = ["ScriptResult", "checked_source", "compile_script", "load_script", "run_script"]
 
 ScriptKind = Literal["preprocess", "postprocess"]
 _ARITY = {"preprocess": 1, "postprocess": 2}
@@ -47,10 +47,24 @@ def load_script(path: str | Path, kind: ScriptKind, *, field: str | None = None)
     Raises:
         MetricError: the file is missing, does not import, or lacks a fitting function.
     """
+    return _read(path, kind, field)[1]
+
+
+def checked_source(path: str | Path, kind: ScriptKind, *, field: str | None = None) -> str:
+    """A script file's source, once it has been checked to load (what is shipped to the actors).
+
+    Raises:
+        MetricError: the file is missing, does not import, or lacks a fitting function.
+    """
+    return _read(path, kind, field)[0]
+
+
+def _read(path: str | Path, kind: ScriptKind, field: str | None) -> tuple[str, Callable[..., Any]]:
     path = Path(path)
     if not path.is_file():
         raise MetricError(f"{kind} script '{path}' not found", field=field)
-    return compile_script(path.read_text(encoding="utf-8"), str(path), kind, field=field)
+    source = path.read_text(encoding="utf-8")
+    return source, compile_script(source, str(path), kind, field=field)
 
 
 def compile_script(source: str, filename: str, kind: ScriptKind, *, field: str | None = None) -> Callable[..., Any]:

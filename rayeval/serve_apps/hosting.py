@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rayeval.client import Endpoint, check_service
+from rayeval.client import check_service, resolve_endpoint
 from rayeval.errors import ServiceError
 from rayeval.serve_apps.builtins import ModelSource, resolve_source
 from rayeval.serve_apps.llm import app_name, effective_engine, openai_app, route_prefix
@@ -152,11 +152,12 @@ def deploy(
             emit({"state": "deploying", "app": name, "message": message[:500]})
             last_message = message
         time.sleep(1.0)
-    report = check_service(Endpoint(base_url, "chat", model.served_model, {"Content-Type": "application/json"}))
+    hosted = HostedEndpoint(name, base_url, model.served_model, engine.max_model_len, source.tokenizer, shared)
+    report = check_service(resolve_endpoint(model, None, hosted=hosted.as_dict()))
     if not report.ok:
         _fail(name, model, f"deployed but not answering: {report.failure()}", user, coordinator, emit)
     emit({"state": "running", "app": name, "message": f"healthy after {time.monotonic() - started:.0f} s"})
-    return HostedEndpoint(name, base_url, model.served_model, engine.max_model_len, source.tokenizer, shared)
+    return hosted
 
 
 _ERROR_LINE = re.compile(r"^\s*((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception)): (.+)$", re.M)

@@ -41,6 +41,7 @@ def test_public_api() -> None:
             "ScriptResult",
             "compile_script",
             "build_metric",
+            "checked_source",
             "JudgeMetric",
             "placeholders",
             "render_prompt",

@@ -14,7 +14,7 @@ import pytest
 from ray import serve
 
 from rayeval.actors.coordinator import get_coordinator
-from rayeval.client import request_body
+from rayeval.client import request_body, resolve_endpoint
 from rayeval.errors import SpecError, TaskFailedError
 from rayeval.jobs.runner import prepare, run_prepared
 from rayeval.prompt_budget import PromptBudget
@@ -62,9 +62,7 @@ def test_the_official_openai_client_gets_chat_completions_and_models(hosted):
 
 
 def test_greedy_repeats_and_top_k_and_repetition_penalty_reach_the_engine(hosted):
-    from rayeval.client import Endpoint
-
-    endpoint = Endpoint(hosted.base_url, "chat", "tiny", {"Content-Type": "application/json"})
+    endpoint = resolve_endpoint(ModelSpec.model_validate(tiny()), None, hosted=hosted.as_dict())
 
     def answer(**params) -> str:
         body = request_body(endpoint, "natalia sold clips in april", Parameters(max_tokens=24, **params))
