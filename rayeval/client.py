@@ -139,6 +139,7 @@ class ItemOutcome:
     finish_reason: str | None = None
     attempts: int = 0
     error: str | None = None
+    samples: list[str] | None = None  # every response when INFERENCE_COUNT > 1
 
 
 class _Retryable(Exception):

@@ -6,6 +6,7 @@ the query, the reference and, in Evaluation Only mode, the prediction.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Shard:
         start: First byte (JSONL only; 0 otherwise).
         end: Byte after the last (JSONL only; -1 means the whole file).
         rows: Rows in the shard.
+        columns: Columns of the file (keys of its first row, its header or its schema).
     """
 
     path: str
@@ -48,6 +50,7 @@ class Shard:
     start: int
     end: int
     rows: int
+    columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class SourcePlan:
     shards: tuple[Shard, ...]
     prediction_column: str | None
     rows: int
+
+    def columns(self) -> set[str]:
+        """Columns every file of the source has."""
+        sets = [set(sh.columns) for sh in self.shards]
+        return set.intersection(*sets) if sets else set()
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,7 @@ def _scan_jsonl(path: str, required: list[str], *, field: str) -> list[Shard]:
     """
     fs, p = _filesystem(path)
     shards: list[Shard] = []
+    columns: tuple[str, ...] = ()
     offset, line_no, unit_start, unit_rows, buf, eof = 0, 0, 0, 0, b"", False
     with fs.open_input_stream(p) as f:
         while not eof:
@@ -156,6 +165,7 @@ def _scan_jsonl(path: str, required: list[str], *, field: str) -> list[Shard]:
                 except json.JSONDecodeError as e:
                     raise DatasetError(f"file '{path}' line {line_no}: invalid JSON ({e.msg})", field=field) from None
                 _check_row(row, required, path=path, where=f"line {line_no}", field=field)
+                columns = columns or tuple(row)
                 if unit_rows == 0:
                     unit_start = start
                 unit_rows += 1
@@ -164,7 +174,7 @@ def _scan_jsonl(path: str, required: list[str], *, field: str) -> list[Shard]:
                     unit_rows = 0
     if unit_rows:
         shards.append(Shard(path, "jsonl", unit_start, offset, unit_rows))
-    return shards
+    return [dataclasses.replace(sh, columns=columns) for sh in shards]
 
 
 def _check_row(row: Any, required: list[str], *, path: str, where: str, field: str) -> None:
@@ -196,7 +206,7 @@ def _scan_file(path: str, fmt: str, required: list[str], *, field: str) -> list[
         rows = data if isinstance(data, list) else [data]
         for i, row in enumerate(rows):
             _check_row(row, required, path=path, where=f"item {i}", field=field)
-        return [Shard(path, "json", 0, -1, len(rows))]
+        return [Shard(path, "json", 0, -1, len(rows), tuple(rows[0]) if rows else ())]
     if fmt == "csv":
         import pyarrow.csv as pacsv
 
@@ -204,7 +214,8 @@ def _scan_file(path: str, fmt: str, required: list[str], *, field: str) -> list[
             with fs.open_input_stream(p) as f:
                 reader = pacsv.open_csv(f, convert_options=pacsv.ConvertOptions(check_utf8=True))
                 _check_row(dict.fromkeys(reader.schema.names), required, path=path, where="header", field=field)
-                return [Shard(path, "csv", 0, -1, sum(batch.num_rows for batch in reader))]
+                names = tuple(reader.schema.names)
+                return [Shard(path, "csv", 0, -1, sum(batch.num_rows for batch in reader), names)]
         except pa.ArrowInvalid as e:
             raise DatasetError(f"file '{path}' cannot be read as UTF-8 CSV: {e}", field=field) from None
     import pyarrow.parquet as pq
@@ -214,7 +225,7 @@ def _scan_file(path: str, fmt: str, required: list[str], *, field: str) -> list[
     except (pa.ArrowInvalid, OSError) as e:
         raise DatasetError(f"file '{path}' is not a readable Parquet file: {e}", field=field) from None
     _check_row(dict.fromkeys(meta.schema.names), required, path=path, where="schema", field=field)
-    return [Shard(path, "parquet", 0, -1, meta.num_rows)]
+    return [Shard(path, "parquet", 0, -1, meta.num_rows, tuple(meta.schema.names))]
 
 
 #: Most rows per shard. A fixed size (not one that grows with the set) keeps the memory of every
@@ -234,7 +245,7 @@ def _merge(shards: list[Shard], target: int) -> list[Shard]:
     for sh in shards:
         last = out[-1] if out else None
         if last and sh.fmt == "jsonl" and last.fmt == "jsonl" and last.path == sh.path and last.rows < target:
-            out[-1] = Shard(sh.path, "jsonl", last.start, sh.end, last.rows + sh.rows)
+            out[-1] = dataclasses.replace(last, end=sh.end, rows=last.rows + sh.rows)
         else:
             out.append(sh)
     return out
@@ -300,12 +311,20 @@ def row_id(row: dict[str, Any]) -> str:
 
 
 class _Normalizer:
-    """Turns raw rows of one source into ITEM_SCHEMA rows. Picklable; runs in Ray Data tasks."""
+    """Turns raw rows of one source into ITEM_SCHEMA rows. Picklable; runs in Ray Data tasks.
+
+    Columns the mapping does not name go into `fields` (JSON), except the prediction columns of
+    the set's models. A prediction given as a list of strings is several samples of the item.
+    """
 
     def __init__(self, set_spec: EvaluationSetSpec, prediction_column: str | None):
         self.set_name = set_spec.name
         self.cols = set_spec.columns
         self.prediction_column = prediction_column
+        c = set_spec.columns
+        self.mapped = {x for x in (c.id, c.query, c.reference) if x} | set(set_spec.predictions.values())
+        if set_spec.prediction_files:
+            self.mapped.add(c.prediction)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.rows_to_table(batch.to_pylist())
@@ -319,7 +338,14 @@ class _Normalizer:
             out["eval_set"].append(self.set_name)
             out["query"].append(_text(row.get(c.query)))
             out["reference"].append(_text(row.get(c.reference)) if c.reference else None)
-            out["prediction"].append(_text(row.get(self.prediction_column)) if self.prediction_column else None)
+            prediction = row.get(self.prediction_column) if self.prediction_column else None
+            samples = None
+            if isinstance(prediction, list) and prediction and all(isinstance(p, str) for p in prediction):
+                samples, prediction = prediction, prediction[0]
+            out["prediction"].append(_text(prediction))
+            out["samples"].append(samples)
+            extra = {k: v for k, v in row.items() if k not in self.mapped}
+            out["fields"].append(json.dumps(extra, ensure_ascii=False, default=str) if extra else None)
         return pa.table(out, schema=ITEM_SCHEMA)
 
 

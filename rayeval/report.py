@@ -18,15 +18,9 @@ __all__ = ["format_summary", "metric_outputs", "summarize"]
 
 def metric_outputs(metrics_by_set: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[str, Any]]]:
     """set -> [(output name, metric object)] for every metric of every set."""
-    from rayeval.metrics import build_metric
+    from rayeval.metrics import ref_outputs
 
-    out: dict[str, list[tuple[str, Any]]] = {}
-    for s, refs in metrics_by_set.items():
-        out[s] = []
-        for ref in refs:
-            metric = build_metric(ref)
-            out[s].extend((o, metric) for o in metric.outputs())
-    return out
+    return {s: [out for ref in refs for out in ref_outputs(ref)] for s, refs in metrics_by_set.items()}
 
 
 def summarize(
@@ -39,6 +33,8 @@ def summarize(
         parse_failures} (parse failures are judge answers that gave no score: part of `errors`, shown apart)
         and counts maps (model, eval_set) to {"done", "errors"} as found in the store.
     """
+    from rayeval.metrics import corpus_inputs
+
     outputs = metric_outputs(metrics_by_set)
     aggregators: dict[tuple[str, str, str], Any] = {}
     parse_failures: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -66,7 +62,8 @@ def summarize(
                 if key not in aggregators:
                     aggregators[key] = metric.aggregator(output)
                 score = score_cols.get(output, [None] * len(model_col))[i]
-                aggregators[key].add(score, details.get(metric.name))
+                for value, d in corpus_inputs(aggregators[key], output, score, details.get(metric.name)):
+                    aggregators[key].add(value, d)
                 if isinstance(details.get(metric.name), dict) and "parse_failure" in details[metric.name]:
                     parse_failures[key] += 1
     rows = []

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["INFERENCE_FIELDS", "ITEM_SCHEMA", "RESULT_BASE_SCHEMA", "score_column", "with_inference_columns"]
+__all__ = [
+    "INFERENCE_FIELDS",
+    "ITEM_SCHEMA",
+    "RESULT_BASE_SCHEMA",
+    "item_dict",
+    "score_column",
+    "with_inference_columns",
+]
 
 ITEM_SCHEMA = pa.schema(
     [
@@ -13,6 +20,11 @@ ITEM_SCHEMA = pa.schema(
         ("query", pa.string()),
         ("reference", pa.string()),
         ("prediction", pa.string()),
+        # The item's other columns (JSON object), for prompt placeholders, scripts and metrics.
+        ("fields", pa.string()),
+        # Several responses to the query (INFERENCE_COUNT > 1, or a list of strings in the prediction
+        # column); `prediction` is then the first of them. Null for one response.
+        ("samples", pa.list_(pa.string())),
     ]
 )
 
@@ -43,7 +55,16 @@ def with_inference_columns(items: pa.Table, model: str, columns: dict[str, list]
     for f in INFERENCE_FIELDS:
         values = [model] * n if f.name == "model" else columns.get(f.name, [None] * n)
         table = table.append_column(f, pa.array(values, type=f.type))
-    if "prediction" in columns:
-        idx = table.schema.get_field_index("prediction")
-        table = table.set_column(idx, "prediction", pa.array(columns["prediction"], type=pa.string()))
+    for name, type_ in (("prediction", pa.string()), ("samples", pa.list_(pa.string()))):
+        if name in columns:
+            idx = table.schema.get_field_index(name)
+            table = table.set_column(idx, name, pa.array(columns[name], type=type_))
     return table
+
+
+def item_dict(row: dict) -> dict:
+    """The item as metrics, scripts and prompts see it: its other columns, then the core columns."""
+    import json
+
+    extra = json.loads(row["fields"]) if row.get("fields") else {}
+    return {**extra, **{k: v for k, v in row.items() if k != "fields"}}

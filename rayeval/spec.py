@@ -70,7 +70,8 @@ class JudgeSpec(_Spec):
     model: str = Field(description="Name of the judge, one of the task's `judges`.")
     prompt: str | None = Field(
         None,
-        description="Prompt template; {query}, {reference}, {prediction} and {item_id} are filled in.",
+        description="Prompt template; {query}, {reference}, {prediction}, {item_id} and any other column of the item "
+        "are filled in.",
     )
     prompt_file: str | None = Field(None, description="A file holding the prompt template (instead of `prompt`).")
     system_prompt: str | None = Field(None, description="System message sent to the judge.")
@@ -106,6 +107,21 @@ class MetricRef(_Spec):
         description="Python file defining postprocess(judge_output, item) -> score | {score, ...}, run after scoring.",
     )
     judge: JudgeSpec | None = Field(None, description="Makes this a judge metric: the judge, prompt and parser.")
+    pass_at: list[int] = Field(
+        default_factory=list,
+        description="With several samples per item (INFERENCE_COUNT): also report pass@k for these k, with the "
+        "unbiased estimator, as outputs '<output>_pass@k'.",
+    )
+    pass_threshold: float = Field(
+        1.0, description="A sample passes (for pass@k) when its score is at least this value."
+    )
+
+    @field_validator("pass_at")
+    @classmethod
+    def _positive_ks(cls, value: list[int]) -> list[int]:
+        if any(k < 1 for k in value) or len(set(value)) != len(value):
+            raise ValueError("pass_at takes distinct positive k, e.g. [1, 5]")
+        return sorted(value)
 
 
 class EvaluationSetSpec(_Spec):
@@ -183,6 +199,14 @@ class Parameters(_Spec):
     )
     max_judging_retry_per_q: int = Field(
         0, ge=0, alias="MAX_JUDGING_RETRY_PER_Q", description="Retries of a failed judge request (0: no retry)."
+    )
+    inference_count: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        alias="INFERENCE_COUNT",
+        description="Responses generated per query (each scored; the item's score is their mean, and pass@k "
+        "metrics use them). More than 1 needs sampling.",
     )
 
     def merged(self, override: Parameters | None) -> Parameters:
@@ -406,6 +430,23 @@ class TaskSpec(_Spec):
                         f"evaluation_sets.{i}.metrics.{k} ({ref.name}) uses judge '{ref.judge.model}', which is not "
                         f"among the task's judges ({', '.join(sorted(judge_names)) or 'none declared'})"
                     )
+        if self.mode == "inference_and_evaluation":
+            for m in self.models:
+                p = self.model_parameters(m)
+                if p.inference_count > 1 and (not p.do_sample or p.temperature == 0):
+                    raise ValueError(
+                        f"model '{m.name}': INFERENCE_COUNT {p.inference_count} with greedy decoding gives the same "
+                        "response every time; set DO_SAMPLE true and a TEMPERATURE above 0, or INFERENCE_COUNT 1"
+                    )
+                for i, s in enumerate(self.evaluation_sets):
+                    for k, ref in enumerate(s.metrics):
+                        too_big = [x for x in ref.pass_at if x > p.inference_count]
+                        if too_big:
+                            raise ValueError(
+                                f"evaluation_sets.{i}.metrics.{k} ({ref.name}): pass@{too_big[0]} needs at least "
+                                f"{too_big[0]} samples per item, but model '{m.name}' has INFERENCE_COUNT "
+                                f"{p.inference_count}; raise INFERENCE_COUNT or lower pass_at"
+                            )
         clash = sorted({m.name for m in self.models} & {j.name for j in self.judges})
         if clash:
             raise ValueError(f"judges and models share names ({', '.join(clash)}): name each once")

@@ -125,3 +125,47 @@ def test_non_utf8_byte_deep_in_a_file_names_the_line(tmp_path):
     (tmp_path / "x.jsonl").write_bytes(good.encode() + b'{"query": "\xff", "reference": "r"}\n')
     with pytest.raises(DatasetError, match="line 3001 is not UTF-8"):
         plan_sets(_spec(tmp_path / "x.jsonl"))
+
+
+def test_other_columns_travel_in_fields_in_every_format(ray_cluster, tmp_path):
+    d = tmp_path / "set"
+    d.mkdir()
+    _jsonl(d / "a.jsonl", [{"q": "q1", "a": "r1", "topic": "geo", "choices": ["x", "y"]}])
+    (d / "b.csv").write_text("q,a,topic\nq2,r2,math\n", encoding="utf-8")
+    pq.write_table(pa.table({"q": ["q3"], "a": ["r3"], "topic": ["art"]}), d / "c.parquet")
+    spec = _spec(d, columns={"query": "q", "reference": "a"})
+    (plan,) = plan_sets(spec)
+    assert plan.shared.columns() == {"q", "a", "topic"}  # what every file has
+    rows = {r["query"]: r for r in read_items(plan, None).take_all()}
+    assert json.loads(rows["q1"]["fields"]) == {"topic": "geo", "choices": ["x", "y"]}
+    assert json.loads(rows["q2"]["fields"]) == {"topic": "math"}
+    assert json.loads(rows["q3"]["fields"]) == {"topic": "art"}
+    assert all(r["samples"] is None for r in rows.values())
+
+
+def test_a_list_of_strings_as_prediction_is_several_samples(ray_cluster, tmp_path):
+    rows = [
+        {"query": "q1", "reference": "r", "m1": ["a", "b", "c"], "m2": "one"},
+        {"query": "q2", "reference": "r", "m1": [{"call": "f"}], "m2": "two"},  # structured: one prediction
+    ]
+    _jsonl(tmp_path / "x.jsonl", rows)
+    spec = parse_task(
+        {
+            "name": "t",
+            "mode": "evaluation_only",
+            "models": [{"name": "a"}, {"name": "b"}],
+            "evaluation_sets": [
+                {
+                    "name": "s",
+                    "path": str(tmp_path / "x.jsonl"),
+                    "predictions": {"a": "m1", "b": "m2"},
+                    "metrics": ["f1"],
+                }
+            ],
+        }
+    )
+    (plan,) = plan_sets(spec)
+    got = {r["query"]: r for r in read_items(plan, "a").take_all()}
+    assert got["q1"]["samples"] == ["a", "b", "c"] and got["q1"]["prediction"] == "a"
+    assert got["q2"]["samples"] is None and json.loads(got["q2"]["prediction"]) == [{"call": "f"}]
+    assert got["q1"]["fields"] is None  # the models' prediction columns are not item fields

@@ -15,7 +15,7 @@ from rayeval.prompt_budget import PromptBudget
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
 
-__all__ = ["InferenceActor", "EvalOnlyColumns"]
+__all__ = ["EvalOnlyColumns", "InferenceActor", "combine_samples"]
 
 
 class InferenceActor:
@@ -66,7 +66,8 @@ class InferenceActor:
     async def __call__(self, batch: pa.Table) -> AsyncIterator[pa.Table]:
         client = self._http()
         queries = batch.column("query").to_pylist()
-        outcomes = await asyncio.gather(*(self._one(client, q or "") for q in queries))
+        n = self.params.inference_count
+        outcomes = await asyncio.gather(*(self._item(client, q or "", n) for q in queries))
         columns = {
             name: [getattr(o, name) for o in outcomes]
             for name in (
@@ -80,7 +81,15 @@ class InferenceActor:
                 "error",
             )
         }
+        if n > 1:
+            columns["samples"] = [o.samples for o in outcomes]
         yield with_inference_columns(batch, self.model.name, columns)
+
+    async def _item(self, client: Any, query: str, n: int) -> ItemOutcome:
+        """One response, or INFERENCE_COUNT of them folded into one outcome (see `combine_samples`)."""
+        if n == 1:
+            return await self._one(client, query)
+        return combine_samples(await asyncio.gather(*(self._one(client, query) for _ in range(n))))
 
     async def _one(self, client: Any, query: str) -> ItemOutcome:
         body = request_body(self.endpoint, query, self.params)
@@ -96,6 +105,32 @@ class InferenceActor:
             acquire=self._acquire,
             release=self._release,
         )
+
+
+def combine_samples(outcomes: list[ItemOutcome]) -> ItemOutcome:
+    """Several responses to one query as one item: the first as `prediction`, all in `samples`,
+    tokens and attempts summed, latency the slowest; the item fails if any of its samples failed
+    (a partial set of samples would bias pass@k and the mean)."""
+    errors = [f"sample {i}: {o.error}" for i, o in enumerate(outcomes) if o.error]
+    samples = None if errors else [o.prediction or "" for o in outcomes]
+    starts = [o.started_at for o in outcomes if o.started_at is not None]
+    latencies = [o.latency_ms for o in outcomes if o.latency_ms is not None]
+
+    def total(name: str) -> int | None:
+        values = [getattr(o, name) for o in outcomes if getattr(o, name) is not None]
+        return sum(values) if values else None
+
+    return ItemOutcome(
+        prediction=outcomes[0].prediction if not errors else None,
+        started_at=min(starts) if starts else None,
+        latency_ms=max(latencies) if latencies else None,
+        prompt_tokens=total("prompt_tokens"),
+        completion_tokens=total("completion_tokens"),
+        finish_reason=outcomes[0].finish_reason,
+        attempts=total("attempts") or 0,
+        error="; ".join(errors) if errors else None,
+        samples=samples,
+    )
 
 
 class EvalOnlyColumns:

@@ -20,12 +20,13 @@ import ray
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.client import infer_one, resolve_endpoint
 from rayeval.metrics import compile_script, render_prompt, run_script
+from rayeval.schema import item_dict
 from rayeval.spec import JudgeSpec, ModelSpec
 
-__all__ = ["JUDGE_PREFIX", "JudgeActor", "judge_limiter_key"]
+__all__ = ["JUDGE_PREFIX", "JudgeActor", "ask_judge", "judge_limiter_key", "judge_request"]
 
 JUDGE_PREFIX = "judge:"
-ITEM_COLUMNS = ["item_id", "eval_set", "query", "reference", "prediction", "error"]
+ITEM_COLUMNS = ["item_id", "eval_set", "query", "reference", "prediction", "fields", "samples", "error"]
 
 
 def judge_limiter_key(judge: str) -> str:
@@ -38,6 +39,7 @@ class _Judge:
 
     def __init__(self, task_id: str, judge: dict[str, Any], *, limit: int, timeout: float):
         model = ModelSpec.model_validate(judge["spec"])
+        self.name = model.name
         self.endpoint = resolve_endpoint(model, judge.get("auth"), timeout, hosted=judge.get("hosted"))
         self.limiter = ray.get_actor(limiter_name(task_id, judge_limiter_key(model.name)), namespace=NAMESPACE)
         self.limit = limit
@@ -113,41 +115,82 @@ class JudgeActor:
         metrics = self.metrics.get(row["eval_set"], [])
         if row.get("error") is not None or not metrics:
             return {}
-        steps = await asyncio.gather(*(self._ask(client, row, *m) for m in metrics))
+        item = item_dict({k: v for k, v in row.items() if k != "error"})
+        samples = item.get("samples")
+
+        async def metric_step(spec: JudgeSpec, pre: Any) -> dict[str, Any]:
+            judge = self.judges[spec.model]
+            if not samples:
+                return await self._ask(client, judge, judge_request(spec, item, pre, judge.endpoint.model_id))
+            asked = [
+                self._ask(client, judge, judge_request(spec, {**item, "prediction": s}, pre, judge.endpoint.model_id))
+                for s in samples
+            ]
+            return {"samples": list(await asyncio.gather(*asked))}
+
+        steps = await asyncio.gather(*(metric_step(spec, pre) for _, spec, pre in metrics))
         return {name: step for (name, _, _), step in zip(metrics, steps)}
 
-    async def _ask(self, client: Any, row: dict[str, Any], name: str, spec: JudgeSpec, pre: Any) -> dict[str, Any]:
-        item = {k: v for k, v in row.items() if k != "error"}
-        step: dict[str, Any] = {}
-        if pre is not None:
-            result = run_script(pre, "preprocess", dict(item))
-            if result.error:
-                return {"error": result.error}
-            step["preprocessed"] = {k: v for k, v in result.value.items() if item.get(k) != v}
-            item = result.value
-        try:
-            prompt = render_prompt(spec.prompt, item)
-        except KeyError as e:
-            return {**step, "error": f"prompt placeholder {{{e.args[0]}}} names no column of the item"}
-        step["prompt"] = prompt
-        judge = self.judges[spec.model]
-        messages = [{"role": "system", "content": spec.system_prompt}] if spec.system_prompt else []
-        body: dict[str, Any] = {
-            "model": judge.endpoint.model_id,
-            "messages": [*messages, {"role": "user", "content": prompt}],
-            "temperature": spec.temperature,
-        }
-        if spec.max_tokens is not None:
-            body["max_tokens"] = spec.max_tokens
-        outcome = await infer_one(
+    async def _ask(self, client: Any, judge: _Judge, request: tuple[dict[str, Any], dict[str, Any] | None]) -> dict:
+        step, body = request
+        if body is None:
+            return step
+        return await ask_judge(
             client,
             judge.endpoint,
             body,
+            step,
+            name=judge.name,
             max_retries=self.max_retries,
             acquire=judge.permits.acquire,
             release=judge.permits.release,
         )
-        step.update(output=outcome.prediction, attempts=outcome.attempts, latency_ms=outcome.latency_ms)
-        if outcome.error:
-            step["error"] = f"judge {spec.model}: {outcome.error}"
-        return step
+
+
+def judge_request(
+    spec: JudgeSpec, item: dict[str, Any], preprocess: Any, model_id: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The steps before asking a judge: preprocessing, then the prompt; returns (step so far, request body).
+
+    The body is None when a step failed (the step then holds the error).
+    """
+    step: dict[str, Any] = {}
+    if preprocess is not None:
+        result = run_script(preprocess, "preprocess", dict(item))
+        if result.error:
+            return {"error": result.error}, None
+        step["preprocessed"] = {k: v for k, v in result.value.items() if item.get(k) != v}
+        item = result.value
+    try:
+        prompt = render_prompt(spec.prompt, item)
+    except KeyError as e:
+        return {**step, "error": f"prompt placeholder {{{e.args[0]}}} names no column of the item"}, None
+    step["prompt"] = prompt
+    messages = [{"role": "system", "content": spec.system_prompt}] if spec.system_prompt else []
+    body: dict[str, Any] = {
+        "model": model_id,
+        "messages": [*messages, {"role": "user", "content": prompt}],
+        "temperature": spec.temperature,
+    }
+    if spec.max_tokens is not None:
+        body["max_tokens"] = spec.max_tokens
+    return step, body
+
+
+async def ask_judge(
+    client: Any,
+    endpoint: Any,
+    body: dict[str, Any],
+    step: dict[str, Any],
+    *,
+    name: str,
+    max_retries: int,
+    acquire: Any,
+    release: Any,
+) -> dict[str, Any]:
+    """Send a judge request (with retries) and add its raw answer, attempts and latency to `step`."""
+    outcome = await infer_one(client, endpoint, body, max_retries=max_retries, acquire=acquire, release=release)
+    step = {**step, "output": outcome.prediction, "attempts": outcome.attempts, "latency_ms": outcome.latency_ms}
+    if outcome.error:
+        step["error"] = f"judge {name}: {outcome.error}"
+    return step

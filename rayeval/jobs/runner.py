@@ -116,6 +116,38 @@ def _check_metric_steps(ref: dict[str, Any], *, field: str) -> None:
             )
 
 
+#: Placeholders every item has, whatever its set's columns.
+CORE_PLACEHOLDERS = {"item_id", "eval_set", "query", "reference", "prediction", "model"}
+
+
+def _check_placeholders(plans: list[Any], metrics_by_set: dict[str, list[dict[str, Any]]]) -> None:
+    """A judge prompt's placeholders must name columns of the set (unless a preprocessing script adds them)."""
+    from rayeval.metrics import placeholders
+
+    for i, plan in enumerate(plans):
+        c = plan.spec.columns
+        renamed = {c.id: "item_id", c.query: "query", c.reference: "reference"}
+        sources = [src for src in [plan.shared, *plan.per_model.values()] if src is not None]
+        have = set.intersection(*(src.columns() for src in sources)) if sources else set()
+        for j, ref in enumerate(metrics_by_set[plan.spec.name]):
+            if not ref.get("judge") or ref.get("preprocess"):
+                continue
+            for name in placeholders(ref["judge"]["prompt"]):
+                if name in CORE_PLACEHOLDERS or (name in have and name not in renamed):
+                    continue
+                hint = (
+                    f"column '{name}' is mapped to the item's {renamed[name]}: write {{{renamed[name]}}}"
+                    if name in renamed
+                    else f"the set's columns are {', '.join(sorted(have - set(renamed))) or 'only the mapped ones'}; "
+                    "fix the prompt, or add the column with a preprocessing script"
+                )
+                raise MetricError(
+                    f"judge prompt of metric '{ref['name']}' (set '{plan.spec.name}') has placeholder {{{name}}}, "
+                    f"which no row provides: {hint}",
+                    field=f"evaluation_sets.{i}.metrics.{j}.judge.prompt",
+                )
+
+
 def _check_output(location: str) -> None:
     """A local output location must be a folder we can create or write (URIs are checked on write)."""
     if "://" in location:
@@ -140,6 +172,7 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
     try:
         metrics_by_set, outputs = _check_metrics(spec)
         plans = plan_sets(spec)
+        _check_placeholders(plans, metrics_by_set)
         auth_values = {
             m.name: resolve_secret(m.auth_header_value, field=f"models.{i}.auth_header_value")
             for i, m in enumerate(spec.models)

@@ -1,7 +1,7 @@
 """Rule metrics: per-item scores and streaming aggregators, registered by name.
 
 Importing this package registers the built-in metrics: exact_match, f1, accuracy,
-numeric_match, rouge and bleu.
+numeric_match, rouge and bleu. Any metric takes pass@k outputs over an item's samples (MetricSteps).
 """
 
 from rayeval.metrics import _bleu, _choice, _numeric, _rouge, _text  # noqa: F401  (registration)
@@ -10,6 +10,7 @@ from rayeval.metrics._judge import JudgeMetric, build_metric, placeholders, rend
 from rayeval.metrics._judge_parser import JudgeParser, ParsedScore
 from rayeval.metrics._registry import get_metric, list_metrics, register_metric
 from rayeval.metrics._scripts import ScriptResult, checked_source, compile_script, load_script, run_script
+from rayeval.metrics._steps import MetricSteps, PassAtK, corpus_inputs, pass_at_k, pass_output, ref_outputs
 
 __all__ = [
     "Aggregator",
@@ -18,15 +19,21 @@ __all__ = [
     "JudgeParser",
     "MeanAggregator",
     "Metric",
+    "MetricSteps",
+    "PassAtK",
     "ParsedScore",
     "ScriptResult",
     "build_metric",
     "checked_source",
     "compile_script",
+    "corpus_inputs",
     "get_metric",
     "list_metrics",
     "load_script",
+    "pass_at_k",
+    "pass_output",
     "placeholders",
+    "ref_outputs",
     "register_metric",
     "render_prompt",
     "run_script",

@@ -111,3 +111,59 @@ def test_a_metric_naming_an_undeclared_judge_fails_validation(tmp_path):
     task["judges"] = []
     with pytest.raises(rayeval.SpecError, match="uses judge 'referee', which is not among the task's judges"):
         rayeval.run(task)
+
+
+def test_prompts_fill_any_column_of_the_item(ray_cluster, stub_server, tmp_path):
+    def topic_rule(body: dict) -> str:
+        topic = re.search(r"^Topic: (.*)$", prompt_text(body), re.M).group(1)
+        return f"Score: {int(topic == 'geography')}"
+
+    server = stub_server(responder=topic_rule)
+    task, rows = _task(tmp_path, server.url)
+    data = tmp_path / "topics.jsonl"
+    data.write_text(
+        "".join(json.dumps({**r, "topic": "geography" if i % 2 else "art"}) + "\n" for i, r in enumerate(rows))
+    )
+    task["evaluation_sets"][0]["path"] = str(data)
+    task["evaluation_sets"][0]["metrics"] = [
+        {
+            "name": "on_topic",
+            "judge": {
+                "model": "referee",
+                "prompt": "Topic: {topic}\n{query}",
+                "parser": {"kind": "regex", "pattern": r"Score: (\d)"},
+            },
+        }
+    ]
+    handle = rayeval.run(task)
+    stored = handle.items().to_table(columns=["item_id", "score__on_topic", "fields"]).to_pylist()
+    assert len(stored) == len(rows)
+    for r in stored:
+        topic = json.loads(r["fields"])["topic"]
+        assert r["score__on_topic"] == float(topic == "geography")
+
+
+@pytest.mark.parametrize(
+    ("placeholder", "message"),
+    [
+        ("{answer}", r"column 'answer' is mapped to the item's reference: write \{reference\}"),
+        ("{topic}", "the set's columns are pred"),
+    ],
+)
+def test_a_placeholder_that_names_no_column_fails_validation(tmp_path, placeholder, message):
+    task, _ = _task(tmp_path, "http://127.0.0.1:9/v1")
+    task["evaluation_sets"][0]["metrics"][0]["judge"]["prompt"] = f"Check {placeholder} against {{prediction}}"
+    with pytest.raises(rayeval.MetricError, match=message) as err:
+        rayeval.run(task)
+    assert err.value.field == "evaluation_sets.0.metrics.0.judge.prompt"
+
+
+def test_judging_concurrency_holds_across_several_judging_and_scoring_actors(ray_cluster, stub_server, tmp_path):
+    server = stub_server(latency=0.1, responder=judge_rule)
+    task, rows = _task(tmp_path, server.url, concurrency=3)
+    task["resources"] = {"inference_actors": 3, "scoring_actors": 2, "batch_size": 4}
+    handle = rayeval.run(task)
+    assert server.total_requests == len(rows)
+    assert 2 <= server.max_in_flight <= 3  # used, never exceeded, whatever the actors
+    judged = next(r for r in handle.results() if r["metric"] == "correct")
+    assert judged["items"] == len(rows)

@@ -47,6 +47,12 @@ def test_public_api() -> None:
             "render_prompt",
             "load_script",
             "run_script",
+            "MetricSteps",
+            "PassAtK",
+            "corpus_inputs",
+            "pass_at_k",
+            "pass_output",
+            "ref_outputs",
         ]
     )
 
