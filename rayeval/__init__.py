@@ -4,11 +4,13 @@ The public API is small: load or build a task spec, run or submit it, follow the
 """
 
 from rayeval.api import TaskHandle, run, submit
+from rayeval.debug import DebugSample, debug_metrics
 from rayeval.errors import DatasetError, MetricError, RayevalError, ServiceError, SpecError, TaskNotFoundError
 from rayeval.spec import EngineSpec, EvaluationSetSpec, ModelSpec, Parameters, TaskSpec, load_task
 
 __all__ = [
     "DatasetError",
+    "DebugSample",
     "EngineSpec",
     "EvaluationSetSpec",
     "MetricError",
@@ -20,6 +22,7 @@ __all__ = [
     "TaskHandle",
     "TaskNotFoundError",
     "TaskSpec",
+    "debug_metrics",
     "load_task",
     "run",
     "submit",

@@ -221,6 +221,48 @@ def check_service_cmd(
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@click.argument("task_file", type=click.Path(dir_okay=False))
+@click.option("--set", "set_name", help="The evaluation set whose metrics to try (may be left out with one set).")
+@click.option("--samples", default=5, show_default=True, help="How many items, from the start of the set.")
+@click.option("--model", help="Score this model's responses: asked now, or read from the set in Evaluation Only.")
+@click.option(
+    "--responses",
+    "responses_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Score these responses instead: JSON list or {item_id: response}, JSON Lines, or one per line.",
+)
+@click.option("--response", "typed", multiple=True, help="A response typed here (repeat: one per sample, in order).")
+@click.option("--show-prompt", is_flag=True, help="Print each judge prompt without asking the judge.")
+@click.option("--json", "as_json", is_flag=True, help="Print the samples as JSON.")
+def debug(
+    task_file: str,
+    set_name: str | None,
+    samples: int,
+    model: str | None,
+    responses_file: str | None,
+    typed: tuple[str, ...],
+    show_prompt: bool,
+    as_json: bool,
+) -> None:
+    """Try a set's metrics on a few samples of TASK_FILE, printing every step; nothing is written."""
+    from rayeval.debug import debug_metrics, format_debug
+    from rayeval.spec import load_task
+
+    if typed and responses_file:
+        raise click.UsageError("give --responses or --response, not both")
+    if (typed or responses_file) and model:
+        raise click.UsageError("give --model or responses, not both")
+    _quiet_logging(False)
+    spec = load_task(task_file)
+    given = list(typed) if typed else responses_file
+    result = debug_metrics(spec, set_name, samples=samples, model=model, responses=given, show_prompt=show_prompt)
+    if as_json:
+        click.echo(json.dumps([s.as_dict() for s in result], ensure_ascii=False, indent=2))
+    else:
+        click.echo(format_debug(result, set_name=set_name or spec.evaluation_sets[0].name))
+
+
 @main.command("models")
 def models_cmd() -> None:
     """List the built-in models (use them with `builtin: NAME` in a task's models or judges)."""

@@ -22,7 +22,7 @@ from rayeval.spec import EvaluationSetSpec, TaskSpec
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["SetPlan", "Shard", "SourcePlan", "plan_sets", "read_items", "row_id"]
+__all__ = ["SetPlan", "Shard", "SourcePlan", "head_items", "plan_sets", "read_items", "row_id"]
 
 FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _CHUNK = 1 << 20
@@ -404,6 +404,37 @@ def _read_shard(shard: Shard, normalizer: _Normalizer) -> pa.Table:
         f.seek(shard.start)
         raw = f.read(shard.end - shard.start)
     return normalizer.rows_to_table([json.loads(line) for line in raw.decode("utf-8").split("\n") if line.strip()])
+
+
+def head_items(set_plan: SetPlan, model: str | None, n: int) -> list[dict[str, Any]]:
+    """The set's first `n` items, read here in file order without Ray (for debugging metrics)."""
+    source = set_plan.source_for(model) if model else set_plan.shared
+    assert source is not None
+    norm = _Normalizer(set_plan.spec, source.prediction_column)
+    items: list[dict[str, Any]] = []
+    for sh in source.shards:
+        if len(items) >= n:
+            break
+        if sh.fmt in ("jsonl", "json"):
+            table = _read_shard(sh, norm)
+        else:
+            fs, p = _filesystem(sh.path)
+            if sh.fmt == "csv":
+                import pyarrow.csv as pacsv
+
+                c = set_plan.spec.columns
+                known = [x for x in (c.id, c.query, c.reference, source.prediction_column) if x]
+                types = pacsv.ConvertOptions(column_types=dict.fromkeys(known, pa.string()))  # as read_items
+                with fs.open_input_stream(p) as f:
+                    raw = pacsv.read_csv(f, convert_options=types)
+            else:
+                import pyarrow.parquet as pq
+
+                first = next(pq.ParquetFile(p, filesystem=fs).iter_batches(batch_size=n - len(items)))
+                raw = pa.Table.from_batches([first])
+            table = norm(raw.slice(0, n - len(items)))
+        items.extend(table.slice(0, n - len(items)).to_pylist())
+    return items
 
 
 def _datasource_base():

@@ -11,6 +11,7 @@ import json
 import httpx
 import pyarrow.dataset as pads
 import pytest
+import ray
 from ray import serve
 
 from rayeval.actors.coordinator import get_coordinator
@@ -147,3 +148,20 @@ def test_keep_leaves_the_deployment_running_for_later_tasks(hosted):
     assert not release(hosted.app, user="kept-task", coordinator=coordinator, keep=True)
     assert hosted.app in serve.status().applications  # nobody uses it, but `keep` said leave it
     assert ray.get(coordinator.use_deployment.remote(hosted.app, "pytest")) == 1  # the fixture's hold again
+
+
+def test_debug_asks_a_hosted_model_and_gives_the_deployment_back(hosted, tmp_path):
+    from rayeval.debug import debug_metrics
+
+    items = [{"id": str(i), "query": f"What is {i} + {i}?", "reference": f"#### {2 * i}"} for i in range(3)]
+    data = write_items(tmp_path / "set.jsonl", items)
+    task = inference_task(data, tmp_path / "out", [tiny()], parameters={"max_tokens": 8, "do_sample": False})
+    samples = debug_metrics(task, samples=2)
+    assert [s.item["item_id"] for s in samples] == ["0", "1"]
+    for s in samples:
+        assert s.source == "model tiny" and s.response and s.inference["completion_tokens"] <= 8
+        assert s.metrics["numeric_match"]["scores"]["numeric_match"] in (0.0, 1.0)
+    coordinator = get_coordinator()
+    assert hosted.app in serve.status().applications  # joined, then released: the fixture still holds it
+    assert ray.get(coordinator.use_deployment.remote(hosted.app, "pytest")) == 1
+    assert not (tmp_path / "out").exists()

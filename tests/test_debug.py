@@ -1,0 +1,111 @@
+"""Debugging metrics on a few samples: every step printed, the judge and model asked only as needed,
+nothing written anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import rayeval
+from rayeval.cli import main
+from tests.jobs.test_judge import PROMPT, _task, judge_rule
+
+
+def _files(root) -> set[str]:
+    return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
+
+
+def _write_task(tmp_path, task) -> str:
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(task))
+    return str(path)
+
+
+@pytest.fixture
+def judged_task(tmp_path, stub_server):
+    judge = stub_server(responder=judge_rule)
+    task, rows = _task(tmp_path, judge.url)
+    post = tmp_path / "post.py"
+    post.write_text(
+        "def postprocess(judge_output, item):\n"
+        "    return {'score': 1.0 if 'Score: 1' in judge_output else 0.0, 'why': judge_output[-8:]}\n"
+    )
+    task["evaluation_sets"][0]["metrics"][0]["postprocess"] = str(post)
+    return task, rows, judge
+
+
+def test_debug_prints_every_step_for_three_samples_and_writes_nothing(tmp_path, judged_task):
+    task, rows, judge = judged_task
+    path = _write_task(tmp_path, task)
+    before = _files(tmp_path)
+    result = CliRunner().invoke(main, ["debug", path, "--set", "capitals", "--samples", "3"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.count("=== sample ") == 3 and "=== sample 3/3: item q2 (set capitals)" in out
+    for r in rows[:3]:
+        prompt = PROMPT.format(query=r["query"], reference=r["answer"], prediction=r["pred"])
+        assert "\n".join("    | " + line for line in prompt.splitlines()) in out  # the concatenated prompt
+        right = int(r["pred"].lower() == r["answer"].lower())
+        assert f"    | Thinking it over... Score: {right}" in out  # the raw judge output
+    assert out.count("  parsed score:") == 3 and out.count("  postprocessed:") == 3
+    assert "score: correct=0" in out and "score: correct=1" in out  # q0 is wrong, q1 right
+    assert "score: exact_match=" in out
+    assert judge.total_requests == 3
+    assert _files(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_show_prompt_does_not_ask_the_judge(tmp_path, judged_task):
+    task, rows, judge = judged_task
+    samples = rayeval.debug_metrics(task, "capitals", samples=2, show_prompt=True)
+    assert judge.total_requests == 0
+    steps = samples[0].metrics["correct"]
+    assert steps["scores"] == {} and "output" not in steps["steps"]
+    assert steps["steps"]["prompt"] == PROMPT.format(
+        query=rows[0]["query"], reference=rows[0]["answer"], prediction=rows[0]["pred"]
+    )
+
+
+def test_typed_and_file_responses_replace_the_set_s_predictions(tmp_path, judged_task):
+    task, rows, judge = judged_task
+    typed = rayeval.debug_metrics(task, samples=2, responses=["City 0", "nowhere"])
+    assert [s.response for s in typed] == ["City 0", "nowhere"] and typed[0].source == "given"
+    assert typed[0].metrics["correct"]["scores"] == {"correct": 1.0}
+    assert typed[1].metrics["correct"]["scores"] == {"correct": 0.0}
+    by_id = tmp_path / "responses.json"
+    by_id.write_text(json.dumps({"q1": "City 1"}))
+    result = CliRunner().invoke(
+        main, ["debug", _write_task(tmp_path, task), "--samples", "2", "--responses", str(by_id), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert got[0]["inference"]["error"] == "no response given for this item" and got[0]["metrics"] == {}
+    assert got[1]["response"] == "City 1" and got[1]["metrics"]["correct"]["scores"]["correct"] == 1.0
+    assert judge.total_requests == 3
+
+
+def test_debug_asks_the_chosen_model_in_inference_mode(tmp_path, stub_server):
+    model = stub_server(responder=lambda body: "city 1")
+    judge = stub_server(responder=judge_rule)
+    task, _ = _task(tmp_path, judge.url)
+    task["mode"] = "inference_and_evaluation"
+    task["models"] = [{"name": "m", "url": model.url, "model": "stub-model"}]
+    task["evaluation_sets"][0].pop("predictions")
+    samples = rayeval.debug_metrics(task, samples=2, model="m")
+    assert model.total_requests == 2 and judge.total_requests == 2
+    assert [s.response for s in samples] == ["city 1", "city 1"] and samples[0].source == "model m"
+    assert [s.metrics["correct"]["scores"]["correct"] for s in samples] == [0.0, 1.0]
+    assert samples[0].inference["attempts"] == 1 and "latency_ms" in samples[0].inference
+
+
+def test_debug_names_what_to_fix(tmp_path, judged_task):
+    task, _, _ = judged_task
+    with pytest.raises(rayeval.SpecError, match="no set 'nope'; its sets: capitals"):
+        rayeval.debug_metrics(task, "nope")
+    with pytest.raises(rayeval.SpecError, match="no model 'x'; its models: m"):
+        rayeval.debug_metrics(task, model="x")
+    result = CliRunner().invoke(main, ["debug", _write_task(tmp_path, task), "--model", "m", "--response", "a"])
+    assert result.exit_code == 2 and "give --model or responses, not both" in result.output
