@@ -11,13 +11,21 @@ importable once ``ray`` has been imported.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
 
 __all__ = [
     "CpuTracker",
+    "StubProcess",
     "cpu_by_kind",
     "cpu_snapshot",
     "kind_of",
@@ -137,3 +145,44 @@ def time_phases() -> dict[str, float]:
         timed._timed = True  # type: ignore[attr-defined]
         setattr(runner, name, timed)
     return marks
+
+
+class StubProcess:
+    """The project's OpenAI-compatible stub server in a subprocess of ours; stopped (by its pid) on exit.
+
+    Args:
+        name: A label for messages.
+        latency: Seconds each completion request takes.
+        extra: More arguments of `python -m tests.support.openai_server` (e.g. --responder, --model).
+    """
+
+    def __init__(self, name: str, latency: float, *extra: str):
+        self.name = name
+        cmd = [sys.executable, "-m", "tests.support.openai_server", "--port", "0", "--latency", str(latency)]
+        self.proc = subprocess.Popen([*cmd, "--no-record", *extra], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip() if self.proc.stdout else ""
+        if not line.startswith("http://"):
+            self.stop()
+            raise RuntimeError(f"{name} stub server did not start (printed {line!r}, exit {self.proc.poll()})")
+        self.url = line  # http://127.0.0.1:PORT/v1
+        self.root = line.rsplit("/v1", 1)[0]
+
+    def get(self, path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(self.root + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str) -> dict[str, Any]:
+        req = urllib.request.Request(self.root + path, data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()

@@ -29,16 +29,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _common import CpuTracker, time_phases
+from _common import CpuTracker, StubProcess, time_phases
 
 REPO = Path(__file__).resolve().parents[1]
 STEADY_TARGET = 0.95
@@ -69,45 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- stub server
 
 
-class StubServer:
-    """The stub server in a subprocess of ours; stopped (by its pid) on exit."""
-
-    def __init__(self, latency: float):
-        cmd = [sys.executable, "-m", "tests.support.openai_server", "--port", "0", "--latency", str(latency)]
-        cmd.append("--no-record")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip() if self.proc.stdout else ""
-        if not line.startswith("http://"):
-            self.stop()
-            raise RuntimeError(f"stub server did not start (printed {line!r}, exit {self.proc.poll()})")
-        self.url = line  # http://127.0.0.1:PORT/v1
-        self.root = line.rsplit("/v1", 1)[0]
-
-    def get(self, path: str) -> dict[str, Any]:
-        with urllib.request.urlopen(self.root + path, timeout=10) as r:
-            return json.loads(r.read())
-
-    def post(self, path: str) -> dict[str, Any]:
-        req = urllib.request.Request(self.root + path, data=b"{}", method="POST")
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-
-
 class StatsPoller(threading.Thread):
     """Polls /_stats: when total_requests first became > 0, and when all N were answered."""
 
-    def __init__(self, server: StubServer, items: int, every: float, cpu: CpuTracker):
+    def __init__(self, server: StubProcess, items: int, every: float, cpu: CpuTracker):
         super().__init__(daemon=True, name="stats-poller")
         self.server, self.items, self.every, self.cpu = server, items, every, cpu
         self.first: float | None = None  # perf_counter of the first poll seeing a request
@@ -154,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         from tests.support.tasks import inference_task, write_items
 
         data = write_items(workdir / "items.jsonl", args.items)
-        server = StubServer(args.latency)
+        server = StubProcess("model", args.latency)
 
         import ray
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["build_dataset"]
 
 MiB = 1024 * 1024
+#: Rows per block going into inference (see build_dataset).
+INFERENCE_BLOCK_ROWS = 64
 
 
 def _union(parts: list[ray.data.Dataset]) -> ray.data.Dataset:
@@ -58,7 +60,12 @@ def build_dataset(
                     )
                 )
             continue
-        items = _union([read_items(plan, None) for plan in plans])
+        # Small blocks into inference: an inference task's answers move on (to judging, scoring and
+        # the writer) only when its whole block is answered, so read shards of a thousand rows would
+        # hold the next stages back for as long as a shard takes to answer.
+        items = _union([read_items(plan, None) for plan in plans]).repartition(
+            target_num_rows_per_block=INFERENCE_BLOCK_ROWS
+        )
         params = spec.model_parameters(model)
         branches.append(
             items.map_batches(

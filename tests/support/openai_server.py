@@ -883,10 +883,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="fault RNG seed")
     parser.add_argument("--hang-seconds", type=float, default=30.0, help="stall of a timeout fault")
     parser.add_argument("--no-record", action="store_true", help="do not keep request bodies/headers")
+    parser.add_argument(
+        "--responder", default=None, metavar="MODULE:FUNCTION", help="answer with this function of the request body"
+    )
     args = parser.parse_args(argv)
 
+    responder = None
+    if args.responder:
+        import importlib
+
+        module, _, function = args.responder.partition(":")
+        responder = getattr(importlib.import_module(module), function)
     server = OpenAIStubServer(
         latency=args.latency,
+        responder=responder,
         api_key=args.api_key,
         models=tuple(args.model) if args.model else ("stub-model",),
         port=args.port,

@@ -1,0 +1,113 @@
+"""Fingerprints of what changes a result, so that earlier results are reused only when still valid.
+
+Names alone are unsafe for reuse (a changed prompt or temperature would silently reuse stale
+answers), so every stored item carries:
+
+* `infer_fp`: the model (service URL and served id, or the checkpoint's weights and the engine
+  settings that change outputs), the inference hyperparameters, and the item's query. Equal
+  `infer_fp` means the stored responses answer this very request.
+* one metric fingerprint per metric (in the `metric_fps` column): `infer_fp`, the item's
+  reference and other columns, and the metric's whole configuration (options, scripts' source,
+  the judge's prompt, parser, sampling and model). Equal means the stored score still holds.
+
+Concurrency, retries, timeouts, actor counts and other performance settings are not part of
+any fingerprint: they change how fast results come, not what they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from rayeval.spec import ModelSpec, Parameters
+
+__all__ = [
+    "OUTPUT_PARAMETERS",
+    "inference_fingerprint",
+    "item_inference_fp",
+    "item_metric_fp",
+    "metric_fingerprint",
+    "model_identity",
+]
+
+#: Parameters that change what a model answers (the rest are performance settings).
+OUTPUT_PARAMETERS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "do_sample",
+    "system_prompt",
+    "inference_count",
+)
+
+#: Engine settings that change outputs (placement, replicas and cache sizes do not).
+_OUTPUT_ENGINE = ("max_model_len", "dtype", "engine_kwargs")
+
+
+def _digest(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def _weights_digest(source: str | None) -> str | None:
+    """A local checkpoint's identity: config.json's content and every weight file's name and size."""
+    if not source or "://" in source or not os.path.isdir(source):
+        return None
+    h = hashlib.sha256()
+    for root, _, files in sorted(os.walk(source)):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, source)
+            if name == "config.json":
+                with open(path, "rb") as f:
+                    h.update(rel.encode() + f.read())
+            elif name.endswith((".safetensors", ".bin", ".pt", ".gguf")):
+                h.update(f"{rel}:{os.path.getsize(path)}".encode())
+    return h.hexdigest()[:24]
+
+
+def model_identity(model: ModelSpec, source: str | None = None) -> dict[str, Any]:
+    """What identifies a model's answers: the service and served id, or the weights and engine settings.
+
+    Args:
+        model: The model (or judge).
+        source: For hosted models, where the weights were resolved (ModelSource.source).
+    """
+    if model.kind == "service":
+        return {"kind": "service", "url": (model.url or "").rstrip("/"), "model": model.served_model, "api": model.api}
+    engine = model.engine.model_dump(mode="json", include=set(_OUTPUT_ENGINE))
+    return {
+        "kind": model.kind,
+        "weights": model.path if model.kind == "checkpoint" else model.builtin,
+        "content": _weights_digest(source),
+        "model": model.served_model,
+        "engine": engine,
+    }
+
+
+def inference_fingerprint(model: ModelSpec, params: Parameters, source: str | None = None) -> str:
+    """The fingerprint of a model's requests, before the item's query is added."""
+    return _digest({"model": model_identity(model, source), "params": params.model_dump(include=set(OUTPUT_PARAMETERS))})
+
+
+def item_inference_fp(inference_fp: str, query: str | None) -> str:
+    """`infer_fp` of one item: the model's fingerprint and the query."""
+    return _digest([inference_fp, query])
+
+
+def metric_fingerprint(ref: dict[str, Any], judge_identity: dict[str, Any] | None = None) -> str:
+    """A metric's configuration (a checked metric reference, with its scripts' source) and its judge."""
+    keep = {k: v for k, v in ref.items() if k not in ("preprocess", "postprocess", "prompt_file")}
+    judge = keep.get("judge")
+    if isinstance(judge, dict):
+        keep["judge"] = {k: v for k, v in judge.items() if k != "prompt_file"}
+    return _digest({"metric": keep, "judge": judge_identity})
+
+
+def item_metric_fp(infer_fp: str, reference: str | None, fields: str | None, metric_fp: str) -> str:
+    """One item's score fingerprint for one metric."""
+    return _digest([infer_fp, reference, fields, metric_fp])
