@@ -17,7 +17,7 @@ from rayeval.errors import RayevalError, ServiceError
 from rayeval.spec import TaskSpec, load_task, parse_task
 from rayeval.store import ResultsStore
 
-__all__ = ["TaskHandle", "run", "submit"]
+__all__ = ["TaskHandle", "run", "stop", "submit"]
 
 SpecLike = TaskSpec | dict[str, Any] | str | Path
 
@@ -110,6 +110,10 @@ class TaskHandle:
         """The per-item results as a pyarrow dataset (read lazily)."""
         return self.store.results_dataset(self.task_id)
 
+    def stop(self, *, wait: float | None = 60.0) -> dict[str, Any]:
+        """Stop the task (see `rayeval.stop`); returns its record."""
+        return stop(self.task_id, wait=wait)
+
 
 def run(
     spec: SpecLike,
@@ -153,6 +157,40 @@ def run(
     handle._thread = threading.Thread(target=target, name=f"rayeval-{prepared.task_id}", daemon=True)
     handle._thread.start()
     return handle
+
+
+def stop(task: str, *, address: str | None = None, wait: float | None = 60.0) -> dict[str, Any]:
+    """Stop a running task: no new items go to inference or scoring, what was evaluated is committed
+    to the results store and summarised, its hosted models are released, and its state becomes 'stopped'.
+
+    Args:
+        task: Task id, or name (the newest task with it).
+        address: Ray cluster address (default: RAY_ADDRESS or a running local cluster).
+        wait: Seconds to wait for the task to reach its final state (None: return at once).
+
+    Raises:
+        TaskNotFoundError: the cluster's coordinator knows no such task.
+    """
+    import ray
+
+    from rayeval.actors.coordinator import get_coordinator
+    from rayeval.cluster import connect
+    from rayeval.errors import TaskNotFoundError
+
+    connect(address, log_to_driver=False)
+    coordinator = get_coordinator(create=False)
+    record = ray.get(coordinator.get.remote(task)) if coordinator is not None else None
+    if record is None:
+        raise TaskNotFoundError(f"the coordinator knows no task '{task}'; `rayeval status` lists the tasks")
+    task_id = record["task_id"]
+    ray.get(coordinator.request_stop.remote(task_id))
+    deadline = None if wait is None else time.monotonic() + wait
+    while deadline is not None and time.monotonic() < deadline:
+        record = ray.get(coordinator.get.remote(task_id))
+        if record["state"] in TERMINAL:
+            break
+        time.sleep(0.25)
+    return record
 
 
 def submit(

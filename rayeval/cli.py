@@ -170,6 +170,18 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
 
 @main.command()
 @click.argument("task")
+@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS or a running local cluster).")
+@click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for the task to stop.")
+def stop(task: str, address: str | None, no_wait: bool) -> None:
+    """Stop TASK (id or name): what was evaluated is kept and summarised, hosted models are released."""
+    from rayeval.api import stop as stop_task
+
+    record = stop_task(task, address=address, wait=None if no_wait else 120.0)
+    click.echo(f"task {record['task_id']}: {record['state']}")
+
+
+@main.command()
+@click.argument("task")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--output", help="Also look for the task in this output location.")
 def results(task: str, fmt: str, output: str | None) -> None:

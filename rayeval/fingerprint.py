@@ -91,7 +91,9 @@ def model_identity(model: ModelSpec, source: str | None = None) -> dict[str, Any
 
 def inference_fingerprint(model: ModelSpec, params: Parameters, source: str | None = None) -> str:
     """The fingerprint of a model's requests, before the item's query is added."""
-    return _digest({"model": model_identity(model, source), "params": params.model_dump(include=set(OUTPUT_PARAMETERS))})
+    return _digest(
+        {"model": model_identity(model, source), "params": params.model_dump(include=set(OUTPUT_PARAMETERS))}
+    )
 
 
 def item_inference_fp(inference_fp: str, query: str | None) -> str:

@@ -109,11 +109,12 @@ class Coordinator:
         self._persist(task_id, force=True)
         return record
 
-    def report(self, task_id: str, entries: list[tuple[str, str, int, int]]) -> None:
-        """Add evaluated items: (model, eval_set, done, errors) per entry."""
+    def report(self, task_id: str, entries: list[tuple[str, str, int, int]]) -> str | None:
+        """Add evaluated items: (model, eval_set, done, errors) per entry; returns the task's state
+        (a driver seeing 'stopping' stops its stream)."""
         record = self.tasks.get(task_id)
         if record is None:
-            return
+            return None
         for model, eval_set, done, errors in entries:
             p = record["progress"][model][eval_set]
             p["done"] += done
@@ -124,6 +125,17 @@ class Coordinator:
             if errors:
                 self._errors.inc(errors, tags=tags)
         self._persist(task_id)
+        return record["state"]
+
+    def request_stop(self, task_id: str) -> str | None:
+        """Ask a running task to stop (its driver stops at its next report); returns the state now."""
+        record = self.tasks.get(task_id)
+        if record is None:
+            return None
+        if record["state"] in ("pending", "running"):
+            record["state"] = "stopping"
+            self._persist(task_id, force=True)
+        return record["state"]
 
     def set_progress(self, task_id: str, progress: dict[str, dict[str, dict[str, int]]]) -> None:
         """Replace progress with counts taken from the results store (the truth at the end)."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections import Counter
 from typing import Any
 
 import pyarrow as pa
@@ -13,29 +11,22 @@ from rayeval.schema import item_dict, score_column
 
 __all__ = ["ScoringActor"]
 
-REPORT_EVERY_S = 0.25
-
 
 class ScoringActor:
-    """Ray Data callable class: scores each item with its set's metrics and reports progress.
+    """Ray Data callable class: scores each item with its set's metrics.
 
     Args:
-        task_id: The task whose progress is reported to the coordinator.
+        task_id: The task.
         metrics_by_set: set name -> list of {"name", "options"} metric references.
         outputs: Every metric output of the task (one score column each, null where not applicable).
     """
 
     def __init__(self, task_id: str, metrics_by_set: dict[str, list[dict[str, Any]]], outputs: list[str]):
-        from rayeval.actors.coordinator import get_coordinator
         from rayeval.metrics import MetricSteps
 
         self.task_id = task_id
         self.metrics = {s: [MetricSteps.from_ref(ref) for ref in refs] for s, refs in metrics_by_set.items()}
         self.outputs = outputs
-        self.coordinator = get_coordinator(create=False)
-        self._done: Counter[tuple[str, str]] = Counter()
-        self._errors: Counter[tuple[str, str]] = Counter()
-        self._last_report = 0.0
 
     def _score_row(self, row: dict[str, Any], scores: dict[str, list[Any]]) -> str | None:
         values: dict[str, float | None] = {}
@@ -62,23 +53,4 @@ class ScoringActor:
         batch = batch.append_column(pa.field("details", pa.string()), pa.array(details, pa.string()))
         if "judging" in batch.schema.names:  # each judge step is in `details` now
             batch = batch.drop_columns(["judging"])
-        self._count(rows)
         return batch
-
-    def _count(self, rows: list[dict[str, Any]]) -> None:
-        """Add to the progress counts; send them to the coordinator at most every REPORT_EVERY_S.
-
-        Whatever is still unsent when the stream ends is reconciled from the results store.
-        """
-        for r in rows:
-            key = (r["model"], r["eval_set"])
-            self._done[key] += 1
-            self._errors[key] += r["error"] is not None
-        now = time.monotonic()
-        if self.coordinator is None or now - self._last_report < REPORT_EVERY_S:
-            return
-        report = [(m, s, n, self._errors[(m, s)]) for (m, s), n in self._done.items()]
-        self.coordinator.report.remote(self.task_id, report)
-        self._done.clear()
-        self._errors.clear()
-        self._last_report = now

@@ -23,10 +23,12 @@ import ray
 from rayeval.actors.coordinator import get_coordinator
 from rayeval.actors.judge import judge_limiter_key
 from rayeval.actors.limiter import create_limiter
+from rayeval.actors.writer import new_run_id, writer_actor
 from rayeval.client import check_service, resolve_endpoint, scrub
 from rayeval.datasets import SetPlan, plan_sets
 from rayeval.errors import MetricError, ServiceError, SpecError, TaskFailedError
 from rayeval.jobs.pipeline import build_dataset
+from rayeval.jobs.sink import write_stream
 from rayeval.report import metric_outputs, summarize
 from rayeval.serve_apps.builtins import ModelSource, resolve_source
 from rayeval.serve_apps.hosting import deploy, release
@@ -37,9 +39,10 @@ from rayeval.store import ResultsStore
 __all__ = ["PreparedTask", "new_task_id", "prepare", "run_prepared"]
 
 log = logging.getLogger("rayeval")
-#: Write tasks at once, and rows gathered per Parquet file (big row groups keep reading the results cheap).
-WRITE_CONCURRENCY = 2
+#: Rows gathered per Parquet file (big row groups keep reading the results cheap), and the most
+#: seconds a scored row waits before it is committed (what a crash can cost).
 ROWS_PER_FILE = 4096
+FLUSH_SECONDS = 10.0
 
 
 def new_task_id(name: str) -> str:
@@ -316,14 +319,11 @@ def run_prepared(
             outputs=task.outputs,
             hosted=hosted,
         )
-        ds.write_parquet(
-            store.results_path(task.task_id),
-            filesystem=store.fs,
-            partition_cols=["model", "eval_set"],
-            ray_remote_args={"num_cpus": spec.resources.actor_num_cpus},
-            concurrency=WRITE_CONCURRENCY,
-            min_rows_per_file=ROWS_PER_FILE,
+        writer = writer_actor(spec.resources.actor_num_cpus).remote(
+            spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS
         )
+        outcome = write_stream(ds, writer, coordinator, task.task_id)
+        ray.kill(writer)
     except BaseException as e:
         error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
         ray.get(coordinator.set_state.remote(task.task_id, "failed", error=error))
@@ -346,7 +346,8 @@ def run_prepared(
         progress[model][eval_set].update(c)
     ray.get(coordinator.set_progress.remote(task.task_id, progress))
     store.write_json(task.task_id, "summary.json", rows)
-    ray.get(coordinator.set_state.remote(task.task_id, "succeeded", summary=rows))
+    final_state = "stopped" if outcome.stopped else "succeeded"
+    ray.get(coordinator.set_state.remote(task.task_id, final_state, summary=rows))
     final = ray.get(coordinator.get.remote(task.task_id))
     if on_progress is not None:
         on_progress(final)

@@ -1,0 +1,117 @@
+"""The results writer: an actor that turns scored blocks into Parquet files, each committed atomically.
+
+The driver hands it the scored stream's blocks (object refs: the rows never pass through the
+driver). It buffers rows per (model, evaluation set) and commits a file when a partition holds
+`flush_rows` rows, when its oldest row waited `flush_seconds`, and when the driver closes it
+(end of the stream, or a stop). A file is written under a name the results reader ignores
+(`_tmp-*`) and renamed into place, so a crash leaves either a whole file or none: every stored
+item is stored exactly once, and what was only buffered is simply evaluated again on restart.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rayeval.store import ResultsStore, join_uri
+
+__all__ = ["ResultWriter", "Committed"]
+
+#: (model, eval_set, rows, errors) of one committed file.
+Committed = tuple[str, str, int, int]
+
+PARTITION_COLUMNS = ("model", "eval_set")
+
+
+class ResultWriter:
+    """Buffers scored rows per partition and commits them as Parquet files (use as a Ray actor).
+
+    Args:
+        location: The task's output location.
+        task_id: The task.
+        run_id: This run of the task (part of every file name; a restart is a new run).
+        flush_rows: Rows that make a partition's file.
+        flush_seconds: Most seconds a row waits in the buffer.
+    """
+
+    def __init__(self, location: str, task_id: str, run_id: str, flush_rows: int = 4096, flush_seconds: float = 10.0):
+        self.store = ResultsStore(location)
+        self.root = self.store.results_path(task_id)  # a path on self.store.fs
+        self.run_id = run_id
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self._buffers: dict[tuple[str, str], list[pa.Table]] = {}
+        self._since: dict[tuple[str, str], float] = {}
+        self._files = 0
+
+    def write(self, block: pa.Table, rows: tuple[int, int] | None = None) -> tuple[list[Committed], list[Committed]]:
+        """Take one scored block (or its rows [start, end)); returns (received, committed), both lists of
+        (model, eval_set, rows, errors)."""
+        if rows is not None:
+            block = block.slice(rows[0], rows[1] - rows[0])
+        received = []
+        for key, part in _partitions(block):
+            self._buffers.setdefault(key, []).append(part)
+            self._since.setdefault(key, time.monotonic())
+            received.append((*key, part.num_rows, _errors(part)))
+        return received, self._flush(force=False)
+
+    def close(self) -> list[Committed]:
+        """Commit everything buffered (end of the stream, or a stop)."""
+        return self._flush(force=True)
+
+    def _flush(self, *, force: bool) -> list[Committed]:
+        now = time.monotonic()
+        committed = []
+        for key in list(self._buffers):
+            rows = sum(t.num_rows for t in self._buffers[key])
+            if force or rows >= self.flush_rows or now - self._since[key] >= self.flush_seconds:
+                table = pa.concat_tables(self._buffers.pop(key), promote_options="default")
+                del self._since[key]
+                self._commit(key, table)
+                committed.append((*key, table.num_rows, _errors(table)))
+        return committed
+
+    def _commit(self, key: tuple[str, str], table: pa.Table) -> None:
+        model, eval_set = key
+        local = join_uri(self.root, f"model={model}", f"eval_set={eval_set}")
+        fs = self.store.fs
+        fs.create_dir(local, recursive=True)
+        self._files += 1
+        name = f"part-{self.run_id}-{self._files:06d}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp, final = f"{local}/_tmp-{name}", f"{local}/{name}"
+        pq.write_table(table.drop_columns(list(PARTITION_COLUMNS)), tmp, filesystem=fs)
+        fs.move(tmp, final)
+
+
+def _partitions(block: pa.Table) -> list[tuple[tuple[str, str], pa.Table]]:
+    """The block's rows grouped by (model, eval_set), in order of first appearance."""
+    keys = list(zip(block.column("model").to_pylist(), block.column("eval_set").to_pylist()))
+    distinct = list(dict.fromkeys(keys))
+    if len(distinct) == 1:
+        return [(distinct[0], block)]
+    out = []
+    for model, eval_set in distinct:
+        mask = pc.and_(pc.equal(block.column("model"), model), pc.equal(block.column("eval_set"), eval_set))
+        out.append(((model, eval_set), block.filter(mask)))
+    return out
+
+
+def _errors(table: pa.Table) -> int:
+    return table.num_rows - table.column("error").null_count
+
+
+def new_run_id() -> str:
+    """A short id for one run of a task (files of a run share it)."""
+    return uuid.uuid4().hex[:8]
+
+
+def writer_actor(num_cpus: float) -> Any:
+    """The ResultWriter as a Ray actor class with these resources."""
+    import ray
+
+    return ray.remote(num_cpus=num_cpus)(ResultWriter)

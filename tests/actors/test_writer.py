@@ -1,0 +1,64 @@
+"""The results writer: files per partition, committed whole (never half-written), flushed by size,
+by age and at close."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rayeval.actors.writer import ResultWriter
+from rayeval.store import ResultsStore
+
+
+def _block(model: str, eval_set: str, ids: range, error_every: int = 0) -> pa.Table:
+    n = len(ids)
+    return pa.table(
+        {
+            "item_id": [f"i{i}" for i in ids],
+            "model": [model] * n,
+            "eval_set": [eval_set] * n,
+            "error": pa.array([("boom" if error_every and i % error_every == 0 else None) for i in ids], pa.string()),
+            "score__x": [1.0] * n,
+        }
+    )
+
+
+def _files(root) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def test_rows_are_committed_per_partition_by_size_and_at_close(tmp_path):
+    w = ResultWriter(str(tmp_path), "t1", "run1", flush_rows=10, flush_seconds=3600)
+    mixed = pa.concat_tables([_block("a", "s", range(0, 6)), _block("b", "s", range(0, 4), error_every=2)])
+    received, committed = w.write(mixed)
+    assert received == [("a", "s", 6, 0), ("b", "s", 4, 2)] and committed == []
+    assert not (tmp_path / "t1").exists()  # nothing committed yet
+    received, committed = w.write(_block("a", "s", range(6, 12)))
+    assert committed == [("a", "s", 12, 0)]  # a reached flush_rows: one file of 12
+    assert w.close() == [("b", "s", 4, 2)]
+    files = _files(tmp_path / "t1" / "results")
+    assert len(files) == 2 and all(f.split("/")[-1].startswith("part-run1-") for f in files)
+    table = ResultsStore(str(tmp_path)).results_dataset("t1").to_table()
+    assert sorted(zip(table["model"].to_pylist(), table["item_id"].to_pylist())) == sorted(
+        [("a", f"i{i}") for i in range(12)] + [("b", f"i{i}") for i in range(4)]
+    )
+    assert "model" not in pq.read_schema(tmp_path / "t1" / "results" / files[0]).names  # in the folder name
+
+
+def test_old_rows_are_committed_after_flush_seconds_and_slices_are_honoured(tmp_path):
+    w = ResultWriter(str(tmp_path), "t1", "r", flush_rows=1000, flush_seconds=0.0)
+    received, committed = w.write(_block("a", "s", range(10)), (2, 5))
+    assert received == [("a", "s", 3, 0)] and committed == [("a", "s", 3, 0)]
+    ids = ResultsStore(str(tmp_path)).results_dataset("t1").to_table()["item_id"].to_pylist()
+    assert sorted(ids) == ["i2", "i3", "i4"]
+    assert w.close() == []
+
+
+def test_a_half_written_file_is_never_read(tmp_path):
+    w = ResultWriter(str(tmp_path), "t1", "r", flush_rows=1)
+    w.write(_block("a", "s", range(3)))
+    folder = tmp_path / "t1" / "results" / "model=a" / "eval_set=s"
+    (folder / "_tmp-part-r-crashed.parquet").write_bytes(b"PAR1 half a file")  # a writer killed mid-write
+    assert ResultsStore(str(tmp_path)).results_dataset("t1").to_table().num_rows == 3
