@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from rayeval.errors import DatasetError
-from rayeval.schema import ITEM_SCHEMA
+from rayeval.schema import INFERENCE_FIELDS, ITEM_SCHEMA, with_inference_columns
 from rayeval.spec import EvaluationSetSpec, TaskSpec
 
 if TYPE_CHECKING:
@@ -317,7 +317,8 @@ class _Normalizer:
     the set's models. A prediction given as a list of strings is several samples of the item.
     """
 
-    def __init__(self, set_spec: EvaluationSetSpec, prediction_column: str | None):
+    def __init__(self, set_spec: EvaluationSetSpec, prediction_column: str | None, scored_as: str | None = None):
+        self.scored_as = scored_as
         self.set_name = set_spec.name
         self.cols = set_spec.columns
         self.prediction_column = prediction_column
@@ -325,6 +326,11 @@ class _Normalizer:
         self.mapped = {x for x in (c.id, c.query, c.reference) if x} | set(set_spec.predictions.values())
         if set_spec.prediction_files:
             self.mapped.add(c.prediction)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The columns of the tables this normaliser makes."""
+        return ITEM_SCHEMA if self.scored_as is None else pa.schema([*ITEM_SCHEMA, *INFERENCE_FIELDS])
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.rows_to_table(batch.to_pylist())
@@ -346,11 +352,19 @@ class _Normalizer:
             out["samples"].append(samples)
             extra = {k: v for k, v in row.items() if k not in self.mapped}
             out["fields"].append(json.dumps(extra, ensure_ascii=False, default=str) if extra else None)
-        return pa.table(out, schema=ITEM_SCHEMA)
+        table = pa.table(out, schema=ITEM_SCHEMA)
+        if self.scored_as is None:
+            return table
+        # Evaluation Only: the prediction is in the row; the inference columns say so (no attempts).
+        missing = [None if p is not None else "no prediction in the set for this item" for p in out["prediction"]]
+        return with_inference_columns(table, self.scored_as, {"error": missing, "attempts": [0] * len(missing)})
 
 
 def read_items(set_plan: SetPlan, model: str | None) -> ray.data.Dataset:
     """A lazy Ray Data dataset of the set's items (for `model`'s predictions in Evaluation Only mode).
+
+    With a `model` (Evaluation Only), the rows leave the read tasks ready to score: with the
+    inference columns of that model, an item without a prediction carrying its error.
 
     JSONL files are read shard by shard (byte ranges found when the set was checked), one Ray
     Data task per shard, and parsed in the stream so mixed-type columns never break the schema;
@@ -360,7 +374,7 @@ def read_items(set_plan: SetPlan, model: str | None) -> ray.data.Dataset:
 
     source = set_plan.source_for(model) if model else set_plan.shared
     assert source is not None
-    norm = _Normalizer(set_plan.spec, source.prediction_column)
+    norm = _Normalizer(set_plan.spec, source.prediction_column, model)
     parts = []
     shards = [sh for sh in source.shards if sh.fmt in ("jsonl", "json")]
     if shards:
@@ -466,7 +480,7 @@ class _ShardDatasource(_datasource_base()):
                 ReadTask(
                     lambda sh=sh: [_read_shard(sh, self.normalizer)],
                     meta,
-                    schema=ITEM_SCHEMA,
+                    schema=self.normalizer.schema,
                     per_task_row_limit=per_task_row_limit,
                 )
             )

@@ -15,7 +15,7 @@ from rayeval.prompt_budget import PromptBudget
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
 
-__all__ = ["EvalOnlyColumns", "InferenceActor", "combine_samples"]
+__all__ = ["InferenceActor", "combine_samples"]
 
 
 class InferenceActor:
@@ -131,17 +131,3 @@ def combine_samples(outcomes: list[ItemOutcome]) -> ItemOutcome:
         error="; ".join(errors) if errors else None,
         samples=samples,
     )
-
-
-class EvalOnlyColumns:
-    """Evaluation Only: the prediction is already in the item; add empty inference columns."""
-
-    def __init__(self, model: str):
-        self.model = model
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        missing = [
-            None if p is not None else "no prediction in the set for this item"
-            for p in batch.column("prediction").to_pylist()
-        ]
-        return with_inference_columns(batch, self.model, {"error": missing, "attempts": [0] * batch.num_rows})

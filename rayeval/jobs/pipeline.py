@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rayeval.actors.inference import EvalOnlyColumns, InferenceActor
+from rayeval.actors.inference import InferenceActor
 from rayeval.actors.judge import JudgeActor
 from rayeval.actors.scoring import ScoringActor
-from rayeval.datasets import READ_CONCURRENCY, SetPlan, read_items
+from rayeval.datasets import SetPlan, read_items
 from rayeval.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -48,17 +48,8 @@ def build_dataset(
     res = spec.resources
     branches = []
     for model in spec.models:
-        if spec.mode == "evaluation_only":
-            for plan in plans:
-                items = read_items(plan, model.name)
-                branches.append(
-                    items.map_batches(
-                        EvalOnlyColumns(model.name),
-                        batch_format="pyarrow",
-                        num_cpus=res.actor_num_cpus,
-                        concurrency=READ_CONCURRENCY,
-                    )
-                )
+        if spec.mode == "evaluation_only":  # the read tasks give rows ready to score
+            branches.extend(read_items(plan, model.name) for plan in plans)
             continue
         # Small blocks into inference: an inference task's answers move on (to judging, scoring and
         # the writer) only when its whole block is answered, so read shards of a thousand rows would
