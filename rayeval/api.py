@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from rayeval.actors.coordinator import TERMINAL, progress_fraction
-from rayeval.errors import RayevalError, ServiceError
+from rayeval.errors import RayevalError, ServiceError, SpecError
 from rayeval.spec import TaskSpec, load_task, parse_task
 from rayeval.store import ResultsStore
 
-__all__ = ["TaskHandle", "run", "stop", "submit"]
+__all__ = ["TaskHandle", "restart", "run", "stop", "submit"]
 
 SpecLike = TaskSpec | dict[str, Any] | str | Path
 
@@ -191,6 +191,70 @@ def stop(task: str, *, address: str | None = None, wait: float | None = 60.0) ->
             break
         time.sleep(0.25)
     return record
+
+
+def restart(
+    task: str,
+    *,
+    failed: bool = False,
+    spec: SpecLike | None = None,
+    address: str | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    log_to_driver: bool = True,
+) -> dict[str, Any]:
+    """Run a stopped, interrupted or finished task again under its id, here; returns its final record.
+
+    Only what is not in its results yet runs: items committed before (by any earlier run) are not
+    sent to the models again and are stored once. With `failed`, the items that failed are taken
+    out of the results and run again too.
+
+    Args:
+        task: Task id, or name (the newest task with it).
+        failed: Also run the failed items again.
+        spec: The task's spec, when the stored one cannot be used (it held a literal credential).
+        address: Ray cluster address (default: RAY_ADDRESS, a running local cluster, or a new one).
+        on_progress: Called with the task record about once a second.
+
+    Raises:
+        TaskNotFoundError: no such task.
+        RayevalError: the task is still running (its driver is alive).
+        SpecError: the stored spec cannot be used as it is.
+    """
+    import ray
+
+    from rayeval.actors.coordinator import HEARTBEAT_STALE_S, driver_gone, get_coordinator
+    from rayeval.cluster import connect
+    from rayeval.jobs.runner import prepare, run_prepared
+    from rayeval.tasks import find_task
+
+    connect(address, log_to_driver=log_to_driver)
+    record = ray.get(get_coordinator().get.remote(task)) or find_task(task)
+    task_id = record["task_id"]
+    if record.get("state") not in TERMINAL + ("interrupted",) and not driver_gone(record):
+        age = time.time() - record.get("heartbeat_at", time.time())
+        raise RayevalError(
+            f"task {task_id} is {record.get('state')} (its driver reported {age:.0f} s ago); stop it first: "
+            f"`rayeval stop {task_id}` (a driver that was killed counts as gone after {HEARTBEAT_STALE_S:.0f} s "
+            "of silence)"
+        )
+    if spec is not None:
+        task_spec = _as_spec(spec)
+    else:
+        data = ResultsStore(record["output"]).read_json(task_id, "spec.json")
+        if data is None:
+            raise SpecError(f"task {task_id} has no stored spec; give its task file with --spec", field="spec")
+        hidden = [m["name"] for m in [*data["models"], *data.get("judges", [])] if m.get("auth_header_value") == "***"]
+        if hidden:
+            raise SpecError(
+                f"task {task_id}'s models {', '.join(hidden)} had a literal credential, which is never stored; "
+                "give the task file again with --spec FILE (or write credentials as ${env:NAME})",
+                field="spec",
+            )
+        task_spec = parse_task(data, source=f"{task_id}/spec.json")
+    if task_spec.name != record.get("name", task_spec.name):
+        raise SpecError(f"the spec is task '{task_spec.name}', not '{record['name']}'", field="spec")
+    prepared = prepare(task_spec, task_id)
+    return run_prepared(prepared, resume="failed" if failed else "unfinished", on_progress=on_progress)
 
 
 def submit(

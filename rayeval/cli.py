@@ -170,6 +170,35 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
 
 @main.command()
 @click.argument("task")
+@click.option("--failed", is_flag=True, help="Also run the items that failed again.")
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="The task file, when the stored spec cannot be used (it held a literal credential).",
+)
+@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def restart(task: str, failed: bool, spec_file: str | None, address: str | None, as_json: bool, quiet: bool) -> None:
+    """Run TASK again where it stopped: only items not in its results yet (and, with --failed, failed ones)."""
+    import ray
+
+    from rayeval.api import restart as restart_task
+    from rayeval.report import format_summary
+
+    _quiet_logging(False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    record = restart_task(
+        task, failed=failed, spec=spec_file, address=address, on_progress=_progress_printer(quiet), log_to_driver=False
+    )
+    click.echo(f"task {record['task_id']}: {record['state']} (run {record.get('runs', 1)})", err=True)
+    click.echo(format_summary(record["summary"], "json" if as_json else "table"))
+
+
+@main.command()
+@click.argument("task")
 @click.option("--address", help="Ray cluster address (default: RAY_ADDRESS or a running local cluster).")
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for the task to stop.")
 def stop(task: str, address: str | None, no_wait: bool) -> None:

@@ -7,6 +7,7 @@ the query, the reference and, in Evaluation Only mode, the prediction.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -451,6 +452,11 @@ def head_items(set_plan: SetPlan, model: str | None, n: int) -> list[dict[str, A
     return items
 
 
+def _read_one(shard: Shard, normalizer: _Normalizer) -> list[pa.Table]:
+    """A read task's body: the one block of its shard."""
+    return [_read_shard(shard, normalizer)]
+
+
 def _datasource_base():
     from ray.data import Datasource
 
@@ -478,7 +484,9 @@ class _ShardDatasource(_datasource_base()):
             )
             tasks.append(
                 ReadTask(
-                    lambda sh=sh: [_read_shard(sh, self.normalizer)],
+                    # Bind only this shard and the normaliser: a closure over `self` would ship every
+                    # shard of the set with every read task (memory and time quadratic in the set's size).
+                    functools.partial(_read_one, sh, self.normalizer),
                     meta,
                     schema=self.normalizer.schema,
                     per_task_row_limit=per_task_row_limit,

@@ -24,7 +24,15 @@ import pyarrow.parquet as pq
 
 from rayeval.store import ResultsStore, join_uri
 
-__all__ = ["DoneItems", "done_items", "drop_failed_rows", "id_hashes", "recover_replacements"]
+__all__ = [
+    "DoneItems",
+    "done_items",
+    "drop_failed_rows",
+    "filter_args",
+    "id_hashes",
+    "recover_replacements",
+    "skip_done",
+]
 
 OLD_PREFIX = "_old-"
 NEW_PREFIX = "_new-"
@@ -144,22 +152,14 @@ def filter_args(done: DoneItems) -> dict[str, Any]:
     return {f"{m}\x00{s}": h for (m, s), h in done.hashes.items()}
 
 
-class SkipDone:
-    """Ray Data callable: drops the items already committed for this model (rows of one set or several)."""
-
-    def __init__(self, model: str, done: dict[str, np.ndarray]):
-        self.model = model
-        self.done = DoneItems()
-        for key, hashes in done.items():
-            m, s = key.split("\x00")
-            self.done.hashes[(m, s)] = hashes
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        sets = batch.column("eval_set").to_pylist()
-        ids = batch.column("item_id").to_pylist()
-        keep = np.ones(len(ids), dtype=bool)
-        for s in set(sets):
-            rows = [i for i, x in enumerate(sets) if x == s]
-            mask = self.done.contains((self.model, s), [ids[i] for i in rows])
-            keep[np.array(rows)[mask]] = False
-        return batch if keep.all() else batch.filter(pa.array(keep))
+def skip_done(batch: pa.Table, model: str, done: dict[str, np.ndarray]) -> pa.Table:
+    """Ray Data map function: drop the rows of `batch` whose item is already committed for `model`."""
+    index = DoneItems()
+    index.hashes = {tuple(k.split("\x00")): h for k, h in done.items()}  # type: ignore[misc]
+    sets = batch.column("eval_set").to_pylist()
+    ids = batch.column("item_id").to_pylist()
+    keep = np.ones(len(ids), dtype=bool)
+    for s in set(sets):
+        rows = np.array([i for i, x in enumerate(sets) if x == s])
+        keep[rows[index.contains((model, s), [ids[i] for i in rows])]] = False
+    return batch if keep.all() else batch.filter(pa.array(keep))

@@ -41,6 +41,7 @@ __all__ = [
     "load_task",
 ]
 
+DEFAULT_OUTPUT = "rayeval-results"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _NAME_HINT = "use letters, digits, '.', '_' and '-' only (at most 128 characters)"
 Mode = Literal["evaluation_only", "inference_and_evaluation"]
@@ -372,7 +373,7 @@ class TaskSpec(_Spec):
         "to those sets.",
     )
     output: str = Field(
-        "rayeval-results",
+        DEFAULT_OUTPUT,
         description="Results location: a local folder (relative to the task file) or a pyarrow filesystem URI.",
     )
 
@@ -473,6 +474,13 @@ class TaskSpec(_Spec):
     def as_data(self, *, keep_secrets: bool) -> dict[str, Any]:
         """The spec as JSON-able data; with `keep_secrets`, auth values as written (for a job's own package)."""
         data = self.model_dump(mode="json", exclude_none=True)
+        # Stored as loaded: the quick-configuration file's metrics are in the sets already, and judge
+        # prompts hold their file's text (so the data validates again as it is, e.g. on restart).
+        data.pop("metrics_config", None)
+        for s in data["evaluation_sets"]:
+            for m in s["metrics"]:
+                if isinstance(m.get("judge"), dict):
+                    m["judge"].pop("prompt_file", None)
         for raw, dumped in zip([*self.models, *self.judges], [*data["models"], *data.get("judges", [])]):
             if raw.auth_header_value is not None:
                 value = raw.auth_header_value.get_secret_value()
@@ -521,8 +529,9 @@ def _resolve_paths(data: Any, base: Path) -> Any:
     """Make relative data and output paths relative to the task file's folder."""
     if not isinstance(data, dict):
         return data
-    if isinstance(data.get("output"), str):
-        data["output"] = _resolve_path(base, data["output"])
+    output = data.get("output", DEFAULT_OUTPUT)
+    if isinstance(output, str):  # absolute from here on: other processes (the coordinator) read it too
+        data["output"] = _resolve_path(base, output)
     for m in [*(data.get("models") or []), *(data.get("judges") or [])]:
         if isinstance(m, dict) and isinstance(m.get("path"), str):
             m["path"] = _resolve_path(base, m["path"])

@@ -173,6 +173,8 @@ s:
     assert ab.judge.parser.kind == "labels" and ab.judge.max_tokens == 5  # overridden
     assert ab.judge.prompt == graded.judge.prompt and ab.preprocess == graded.preprocess  # inherited
     assert graded.judge.parser.kind == "regex"  # the original is untouched
+    stored = spec.redacted()  # what a restart validates again: the same spec, nothing applied twice
+    assert "metrics_config" not in stored and parse_task(stored).redacted() == stored
 
 
 @pytest.mark.parametrize(

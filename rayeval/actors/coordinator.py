@@ -16,11 +16,14 @@ import ray
 
 from rayeval.store import ResultsStore
 
-__all__ = ["Coordinator", "default_home", "get_coordinator", "progress_fraction"]
+__all__ = ["Coordinator", "default_home", "driver_gone", "get_coordinator", "progress_fraction"]
 
 NAME = "coordinator"
 NAMESPACE = "rayeval"
 TERMINAL = ("succeeded", "failed", "stopped")
+#: Seconds between a running task's heartbeats, and the silence after which its driver is taken for gone.
+HEARTBEAT_S = 2.0
+HEARTBEAT_STALE_S = 10.0
 _PERSIST_EVERY_S = 0.5
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,13 @@ log = logging.getLogger(__name__)
 def default_home() -> str:
     """Where the coordinator keeps its task index: $RAYEVAL_HOME or ~/.rayeval."""
     return os.environ.get("RAYEVAL_HOME") or os.path.join(os.path.expanduser("~"), ".rayeval")
+
+
+def driver_gone(record: dict[str, Any]) -> bool:
+    """True when a task that is not finished has had no heartbeat for HEARTBEAT_STALE_S (its driver died)."""
+    if record.get("state") in TERMINAL:
+        return False
+    return time.time() - record.get("heartbeat_at", record.get("updated_at", 0)) > HEARTBEAT_STALE_S
 
 
 def progress_fraction(record: dict[str, Any]) -> float:
@@ -100,10 +110,17 @@ class Coordinator:
 
     # -- registry --------------------------------------------------------------------------
     def register(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Add (or replace) a task record; it must hold task_id, output and progress totals."""
+        """Add a task record (it must hold task_id, output and progress totals), or, for a task run
+        again, replace it keeping its creation time and counting the run."""
         task_id = record["task_id"]
+        earlier = self.tasks.get(task_id)
+        if earlier is not None:
+            record["created_at"] = earlier.get("created_at", time.time())
+            record["runs"] = earlier.get("runs", 1) + 1
         record.setdefault("state", "pending")
         record.setdefault("created_at", time.time())
+        record.setdefault("runs", 1)
+        record["heartbeat_at"] = time.time()
         self.tasks[task_id] = record
         self.index.write_json(task_id, "task.json", {"task_id": task_id, "output": record["output"]})
         self._persist(task_id, force=True)
@@ -126,6 +143,15 @@ class Coordinator:
                 self._errors.inc(errors, tags=tags)
         self._persist(task_id)
         return record["state"]
+
+    def heartbeat(self, task_id: str) -> None:
+        """The task's driver is alive (sent every few seconds while it runs)."""
+        record = self.tasks.get(task_id)
+        if record is not None:
+            record["heartbeat_at"] = time.time()
+            if record["state"] == "interrupted":  # this coordinator was restarted under a live driver
+                record["state"] = "running"
+            self._persist(task_id)
 
     def request_stop(self, task_id: str) -> str | None:
         """Ask a running task to stop (its driver stops at its next report); returns the state now."""

@@ -53,6 +53,8 @@ class ResultWriter:
         (model, eval_set, rows, errors)."""
         if rows is not None:
             block = block.slice(rows[0], rows[1] - rows[0])
+        if block.num_rows == 0:  # e.g. every item of a restarted task was done already
+            return [], self._flush(force=False)
         received = []
         for key, part in _partitions(block):
             self._buffers.setdefault(key, []).append(part)

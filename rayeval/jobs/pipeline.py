@@ -12,6 +12,7 @@ from rayeval.actors.inference import InferenceActor
 from rayeval.actors.judge import JudgeActor
 from rayeval.actors.scoring import ScoringActor
 from rayeval.datasets import SetPlan, read_items
+from rayeval.resume import skip_done
 from rayeval.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -37,11 +38,22 @@ def build_dataset(
     metrics_by_set: dict[str, list[dict[str, Any]]],
     outputs: list[str],
     hosted: dict[str, dict[str, Any]] | None = None,
+    done: dict[str, Any] | None = None,
 ) -> ray.data.Dataset:
     """The lazy, scored stream of every (model, item) of the task.
 
     `hosted` maps the name of each model rayeval deployed to its endpoint (HostedEndpoint.as_dict()).
+    `done` holds the items already committed (rayeval.resume.filter_args): they are left out.
     """
+
+    def unfinished(items: ray.data.Dataset, model: str) -> ray.data.Dataset:
+        mine = {k: v for k, v in (done or {}).items() if k.split("\x00")[0] == model}
+        if not mine:
+            return items
+        return items.map_batches(
+            skip_done, fn_kwargs={"model": model, "done": mine}, batch_format="pyarrow", num_cpus=res.actor_num_cpus
+        )
+
     hosted = hosted or {}
     import ray.data
 
@@ -49,12 +61,12 @@ def build_dataset(
     branches = []
     for model in spec.models:
         if spec.mode == "evaluation_only":  # the read tasks give rows ready to score
-            branches.extend(read_items(plan, model.name) for plan in plans)
+            branches.extend(unfinished(read_items(plan, model.name), model.name) for plan in plans)
             continue
         # Small blocks into inference: an inference task's answers move on (to judging, scoring and
         # the writer) only when its whole block is answered, so read shards of a thousand rows would
         # hold the next stages back for as long as a shard takes to answer.
-        items = _union([read_items(plan, None) for plan in plans]).repartition(
+        items = unfinished(_union([read_items(plan, None) for plan in plans]), model.name).repartition(
             target_num_rows_per_block=INFERENCE_BLOCK_ROWS
         )
         params = spec.model_parameters(model)

@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 
-from rayeval.actors.coordinator import get_coordinator
+from rayeval.actors.coordinator import HEARTBEAT_S, get_coordinator
 from rayeval.actors.judge import judge_limiter_key
 from rayeval.actors.limiter import create_limiter
 from rayeval.actors.writer import new_run_id, writer_actor
@@ -30,6 +30,7 @@ from rayeval.errors import MetricError, ServiceError, SpecError, TaskFailedError
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.jobs.sink import write_stream
 from rayeval.report import metric_outputs, summarize
+from rayeval.resume import done_items, drop_failed_rows, filter_args, recover_replacements
 from rayeval.serve_apps.builtins import ModelSource, resolve_source
 from rayeval.serve_apps.hosting import deploy, release
 from rayeval.serve_apps.llm import check_engine
@@ -258,6 +259,19 @@ def _deploy(task: PreparedTask, model: Any, coordinator: Any) -> Any:
     return deploy(model, user=task.task_id, coordinator=coordinator, on_event=on_event, source=task.sources[model.name])
 
 
+class _Heartbeat(threading.Thread):
+    """Tells the coordinator every HEARTBEAT_S that this driver is alive (a silent one died: restartable)."""
+
+    def __init__(self, coordinator: Any, task_id: str):
+        super().__init__(daemon=True, name="rayeval-heartbeat")
+        self.coordinator, self.task_id = coordinator, task_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            self.coordinator.heartbeat.remote(self.task_id)
+
+
 class _ProgressMonitor(threading.Thread):
     """Polls the coordinator and hands the task record to a callback until stopped."""
 
@@ -281,16 +295,32 @@ def run_prepared(
     *,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     progress_every: float = 1.0,
+    resume: str | None = None,
 ) -> dict[str, Any]:
     """Run a prepared task to its end on the connected cluster; returns its final record.
 
     A failed item never stops the rest; a failure of the pipeline itself marks the task failed
     and re-raises. What was written stays in the store.
+
+    Args:
+        resume: Run the task again under its id: 'unfinished' skips every item already committed,
+            'failed' first takes the failed rows out of the results so that those items run again.
     """
     spec, store = task.spec, task.store
     coordinator = get_coordinator()
     store.write_json(task.task_id, "spec.json", spec.redacted())
-    ray.get(coordinator.register.remote(_record(task)))
+    record = _record(task)
+    done = None
+    if resume is not None:
+        recover_replacements(store, task.task_id)
+        if resume == "failed":
+            log.info("task %s: %d failed rows taken out", task.task_id, drop_failed_rows(store, task.task_id))
+        done = done_items(store, task.task_id)
+        for (model, eval_set), counts in done.counts.items():
+            if eval_set in record["progress"].get(model, {}):
+                record["progress"][model][eval_set].update(counts)
+        log.info("task %s: %d items already committed, skipped", task.task_id, done.total())
+    ray.get(coordinator.register.remote(record))
     ray.get(coordinator.set_state.remote(task.task_id, "running"))
     log.info("task %s running: %d model(s) x %d set(s)", task.task_id, len(spec.models), len(task.plans))
     limiters = []
@@ -299,6 +329,8 @@ def run_prepared(
     judging = spec.parameters.max_judging_concurrency
     limiters += [create_limiter(task.task_id, judge_limiter_key(j.name), judging) for j in spec.judges]
     ray.get([lim.leases.remote() for lim in limiters])
+    heartbeat = _Heartbeat(coordinator, task.task_id)
+    heartbeat.start()
     monitor = None
     if on_progress is not None:
         monitor = _ProgressMonitor(coordinator, task.task_id, on_progress, progress_every)
@@ -318,6 +350,7 @@ def run_prepared(
             metrics_by_set=task.metrics_by_set,
             outputs=task.outputs,
             hosted=hosted,
+            done=filter_args(done) if done is not None else None,
         )
         writer = writer_actor(spec.resources.actor_num_cpus).remote(
             spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS
@@ -331,6 +364,7 @@ def run_prepared(
             raise TaskFailedError(f"task {task.task_id} failed: {error}") from e
         raise
     finally:
+        heartbeat.stopped.set()
         if monitor is not None:
             monitor.stopped.set()
         for lim in limiters:
