@@ -146,6 +146,7 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
             records = ray.get(coordinator.list_tasks.remote())
     else:
         records = [find_task(task, output=output)] if task else list_tasks()
+    records = [_shown_state(r) for r in records]
     if as_json:
         click.echo(json.dumps(records if not task else records[0], indent=2, default=str))
         return
@@ -166,6 +167,15 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
         click.echo(f"  deployment of {model}: {d.get('state')} (Serve app {d.get('app')}) {d.get('message', '')}")
     if r.get("error"):
         click.echo(f"error: {r['error']}")
+
+
+def _shown_state(record: dict[str, Any]) -> dict[str, Any]:
+    """A record whose driver stopped sending heartbeats is shown as interrupted (restartable)."""
+    from rayeval.actors.coordinator import driver_gone
+
+    if record.get("state") in ("pending", "running", "stopping") and driver_gone(record):
+        return {**record, "state": "interrupted"}
+    return record
 
 
 @main.command()

@@ -94,6 +94,8 @@ def test_restart_after_the_driver_was_killed(ray_cluster, stub_server, tmp_path)
     while not driver_gone(ray.get(coordinator.get.remote("killed-1"))):  # silent for HEARTBEAT_STALE_S
         assert time.monotonic() < deadline
         time.sleep(0.5)
+    shown = CliRunner().invoke(main, ["status", "killed-1", "--json"])
+    assert json.loads(shown.output)["state"] == "interrupted"
     result = CliRunner().invoke(main, ["restart", "killed-1"])
     assert result.exit_code == 0, result.output
     assert server.total_requests - before == N - committed
