@@ -17,7 +17,7 @@ from rayeval.errors import RayevalError, ServiceError, SpecError
 from rayeval.spec import TaskSpec, load_task, parse_task
 from rayeval.store import ResultsStore
 
-__all__ = ["TaskHandle", "restart", "run", "stop", "submit"]
+__all__ = ["TaskHandle", "copy_spec", "restart", "run", "stop", "submit"]
 
 SpecLike = TaskSpec | dict[str, Any] | str | Path
 
@@ -193,6 +193,72 @@ def stop(task: str, *, address: str | None = None, wait: float | None = 60.0) ->
     return record
 
 
+def _stored_spec(record: dict[str, Any]) -> dict[str, Any]:
+    """The spec a task was run with, as stored beside its results (usable only without literal secrets)."""
+    task_id = record["task_id"]
+    data = ResultsStore(record["output"]).read_json(task_id, "spec.json")
+    if data is None:
+        raise SpecError(f"task {task_id} has no stored spec; give its task file with --spec", field="spec")
+    hidden = [m["name"] for m in [*data["models"], *data.get("judges", [])] if m.get("auth_header_value") == "***"]
+    if hidden:
+        raise SpecError(
+            f"task {task_id}'s models {', '.join(hidden)} had a literal credential, which is never stored; "
+            "give the task file again with --spec FILE (or write credentials as ${env:NAME})",
+            field="spec",
+        )
+    return data
+
+
+def copy_spec(
+    task: str, *, name: str | None = None, overrides: dict[str, Any] | None = None, output: str | None = None
+) -> TaskSpec:
+    """A new task's spec from an earlier task's, with overrides; nothing is run or written.
+
+    Args:
+        task: The earlier task's id or name.
+        name: The new task's name (default: the old name with '-copy').
+        overrides: Dotted keys to values, e.g. {"parameters.temperature": 0.2, "models.0.url": "http://..."}
+            (list entries by index, or by name: "models.m.url").
+        output: Also look for the earlier task in this output location.
+
+    Raises:
+        TaskNotFoundError / SpecError: no such task, a stored spec that cannot be reused, a bad override.
+    """
+    from rayeval.tasks import find_task
+
+    data = _stored_spec(find_task(task, output=output))
+    data["name"] = name or f"{data['name']}-copy"
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return parse_task(data, source=f"copy of {task}")
+
+
+def _set_dotted(data: Any, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            match = [j for j, x in enumerate(node) if isinstance(x, dict) and x.get("name") == part]
+            if part.isdigit() and int(part) < len(node):
+                index = int(part)
+            elif match:
+                index = match[0]
+            else:
+                raise SpecError(f"override '{key}': no entry '{part}' in that list", field=key)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise SpecError(f"override '{key}': '{'.'.join(parts[:i])}' is a value, not a mapping or list", field=key)
+
+
 def restart(
     task: str,
     *,
@@ -237,20 +303,7 @@ def restart(
             f"`rayeval stop {task_id}` (a driver that was killed counts as gone after {HEARTBEAT_STALE_S:.0f} s "
             "of silence)"
         )
-    if spec is not None:
-        task_spec = _as_spec(spec)
-    else:
-        data = ResultsStore(record["output"]).read_json(task_id, "spec.json")
-        if data is None:
-            raise SpecError(f"task {task_id} has no stored spec; give its task file with --spec", field="spec")
-        hidden = [m["name"] for m in [*data["models"], *data.get("judges", [])] if m.get("auth_header_value") == "***"]
-        if hidden:
-            raise SpecError(
-                f"task {task_id}'s models {', '.join(hidden)} had a literal credential, which is never stored; "
-                "give the task file again with --spec FILE (or write credentials as ${env:NAME})",
-                field="spec",
-            )
-        task_spec = parse_task(data, source=f"{task_id}/spec.json")
+    task_spec = _as_spec(spec) if spec is not None else parse_task(_stored_spec(record), source=f"{task_id}/spec.json")
     if task_spec.name != record.get("name", task_spec.name):
         raise SpecError(f"the spec is task '{task_spec.name}', not '{record['name']}'", field="spec")
     prepared = prepare(task_spec, task_id)

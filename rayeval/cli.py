@@ -169,6 +169,109 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
         click.echo(f"error: {r['error']}")
 
 
+@main.command("list")
+@click.option("--state", help="Only tasks in this state (running, succeeded, failed, stopped, interrupted...).")
+@click.option("--tag", help="Only tasks with this tag.")
+@click.option("--output", help="Also list the tasks in this output location.")
+@click.option("--json", "as_json", is_flag=True, help="Print records as JSON.")
+def list_cmd(state: str | None, tag: str | None, output: str | None, as_json: bool) -> None:
+    """List tasks: name, state, progress, models, sets, mode, tags, creator, creation time, remarks."""
+    from rayeval.actors.coordinator import progress_fraction
+    from rayeval.store import ResultsStore
+    from rayeval.tasks import filter_tasks, list_tasks
+
+    records = list_tasks()
+    if output:
+        store = ResultsStore(output)
+        known = {r["task_id"] for r in records}
+        records += [
+            r for r in (store.read_json(t, "task.json") for t in store.task_ids()) if r and r["task_id"] not in known
+        ]
+    records = filter_tasks(records, state=state, tag=tag)
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
+    if not records:
+        click.echo("no tasks" + (" matching" if state or tag else " yet"))
+        return
+    click.echo(f"{'TASK':<44} {'STATE':<12} {'PROGRESS':>8}  {'MODE':<25} {'CREATED':<16} {'CREATOR':<10} DETAILS")
+    for r in records:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("created_at", 0)))
+        details = f"models {','.join(r.get('models', []))}; sets {','.join(r.get('eval_sets', []))}"
+        if r.get("tags"):
+            details += f"; tags {','.join(r['tags'])}"
+        if r.get("remarks"):
+            details += f"; {r['remarks']}"
+        click.echo(
+            f"{r['task_id']:<44} {r['state']:<12} {progress_fraction(r):>8.1%}  {r.get('mode', ''):<25} "
+            f"{created:<16} {r.get('creator', ''):<10} {details}"
+        )
+
+
+@main.command()
+@click.argument("task")
+@click.option("--output", help="Also look for the task in this output location.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(task: str, output: str | None, yes: bool) -> None:
+    """Delete TASK (id or name): its record and all its results. A running task must be stopped first."""
+    from rayeval.tasks import delete_task, find_task
+
+    record = find_task(task, output=output)
+    if not yes:
+        click.confirm(f"delete task {record['task_id']} and its results in {record['output']}?", abort=True)
+    delete_task(record["task_id"], output=output)
+    click.echo(f"deleted task {record['task_id']}")
+
+
+@main.command()
+@click.argument("task")
+@click.option("--name", help="The new task's name (default: the old one with '-copy').")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a field by its dotted path, "
+    "e.g. parameters.temperature=0.2 or models.m.url=http://... (values are read as YAML).",
+)
+@click.option(
+    "--to", "to_file", type=click.Path(dir_okay=False), help="Write the new task file here instead of running it."
+)
+@click.option("--output", help="Also look for the task in this output location.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def copy(
+    task: str, name: str | None, overrides: tuple[str, ...], to_file: str | None, output: str | None, quiet: bool
+) -> None:
+    """A new task from TASK's spec with overrides: run it now, or write it (--to) to edit and run later."""
+    import yaml
+
+    from rayeval.api import copy_spec
+
+    parsed = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        parsed[key.strip()] = yaml.safe_load(value)
+    spec = copy_spec(task, name=name, overrides=parsed, output=output)
+    if to_file:
+        with open(to_file, "w", encoding="utf-8") as f:
+            yaml.safe_dump(spec.redacted(), f, sort_keys=False)
+        click.echo(f"wrote task {spec.name} to {to_file}")
+        return
+    import ray
+
+    from rayeval.api import run as run_task
+    from rayeval.report import format_summary
+
+    _quiet_logging(False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    handle = run_task(spec, on_progress=_progress_printer(quiet), log_to_driver=False)
+    click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
+    click.echo(format_summary(handle.results()))
+
+
 def _shown_state(record: dict[str, Any]) -> dict[str, Any]:
     """A record whose driver stopped sending heartbeats is shown as interrupted (restartable)."""
     from rayeval.actors.coordinator import driver_gone

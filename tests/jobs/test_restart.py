@@ -71,7 +71,7 @@ def test_restart_after_a_stop_runs_only_what_was_not_committed(ray_cluster, stub
 
 
 def test_restart_after_the_driver_was_killed(ray_cluster, stub_server, tmp_path):
-    server = stub_server(latency=0.2, record=False)
+    server = stub_server(latency=0.5, record=False)  # 8 items/s: files are committed every 10 s, long before the end
     task_file = tmp_path / "task.json"
     task_file.write_text(json.dumps(_task(tmp_path, server, "restart-kill")))
     env = {**os.environ, "RAY_ADDRESS": ray_cluster}
