@@ -348,7 +348,7 @@ def submit(
         env.setdefault("py_modules", [str(Path(__file__).resolve().parent)])
     try:
         client.submit_job(
-            entrypoint=f"python -m rayeval.jobs.run_task task.json --task-id {task_id}",
+            entrypoint=f"python -m rayeval.jobs.run_task task.json --task-id {task_id} --submitted",
             submission_id=task_id,
             runtime_env=env,
             metadata={"rayeval_task": task_spec.name},

@@ -93,10 +93,11 @@ def _quiet_logging(verbose: bool) -> None:
     """rayeval's own log lines in plain text (other libraries may install JSON handlers on the root logger)."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("rayeval: %(message)s"))
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
     logger = logging.getLogger("rayeval")
     logger.handlers[:] = [handler]
     logger.propagate = False
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.setLevel(logging.INFO)  # every event reaches the task's event log; the console shows warnings
     for noisy in ("httpx", "httpcore", "ray.serve"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
@@ -270,6 +271,50 @@ def copy(
     handle = run_task(spec, on_progress=_progress_printer(quiet), log_to_driver=False)
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
     click.echo(format_summary(handle.results()))
+
+
+@main.command()
+@click.argument("task")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the task ends.")
+@click.option("--output", help="Also look for the task in this output location.")
+@click.option(
+    "--address", help="Ray dashboard of a submitted task's job, for its driver output (default: RAY_ADDRESS)."
+)
+def logs(task: str, follow: bool, output: str | None, address: str | None) -> None:
+    """TASK's event log (runs, deployments, stages, stops, errors by kind, retries), and for a task
+    submitted as a Ray job, its driver's output."""
+    from rayeval.actors.coordinator import TERMINAL, driver_gone
+    from rayeval.tasks import find_task
+
+    record = find_task(task, output=output)
+    shown = 0
+    while True:
+        events = record.get("events", [])
+        for e in events[shown:]:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["t"]))
+            click.echo(f"{stamp} {e['level']:<7} {e['message']}")
+        shown = len(events)
+        if not follow or record.get("state") in TERMINAL or driver_gone(record):
+            break
+        time.sleep(1.0)
+        record = find_task(record["task_id"], output=output)
+    if record.get("submitted"):
+        _job_logs(record["task_id"], address)
+
+
+def _job_logs(job_id: str, address: str | None) -> None:
+    import os
+
+    from ray.job_submission import JobSubmissionClient
+
+    dashboard = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
+    try:
+        text = JobSubmissionClient(dashboard).get_job_logs(job_id)
+    except Exception as e:  # the cluster is gone, or the job was not submitted there
+        click.echo(f"(driver output of job {job_id} not available from {dashboard}: {e})", err=True)
+        return
+    click.echo(f"--- driver output of Ray job {job_id}")
+    click.echo(text.rstrip())
 
 
 def _shown_state(record: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,8 @@ TERMINAL = ("succeeded", "failed", "stopped")
 #: Seconds between a running task's heartbeats, and the silence after which its driver is taken for gone.
 HEARTBEAT_S = 2.0
 HEARTBEAT_STALE_S = 10.0
+#: Events kept in a task's record (rayeval logs).
+MAX_EVENTS = 2000
 _PERSIST_EVERY_S = 0.5
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,7 @@ class Coordinator:
         if earlier is not None:
             record["created_at"] = earlier.get("created_at", time.time())
             record["runs"] = earlier.get("runs", 1) + 1
+            record["events"] = earlier.get("events", [])  # the log goes on across runs
         record.setdefault("state", "pending")
         record.setdefault("created_at", time.time())
         record.setdefault("runs", 1)
@@ -143,6 +146,17 @@ class Coordinator:
                 self._errors.inc(errors, tags=tags)
         self._persist(task_id)
         return record["state"]
+
+    def log_event(self, task_id: str, level: str, message: str) -> None:
+        """Append to the task's event log (kept in its record; the oldest go past MAX_EVENTS)."""
+        record = self.tasks.get(task_id)
+        if record is None:
+            return
+        events = record.setdefault("events", [])
+        events.append({"t": time.time(), "level": level, "message": message})
+        if len(events) > MAX_EVENTS:
+            del events[: len(events) - MAX_EVENTS]
+        self._persist(task_id)
 
     def heartbeat(self, task_id: str) -> None:
         """The task's driver is alive (sent every few seconds while it runs)."""

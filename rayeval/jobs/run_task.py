@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("task_file", help="Task spec (.yaml/.yml/.json)")
     parser.add_argument("--task-id", help="Task id to use (default: derived from the task name)")
     parser.add_argument("--address", help="Ray cluster address (default: the job's cluster or a local one)")
+    parser.add_argument("--submitted", action="store_true", help=argparse.SUPPRESS)  # set by `rayeval submit`
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[rayeval] %(message)s")
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         task = prepare(spec, args.task_id)
         print(f"[rayeval] task id: {task.task_id}", flush=True)
         connect(args.address)
-        record = run_prepared(task, on_progress=_printer())
+        record = run_prepared(task, on_progress=_printer(), submitted=args.submitted)
     except RayevalError as e:
         print(f"rayeval: error: {e}", file=sys.stderr, flush=True)
         return e.exit_code

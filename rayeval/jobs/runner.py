@@ -10,9 +10,11 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import re
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,6 +261,43 @@ def _deploy(task: PreparedTask, model: Any, coordinator: Any) -> Any:
     return deploy(model, user=task.task_id, coordinator=coordinator, on_event=on_event, source=task.sources[model.name])
 
 
+def _stages(spec: TaskSpec) -> str:
+    stages = ["read"] + (["inference"] if spec.mode == "inference_and_evaluation" else [])
+    if any(m.judge for s in spec.evaluation_sets for m in s.metrics):
+        stages.append("judging")
+    return " -> ".join([*stages, "scoring", "writer"])
+
+
+def _log_outcome(task: PreparedTask, counts: dict[tuple[str, str], dict[str, int]], state: str) -> None:
+    """The end of a run in the event log: items, errors by kind (the most frequent five), retries."""
+    kinds: Counter[str] = Counter()
+    retries = 0
+    for batch in task.store.iter_results(task.task_id, ["error", "attempts"]):
+        for error in batch.column(0).drop_null().to_pylist():
+            kinds[re.sub(r"(?<!HTTP )\b\d+\b", "N", error.split("\n")[0])[:100]] += 1  # one kind, any numbers
+        attempts = [a for a in batch.column(1).to_pylist() if a]
+        retries += sum(attempts) - len(attempts)
+    items = sum(c["done"] for c in counts.values())
+    errors = sum(c["errors"] for c in counts.values())
+    log.info("task %s %s: %d items stored, %d with errors, %d retries", task.task_id, state, items, errors, retries)
+    for kind, n in kinds.most_common(5):
+        log.warning("task %s: %d items failed with: %s", task.task_id, n, kind)
+
+
+class _EventLog(logging.Handler):
+    """Forwards rayeval's log records of a running task to its event log (`rayeval logs`), secrets scrubbed."""
+
+    def __init__(self, coordinator: Any, task_id: str, scrub: Callable[[str], str]):
+        super().__init__(level=logging.INFO)
+        self.coordinator, self.task_id, self.scrub = coordinator, task_id, scrub
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.coordinator.log_event.remote(self.task_id, record.levelname.lower(), self.scrub(record.getMessage()))
+        except Exception:  # the event log must never break a run
+            pass
+
+
 class _Heartbeat(threading.Thread):
     """Tells the coordinator every HEARTBEAT_S that this driver is alive (a silent one died: restartable)."""
 
@@ -296,6 +335,7 @@ def run_prepared(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     progress_every: float = 1.0,
     resume: str | None = None,
+    submitted: bool = False,
 ) -> dict[str, Any]:
     """Run a prepared task to its end on the connected cluster; returns its final record.
 
@@ -305,22 +345,53 @@ def run_prepared(
     Args:
         resume: Run the task again under its id: 'unfinished' skips every item already committed,
             'failed' first takes the failed rows out of the results so that those items run again.
+        submitted: This driver is a Ray job submitted by `rayeval submit` (its id is the task id).
     """
     spec, store = task.spec, task.store
     coordinator = get_coordinator()
     store.write_json(task.task_id, "spec.json", spec.redacted())
     record = _record(task)
-    done = None
+    record["submitted"] = submitted
+    done, dropped = None, 0
     if resume is not None:
         recover_replacements(store, task.task_id)
         if resume == "failed":
-            log.info("task %s: %d failed rows taken out", task.task_id, drop_failed_rows(store, task.task_id))
+            dropped = drop_failed_rows(store, task.task_id)
         done = done_items(store, task.task_id)
         for (model, eval_set), counts in done.counts.items():
             if eval_set in record["progress"].get(model, {}):
                 record["progress"][model][eval_set].update(counts)
-        log.info("task %s: %d items already committed, skipped", task.task_id, done.total())
     ray.get(coordinator.register.remote(record))
+    events = _EventLog(coordinator, task.task_id, task.scrub)
+    log.addHandler(events)
+    level = log.level
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)  # the event log takes INFO; console handlers keep their own levels
+    try:
+        return _run_registered(task, coordinator, done, dropped, resume, on_progress, progress_every)
+    finally:
+        log.removeHandler(events)
+        log.setLevel(level)
+
+
+def _run_registered(
+    task: PreparedTask,
+    coordinator: Any,
+    done: Any,
+    dropped: int,
+    resume: str | None,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    progress_every: float,
+) -> dict[str, Any]:
+    spec, store = task.spec, task.store
+    if done is not None:
+        log.info(
+            "task %s run %s: %d items already committed are skipped%s",
+            task.task_id,
+            ray.get(coordinator.get.remote(task.task_id)).get("runs"),
+            done.total(),
+            f"; {dropped} failed rows taken out to run again" if resume == "failed" else "",
+        )
     ray.get(coordinator.set_state.remote(task.task_id, "running"))
     log.info("task %s running: %d model(s) x %d set(s)", task.task_id, len(spec.models), len(task.plans))
     limiters = []
@@ -355,10 +426,14 @@ def run_prepared(
         writer = writer_actor(spec.resources.actor_num_cpus).remote(
             spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS
         )
+        log.info("task %s: pipeline started (%s)", task.task_id, _stages(spec))
         outcome = write_stream(ds, writer, coordinator, task.task_id)
         ray.kill(writer)
+        if outcome.stopped:
+            log.warning("task %s: stopped on request; what was evaluated is kept", task.task_id)
     except BaseException as e:
         error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
+        log.error("task %s failed: %s", task.task_id, error)
         ray.get(coordinator.set_state.remote(task.task_id, "failed", error=error))
         if isinstance(e, Exception):
             raise TaskFailedError(f"task {task.task_id} failed: {error}") from e
@@ -381,6 +456,7 @@ def run_prepared(
     ray.get(coordinator.set_progress.remote(task.task_id, progress))
     store.write_json(task.task_id, "summary.json", rows)
     final_state = "stopped" if outcome.stopped else "succeeded"
+    _log_outcome(task, counts, final_state)
     ray.get(coordinator.set_state.remote(task.task_id, final_state, summary=rows))
     final = ray.get(coordinator.get.remote(task.task_id))
     if on_progress is not None:

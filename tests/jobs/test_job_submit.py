@@ -107,3 +107,9 @@ def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, t
     assert record["state"] == "succeeded" and record["job_id"]
     stored = "".join(p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*.json"))
     assert "job-secret-999" not in stored
+    logs = CliRunner().invoke(main, ["logs", task_id, "--output", str(tmp_path / "out"), "--address", address])
+    assert logs.exit_code == 0, logs.output
+    assert "pipeline started (read -> inference -> scoring -> writer)" in logs.output
+    assert f"task {task_id} succeeded: 25 items stored, 0 with errors, 0 retries" in logs.output
+    assert f"--- driver output of Ray job {task_id}" in logs.output and f"[rayeval] task id: {task_id}" in logs.output
+    assert "job-secret-999" not in logs.output

@@ -116,6 +116,10 @@ def test_restart_failed_runs_the_failed_items_again(ray_cluster, stub_server, tm
     record = rayeval.restart(handle.task_id, failed=True)
     assert server.total_requests - before == failed
     _check_complete(tmp_path, handle.task_id, record)
+    logs = CliRunner().invoke(main, ["logs", handle.task_id]).output
+    assert f"{failed} items failed with: HTTP 500" in logs  # the first run's errors, by kind
+    assert f"run 3: {N - failed} items already committed are skipped; {failed} failed rows taken out" in logs
+    assert f"succeeded: {N} items stored, 0 with errors" in logs
 
 
 def test_a_running_task_is_not_restarted(ray_cluster, stub_server, tmp_path):
