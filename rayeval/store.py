@@ -92,8 +92,15 @@ class ResultsStore:
         )
 
     def has_results(self, task_id: str) -> bool:
-        """True when the task already wrote result rows."""
-        return self.fs.get_file_info(self.results_path(task_id)).type == pafs.FileType.Directory
+        """True when the task has committed at least one results file (files being written are `_tmp-*`)."""
+        root = self.results_path(task_id)
+        if self.fs.get_file_info(root).type != pafs.FileType.Directory:
+            return False
+        infos = self.fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        return any(
+            i.type == pafs.FileType.File and i.base_name.endswith(".parquet") and not i.base_name.startswith(("_", "."))
+            for i in infos
+        )
 
     def results_dataset(self, task_id: str) -> pads.Dataset:
         """The task's results as a lazily read pyarrow dataset (model and eval_set are string columns)."""
