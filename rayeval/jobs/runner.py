@@ -361,6 +361,7 @@ def run_prepared(
         for (model, eval_set), counts in done.counts.items():
             if eval_set in record["progress"].get(model, {}):
                 record["progress"][model][eval_set].update(counts)
+    record["resumed"] = done.total() if done is not None else 0
     ray.get(coordinator.register.remote(record))
     events = _EventLog(coordinator, task.task_id, task.scrub)
     log.addHandler(events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from click.testing import CliRunner
@@ -52,6 +53,8 @@ def test_stop_from_the_python_api(ray_cluster, stub_server, tmp_path):
 def test_stop_from_the_command_line(ray_cluster, stub_server, tmp_path):
     server = stub_server(latency=0.2, record=False)
     handle = _start(tmp_path, server, "stoppable-cli")
+    shown = CliRunner().invoke(main, ["status", handle.task_id]).output
+    assert re.search(r"entries, 0 errors, \d+\.\d items/s, ETA \d+m\d\ds", shown), shown
     result = CliRunner().invoke(main, ["stop", handle.task_id])
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == f"task {handle.task_id}: stopped"
