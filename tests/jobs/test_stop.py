@@ -53,8 +53,13 @@ def test_stop_from_the_python_api(ray_cluster, stub_server, tmp_path):
 def test_stop_from_the_command_line(ray_cluster, stub_server, tmp_path):
     server = stub_server(latency=0.2, record=False)
     handle = _start(tmp_path, server, "stoppable-cli")
-    shown = CliRunner().invoke(main, ["status", handle.task_id]).output
-    assert re.search(r"entries, 0 errors, \d+\.\d items/s, ETA \d+m\d\ds", shown), shown
+    deadline = time.monotonic() + 60
+    while True:  # once the first items are stored, status shows the rate and the time left
+        shown = CliRunner().invoke(main, ["status", handle.task_id]).output
+        if re.search(r"entries, 0 errors, \d+\.\d items/s, ETA \d+m\d\ds", shown):
+            break
+        assert time.monotonic() < deadline and "rate: starting" in shown, shown
+        time.sleep(0.5)
     result = CliRunner().invoke(main, ["stop", handle.task_id])
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == f"task {handle.task_id}: stopped"
