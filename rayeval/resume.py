@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +27,6 @@ __all__ = [
     "DoneItems",
     "done_items",
     "drop_failed_rows",
-    "filter_args",
     "id_hashes",
     "recover_replacements",
     "skip_done",
@@ -47,6 +45,16 @@ def id_hashes(ids: list[str | None]) -> np.ndarray:
     return out
 
 
+def _contains(done: np.ndarray | None, ids: list[str | None]) -> np.ndarray:
+    """A boolean mask: which of `ids` hash into the sorted array `done`."""
+    if done is None or not len(done):
+        return np.zeros(len(ids), dtype=bool)
+    h = id_hashes(ids)
+    pos = np.searchsorted(done, h)
+    pos[pos == len(done)] = 0
+    return done[pos] == h
+
+
 class DoneItems:
     """Sorted id hashes of the committed items, per (model, eval_set), with their counts."""
 
@@ -56,13 +64,11 @@ class DoneItems:
 
     def contains(self, key: tuple[str, str], ids: list[str | None]) -> np.ndarray:
         """A boolean mask: which of `ids` are done for (model, eval_set)."""
-        done = self.hashes.get(key)
-        if done is None or not len(done):
-            return np.zeros(len(ids), dtype=bool)
-        h = id_hashes(ids)
-        pos = np.searchsorted(done, h)
-        pos[pos == len(done)] = 0
-        return done[pos] == h
+        return _contains(self.hashes.get(key), ids)
+
+    def for_model(self, model: str) -> dict[str, np.ndarray]:
+        """eval_set -> sorted id hashes of `model`'s committed items (what `skip_done` takes)."""
+        return {s: h for (m, s), h in self.hashes.items() if m == model}
 
     def total(self) -> int:
         return sum(len(h) for h in self.hashes.values())
@@ -147,19 +153,13 @@ def drop_failed_rows(store: ResultsStore, task_id: str) -> int:
     return dropped
 
 
-def filter_args(done: DoneItems) -> dict[str, Any]:
-    """What the read stage needs to skip done items: per (model, set), the sorted hash array."""
-    return {f"{m}\x00{s}": h for (m, s), h in done.hashes.items()}
-
-
-def skip_done(batch: pa.Table, model: str, done: dict[str, np.ndarray]) -> pa.Table:
-    """Ray Data map function: drop the rows of `batch` whose item is already committed for `model`."""
-    index = DoneItems()
-    index.hashes = {tuple(k.split("\x00")): h for k, h in done.items()}  # type: ignore[misc]
+def skip_done(batch: pa.Table, done: dict[str, np.ndarray]) -> pa.Table:
+    """Ray Data map function: drop the rows of `batch` whose item is already committed
+    (`done`: eval_set -> sorted id hashes, of one model: DoneItems.for_model)."""
     sets = batch.column("eval_set").to_pylist()
     ids = batch.column("item_id").to_pylist()
     keep = np.ones(len(ids), dtype=bool)
     for s in set(sets):
         rows = np.array([i for i, x in enumerate(sets) if x == s])
-        keep[rows[index.contains((model, s), [ids[i] for i in rows])]] = False
+        keep[rows[_contains(done.get(s), [ids[i] for i in rows])]] = False
     return batch if keep.all() else batch.filter(pa.array(keep))

@@ -14,7 +14,6 @@ from rayeval.resume import (
     OLD_PREFIX,
     done_items,
     drop_failed_rows,
-    filter_args,
     recover_replacements,
     skip_done,
 )
@@ -51,10 +50,10 @@ def test_done_items_counts_and_matches_ids(store):
 
 
 def test_skip_done_drops_committed_items_of_its_model_only(store):
-    done = filter_args(done_items(store, "t"))
+    done = done_items(store, "t")
     batch = pa.table({"item_id": ["i0", "i10", "i3"], "eval_set": ["s", "s", "s"]})
-    assert skip_done(batch, "m", done)["item_id"].to_pylist() == ["i10"]
-    assert skip_done(batch, "m3", done).num_rows == 3
+    assert skip_done(batch, done.for_model("m"))["item_id"].to_pylist() == ["i10"]
+    assert skip_done(batch, done.for_model("m3")).num_rows == 3
 
 
 def test_failed_rows_are_taken_out_and_their_items_become_not_done(store):

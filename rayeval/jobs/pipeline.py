@@ -12,7 +12,7 @@ from rayeval.actors.inference import InferenceActor
 from rayeval.actors.judge import JudgeActor
 from rayeval.actors.scoring import ScoringActor
 from rayeval.datasets import SetPlan, read_items
-from rayeval.resume import skip_done
+from rayeval.resume import DoneItems, skip_done
 from rayeval.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -38,20 +38,20 @@ def build_dataset(
     metrics_by_set: dict[str, list[dict[str, Any]]],
     outputs: list[str],
     hosted: dict[str, dict[str, Any]] | None = None,
-    done: dict[str, Any] | None = None,
+    done: DoneItems | None = None,
 ) -> ray.data.Dataset:
     """The lazy, scored stream of every (model, item) of the task.
 
     `hosted` maps the name of each model rayeval deployed to its endpoint (HostedEndpoint.as_dict()).
-    `done` holds the items already committed (rayeval.resume.filter_args): they are left out.
+    `done` holds the items already committed (a restart): they are left out in the read stage.
     """
 
     def unfinished(items: ray.data.Dataset, model: str) -> ray.data.Dataset:
-        mine = {k: v for k, v in (done or {}).items() if k.split("\x00")[0] == model}
+        mine = done.for_model(model) if done is not None else {}
         if not mine:
             return items
         return items.map_batches(
-            skip_done, fn_kwargs={"model": model, "done": mine}, batch_format="pyarrow", num_cpus=res.actor_num_cpus
+            skip_done, fn_kwargs={"done": mine}, batch_format="pyarrow", num_cpus=res.actor_num_cpus
         )
 
     hosted = hosted or {}

@@ -32,7 +32,7 @@ from rayeval.errors import MetricError, ServiceError, SpecError, TaskFailedError
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.jobs.sink import write_stream
 from rayeval.report import metric_outputs, summarize
-from rayeval.resume import done_items, drop_failed_rows, filter_args, recover_replacements
+from rayeval.resume import done_items, drop_failed_rows, recover_replacements
 from rayeval.serve_apps.builtins import ModelSource, resolve_source
 from rayeval.serve_apps.hosting import deploy, release
 from rayeval.serve_apps.llm import check_engine
@@ -422,7 +422,7 @@ def _run_registered(
             metrics_by_set=task.metrics_by_set,
             outputs=task.outputs,
             hosted=hosted,
-            done=filter_args(done) if done is not None else None,
+            done=done,
         )
         writer = writer_actor(spec.resources.actor_num_cpus).remote(
             spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS
