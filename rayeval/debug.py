@@ -257,8 +257,7 @@ async def _sample(
     ask_model: bool,
     show_prompt: bool,
 ) -> DebugSample:
-    from rayeval.actors.inference import combine_samples
-    from rayeval.actors.judge import ask_judge, judge_request
+    from rayeval.actors.inference import infer_samples
     from rayeval.client import infer_one, request_body
     from rayeval.metrics import MetricSteps
     from rayeval.schema import item_dict
@@ -279,14 +278,12 @@ async def _sample(
         params = spec.model_parameters(model)
         endpoint = endpoints[model.name]
         body = request_body(endpoint, row["query"] or "", params)
-        asked = [
-            infer_one(
+        outcome = await infer_samples(
+            lambda: infer_one(
                 client, endpoint, body, max_retries=params.max_retry_per_query, acquire=_no_permit, release=_no_release
-            )
-            for _ in range(params.inference_count)
-        ]
-        outcomes = await asyncio.gather(*asked)
-        outcome = outcomes[0] if len(outcomes) == 1 else combine_samples(list(outcomes))
+            ),
+            params.inference_count,
+        )
         sample.source = f"model {model.name}"
         sample.inference = {
             k: v
@@ -295,7 +292,7 @@ async def _sample(
                 "prompt_tokens": outcome.prompt_tokens,
                 "completion_tokens": outcome.completion_tokens,
                 "attempts": outcome.attempts,
-                "error": endpoint.scrub(outcome.error) if outcome.error else None,
+                "error": outcome.error,  # scrubbed by infer_one
             }.items()
             if v is not None
         }
@@ -311,7 +308,7 @@ async def _sample(
         steps = MetricSteps.from_ref(ref)
         judged = None
         if ref.get("judge"):
-            judged = await _judge(ref, row, endpoints, client, spec, show_prompt, judge_request, ask_judge)
+            judged = await _judge(ref, row, endpoints, client, spec, show_prompt)
             if show_prompt:
                 sample.metrics[ref["name"]] = {"scores": {}, "steps": judged}
                 continue
@@ -320,8 +317,9 @@ async def _sample(
     return sample
 
 
-async def _judge(ref, row, endpoints, client, spec, show_prompt, judge_request, ask_judge) -> dict[str, Any]:
-    """The judging stage's step for one item (per sample when there are several)."""
+async def _judge(ref, row, endpoints, client, spec, show_prompt) -> dict[str, Any]:
+    """The judging stage's step for one item (per sample when there are several), as the judge actors make it."""
+    from rayeval.actors.judge import ask_judge, judge_item
     from rayeval.metrics import compile_script
     from rayeval.spec import JudgeSpec
 
@@ -330,11 +328,8 @@ async def _judge(ref, row, endpoints, client, spec, show_prompt, judge_request, 
     endpoint = endpoints.get(judge.model)
     model_id = endpoint.model_id if endpoint is not None else judge.model
 
-    async def one(item: dict[str, Any]) -> dict[str, Any]:
-        step, body = judge_request(judge, item, pre, model_id)
-        if body is None or show_prompt:
-            return step
-        step = await ask_judge(
+    async def ask(step: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        return await ask_judge(
             client,
             endpoint,
             body,
@@ -344,13 +339,8 @@ async def _judge(ref, row, endpoints, client, spec, show_prompt, judge_request, 
             acquire=_no_permit,
             release=_no_release,
         )
-        if step.get("error"):
-            step["error"] = endpoint.scrub(step["error"])
-        return step
 
-    if not row.get("samples"):
-        return await one(row)
-    return {"samples": [await one({**row, "prediction": s}) for s in row["samples"]]}
+    return await judge_item(judge, row, pre, model_id, None if show_prompt else ask)
 
 
 def _block(text: Any) -> str:

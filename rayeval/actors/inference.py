@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pyarrow as pa
@@ -15,7 +15,7 @@ from rayeval.prompt_budget import PromptBudget
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
 
-__all__ = ["InferenceActor", "combine_samples"]
+__all__ = ["InferenceActor", "combine_samples", "infer_samples"]
 
 
 class InferenceActor:
@@ -86,10 +86,7 @@ class InferenceActor:
         yield with_inference_columns(batch, self.model.name, columns)
 
     async def _item(self, client: Any, query: str, n: int) -> ItemOutcome:
-        """One response, or INFERENCE_COUNT of them folded into one outcome (see `combine_samples`)."""
-        if n == 1:
-            return await self._one(client, query)
-        return combine_samples(await asyncio.gather(*(self._one(client, query) for _ in range(n))))
+        return await infer_samples(lambda: self._one(client, query), n)
 
     async def _one(self, client: Any, query: str) -> ItemOutcome:
         body = request_body(self.endpoint, query, self.params)
@@ -105,6 +102,13 @@ class InferenceActor:
             acquire=self._acquire,
             release=self._release,
         )
+
+
+async def infer_samples(ask: Callable[[], Awaitable[ItemOutcome]], n: int) -> ItemOutcome:
+    """One response (`ask()`), or INFERENCE_COUNT of them at once folded into one outcome (`combine_samples`)."""
+    if n == 1:
+        return await ask()
+    return combine_samples(list(await asyncio.gather(*(ask() for _ in range(n)))))
 
 
 def combine_samples(outcomes: list[ItemOutcome]) -> ItemOutcome:

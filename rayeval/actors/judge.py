@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +24,7 @@ from rayeval.metrics import compile_script, render_prompt, run_script
 from rayeval.schema import item_dict
 from rayeval.spec import JudgeSpec, ModelSpec
 
-__all__ = ["JUDGE_PREFIX", "JudgeActor", "ask_judge", "judge_limiter_key", "judge_request"]
+__all__ = ["JUDGE_PREFIX", "JudgeActor", "ask_judge", "judge_item", "judge_limiter_key", "judge_request"]
 
 JUDGE_PREFIX = "judge:"
 ITEM_COLUMNS = ["item_id", "eval_set", "query", "reference", "prediction", "fields", "samples", "error"]
@@ -116,35 +117,46 @@ class JudgeActor:
         if row.get("error") is not None or not metrics:
             return {}
         item = item_dict({k: v for k, v in row.items() if k != "error"})
-        samples = item.get("samples")
 
         async def metric_step(spec: JudgeSpec, pre: Any) -> dict[str, Any]:
             judge = self.judges[spec.model]
-            if not samples:
-                return await self._ask(client, judge, judge_request(spec, item, pre, judge.endpoint.model_id))
-            asked = [
-                self._ask(client, judge, judge_request(spec, {**item, "prediction": s}, pre, judge.endpoint.model_id))
-                for s in samples
-            ]
-            return {"samples": list(await asyncio.gather(*asked))}
+
+            async def ask(step: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+                return await ask_judge(
+                    client,
+                    judge.endpoint,
+                    body,
+                    step,
+                    name=judge.name,
+                    max_retries=self.max_retries,
+                    acquire=judge.permits.acquire,
+                    release=judge.permits.release,
+                )
+
+            return await judge_item(spec, item, pre, judge.endpoint.model_id, ask)
 
         steps = await asyncio.gather(*(metric_step(spec, pre) for _, spec, pre in metrics))
         return {name: step for (name, _, _), step in zip(metrics, steps)}
 
-    async def _ask(self, client: Any, judge: _Judge, request: tuple[dict[str, Any], dict[str, Any] | None]) -> dict:
-        step, body = request
-        if body is None:
-            return step
-        return await ask_judge(
-            client,
-            judge.endpoint,
-            body,
-            step,
-            name=judge.name,
-            max_retries=self.max_retries,
-            acquire=judge.permits.acquire,
-            release=judge.permits.release,
-        )
+
+async def judge_item(
+    spec: JudgeSpec,
+    item: dict[str, Any],
+    preprocess: Any,
+    model_id: str,
+    ask: Callable[[dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]] | None,
+) -> dict[str, Any]:
+    """One judge metric's step on an item: the request built (`judge_request`), then `ask(step, body)`;
+    with several samples, one step per sample under "samples". `ask` None builds the prompts only."""
+
+    async def one(it: dict[str, Any]) -> dict[str, Any]:
+        step, body = judge_request(spec, it, preprocess, model_id)
+        return step if body is None or ask is None else await ask(step, body)
+
+    samples = item.get("samples")
+    if not samples:
+        return await one(item)
+    return {"samples": list(await asyncio.gather(*(one({**item, "prediction": s}) for s in samples)))}
 
 
 def judge_request(
