@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import defaultdict
-from typing import Any
+import re
+from collections import Counter, defaultdict
+from typing import Any, NamedTuple
 
 import pyarrow.compute as pc
 
 from rayeval.schema import score_column
 from rayeval.store import ResultsStore
 
-__all__ = ["format_summary", "metric_outputs", "summarize"]
+__all__ = ["Summary", "error_kind", "format_summary", "metric_outputs", "summarize"]
 
 
 def metric_outputs(metrics_by_set: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[str, Any]]]:
@@ -23,16 +24,30 @@ def metric_outputs(metrics_by_set: dict[str, list[dict[str, Any]]]) -> dict[str,
     return {s: [out for ref in refs for out in ref_outputs(ref)] for s, refs in metrics_by_set.items()}
 
 
-def summarize(
-    store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[dict[str, Any]]]
-) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, int]]]:
-    """Aggregate a task's stored results without loading them whole.
+class Summary(NamedTuple):
+    """What one scan of a task's results gives.
 
-    Returns:
-        (summary rows, counts) where a row is {model, eval_set, metric, value, items, scored, errors,
-        parse_failures} (parse failures are judge answers that gave no score: part of `errors`, shown apart)
-        and counts maps (model, eval_set) to {"done", "errors"} as found in the store.
+    Attributes:
+        rows: {model, eval_set, metric, value, items, scored, errors, parse_failures} per model x set x
+            metric (parse failures are judge answers that gave no score: part of `errors`, shown apart).
+        counts: (model, eval_set) -> {"done", "errors"} as found in the store.
+        error_kinds: Item errors by kind (first line, numbers other than HTTP statuses as N).
+        retries: Requests sent beyond the first, over every item.
     """
+
+    rows: list[dict[str, Any]]
+    counts: dict[tuple[str, str], dict[str, int]]
+    error_kinds: Counter[str]
+    retries: int
+
+
+def error_kind(error: str) -> str:
+    """An item error's kind: its first line, numbers (other than HTTP statuses) as N, at most 100 characters."""
+    return re.sub(r"(?<!HTTP )\b\d+\b", "N", error.split("\n")[0])[:100]
+
+
+def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[dict[str, Any]]]) -> Summary:
+    """Aggregate a task's stored results without loading them whole (one pass over the files)."""
     from rayeval.metrics import corpus_inputs
 
     outputs = metric_outputs(metrics_by_set)
@@ -40,12 +55,18 @@ def summarize(
     parse_failures: dict[tuple[str, str, str], int] = defaultdict(int)
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"done": 0, "errors": 0})
     all_outputs = sorted({o for outs in outputs.values() for o, _ in outs})
-    columns = ["model", "eval_set", "error", "details", *(score_column(o) for o in all_outputs)]
+    error_kinds: Counter[str] = Counter()
+    retries = 0
+    columns = ["model", "eval_set", "error", "attempts", "details", *(score_column(o) for o in all_outputs)]
     for batch in store.iter_results(task_id, columns):
         names = batch.schema.names
         model_col = batch.column(names.index("model")).to_pylist()
         set_col = batch.column(names.index("eval_set")).to_pylist()
         err_col = pc.is_valid(batch.column(names.index("error"))).to_pylist()
+        error_kinds.update(error_kind(e) for e in batch.column(names.index("error")).drop_null().to_pylist())
+        if "attempts" in names:
+            attempts = [a for a in batch.column(names.index("attempts")).to_pylist() if a]
+            retries += sum(attempts) - len(attempts)
         details_col = (
             batch.column(names.index("details")).to_pylist() if "details" in names else [None] * len(model_col)
         )
@@ -83,7 +104,7 @@ def summarize(
                     "parse_failures": parse_failures.get((model, eval_set, output), 0),
                 }
             )
-    return rows, dict(counts)
+    return Summary(rows, dict(counts), error_kinds, retries)
 
 
 def format_summary(rows: list[dict[str, Any]], fmt: str = "table") -> str:

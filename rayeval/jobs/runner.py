@@ -10,11 +10,9 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import re
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from rayeval.datasets import SetPlan, plan_sets
 from rayeval.errors import MetricError, ServiceError, SpecError, TaskFailedError
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.jobs.sink import write_stream
-from rayeval.report import metric_outputs, summarize
+from rayeval.report import Summary, metric_outputs, summarize
 from rayeval.resume import done_items, drop_failed_rows, recover_replacements
 from rayeval.serve_apps.builtins import ModelSource, resolve_source
 from rayeval.serve_apps.hosting import deploy, release
@@ -268,19 +266,14 @@ def _stages(spec: TaskSpec) -> str:
     return " -> ".join([*stages, "scoring", "writer"])
 
 
-def _log_outcome(task: PreparedTask, counts: dict[tuple[str, str], dict[str, int]], state: str) -> None:
+def _log_outcome(task: PreparedTask, summary: Summary, state: str) -> None:
     """The end of a run in the event log: items, errors by kind (the most frequent five), retries."""
-    kinds: Counter[str] = Counter()
-    retries = 0
-    for batch in task.store.iter_results(task.task_id, ["error", "attempts"]):
-        for error in batch.column(0).drop_null().to_pylist():
-            kinds[re.sub(r"(?<!HTTP )\b\d+\b", "N", error.split("\n")[0])[:100]] += 1  # one kind, any numbers
-        attempts = [a for a in batch.column(1).to_pylist() if a]
-        retries += sum(attempts) - len(attempts)
-    items = sum(c["done"] for c in counts.values())
-    errors = sum(c["errors"] for c in counts.values())
-    log.info("task %s %s: %d items stored, %d with errors, %d retries", task.task_id, state, items, errors, retries)
-    for kind, n in kinds.most_common(5):
+    items = sum(c["done"] for c in summary.counts.values())
+    errors = sum(c["errors"] for c in summary.counts.values())
+    log.info(
+        "task %s %s: %d items stored, %d with errors, %d retries", task.task_id, state, items, errors, summary.retries
+    )
+    for kind, n in summary.error_kinds.most_common(5):
         log.warning("task %s: %d items failed with: %s", task.task_id, n, kind)
 
 
@@ -449,7 +442,8 @@ def _run_registered(
             deleted = release(app, user=task.task_id, coordinator=coordinator, keep=keep)
             state = "deleted" if deleted else ("kept" if keep else "released (still used by another task)")
             ray.get(coordinator.set_deployment.remote(task.task_id, name, state=state, message=f"{state} at task end"))
-    rows, counts = summarize(store, task.task_id, task.metrics_by_set)
+    summary = summarize(store, task.task_id, task.metrics_by_set)
+    rows, counts = summary.rows, summary.counts
     record = ray.get(coordinator.get.remote(task.task_id))
     progress = record["progress"]
     for (model, eval_set), c in counts.items():
@@ -457,7 +451,7 @@ def _run_registered(
     ray.get(coordinator.set_progress.remote(task.task_id, progress))
     store.write_json(task.task_id, "summary.json", rows)
     final_state = "stopped" if outcome.stopped else "succeeded"
-    _log_outcome(task, counts, final_state)
+    _log_outcome(task, summary, final_state)
     ray.get(coordinator.set_state.remote(task.task_id, final_state, summary=rows))
     final = ray.get(coordinator.get.remote(task.task_id))
     if on_progress is not None:
