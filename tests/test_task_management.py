@@ -10,26 +10,11 @@ from click.testing import CliRunner
 
 import rayeval
 from rayeval.cli import main
+from tests.support.tasks import gsm8k_task
 
 
 def _task(tmp_path, gsm8k_predictions, name, tags):
-    return {
-        "name": name,
-        "tags": tags,
-        "remarks": "a small check",
-        "mode": "evaluation_only",
-        "output": str(tmp_path / "out"),
-        "models": [{"name": "a"}],
-        "evaluation_sets": [
-            {
-                "name": "gsm8k",
-                "columns": {"id": "id", "query": "question", "reference": "answer"},
-                "prediction_files": {"a": str(gsm8k_predictions / "6b_finetuning.jsonl")},
-                "metrics": ["numeric_match"],
-                "limit": 40,
-            }
-        ],
-    }
+    return gsm8k_task(gsm8k_predictions, tmp_path / "out", name=name, limit=40, tags=tags, remarks="a small check")
 
 
 def test_list_copy_and_delete(ray_cluster, gsm8k_predictions, tmp_path):

@@ -12,7 +12,7 @@ import ray
 
 import rayeval
 from rayeval.actors.coordinator import get_coordinator, progress_fraction
-from tests.support.tasks import inference_task, write_items
+from tests.support.tasks import gsm8k_task, inference_task, write_items
 
 SECOND_DRIVER = textwrap.dedent(
     """
@@ -77,21 +77,7 @@ def test_progress_from_a_second_driver_and_coordinator_restart(ray_cluster, stub
 
 
 def test_restarted_coordinator_rebuilds_the_registry_from_storage(ray_cluster, gsm8k_predictions, tmp_path):
-    task = {
-        "name": "small",
-        "mode": "evaluation_only",
-        "output": str(tmp_path / "out"),
-        "models": [{"name": "a"}],
-        "evaluation_sets": [
-            {
-                "name": "gsm8k",
-                "columns": {"id": "id", "query": "question", "reference": "answer"},
-                "prediction_files": {"a": str(gsm8k_predictions / "6b_finetuning.jsonl")},
-                "metrics": ["numeric_match"],
-                "limit": 50,
-            }
-        ],
-    }
+    task = gsm8k_task(gsm8k_predictions, tmp_path / "out", name="small", limit=50)
     handle = rayeval.run(task)
     coordinator = get_coordinator()
     ray.kill(coordinator, no_restart=True)  # gone for good: a new one must read the store

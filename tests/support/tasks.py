@@ -37,3 +37,24 @@ def inference_task(
     }
     task.update(over)
     return task
+
+
+def gsm8k_task(predictions: Path, output: Path, *, name: str, limit: int, **over: Any) -> dict[str, Any]:
+    """An Evaluation Only task over the real GSM8K predictions of one model ('a'), first `limit` items."""
+    task = {
+        "name": name,
+        "mode": "evaluation_only",
+        "output": str(output),
+        "models": [{"name": "a"}],
+        "evaluation_sets": [
+            {
+                "name": "gsm8k",
+                "columns": {"id": "id", "query": "question", "reference": "answer"},
+                "prediction_files": {"a": str(predictions / "6b_finetuning.jsonl")},
+                "metrics": ["numeric_match"],
+                "limit": limit,
+            }
+        ],
+    }
+    task.update(over)
+    return task
