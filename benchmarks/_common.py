@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 __all__ = [
     "CpuTracker",
+    "measured_run",
+    "warm_up",
     "StubProcess",
     "cpu_by_kind",
     "cpu_snapshot",
@@ -186,3 +188,37 @@ class StubProcess:
                 self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
+
+
+def warm_up(run: Any, task: dict[str, Any], workdir: Path, n: int) -> None:
+    """Run `task` once on n other items (same cluster), so that the measured run finds it warm."""
+    from tests.support.tasks import write_items
+
+    if not n:
+        return
+    warm = write_items(workdir / "warmup.jsonl", n, start=10**9)
+    t = time.perf_counter()
+    warm_sets = [{**task["evaluation_sets"][0], "path": str(warm)}]
+    run({**task, "name": "warmup", "evaluation_sets": warm_sets})
+    print(f"warm-up run of {n} items took {time.perf_counter() - t:.1f} s", flush=True)
+
+
+def measured_run(run: Any, task: dict[str, Any], poller: Any, cpu: CpuTracker, finished: Any, poll: float):
+    """Run `task` while `poller` (a thread with a `stopped` event) polls the servers; stop the poller
+    once `finished()` (it sees the last responses up to `poll` s late).
+
+    Returns:
+        (handle, t_start, t_end, CPU seconds by process kind, other processes' included).
+    """
+    poller.start()
+    t_start = time.perf_counter()
+    handle = run(task)
+    t_end = time.perf_counter()
+    spent, others = cpu.spent()
+    spent["(other processes on this machine)"] = others
+    deadline = time.perf_counter() + max(5.0, 4 * poll)
+    while not finished() and time.perf_counter() < deadline:
+        time.sleep(0.02)
+    poller.stopped.set()
+    poller.join()
+    return handle, t_start, t_end, spent

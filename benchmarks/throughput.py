@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import CpuTracker, StubProcess, time_phases
+from _common import CpuTracker, StubProcess, measured_run, time_phases, warm_up
 
 REPO = Path(__file__).resolve().parents[1]
 STEADY_TARGET = 0.95
@@ -143,28 +143,14 @@ def main(argv: list[str] | None = None) -> int:
             name="throughput",
         )
         spec_resources = parse_task(task).resources
-        if args.warmup:
-            warm = write_items(workdir / "warmup.jsonl", args.warmup, start=10**9)
-            t = time.perf_counter()
-            warm_sets = [{**task["evaluation_sets"][0], "path": str(warm)}]
-            rayeval.run({**task, "name": "warmup", "evaluation_sets": warm_sets})
-            print(f"warm-up run of {args.warmup} items took {time.perf_counter() - t:.1f} s", flush=True)
+        warm_up(rayeval.run, task, workdir, args.warmup)
         server.post("/_reset")
         marks = time_phases()
         cpu_tracker = CpuTracker()
         poller = StatsPoller(server, args.items, args.poll, cpu_tracker)
-        poller.start()
-        t_start = time.perf_counter()
-        handle = rayeval.run(task)
-        t_end = time.perf_counter()
-        cpu, others = cpu_tracker.spent()
-        cpu["(other processes on this machine)"] = others
-        # The last response came before run() returned; let the poller see it if it has not yet.
-        deadline = time.perf_counter() + max(5.0, 4 * args.poll)
-        while poller.last is None and time.perf_counter() < deadline:
-            time.sleep(0.02)
-        poller.stopped.set()
-        poller.join()
+        handle, t_start, t_end, cpu = measured_run(
+            rayeval.run, task, poller, cpu_tracker, lambda: poller.last is not None, args.poll
+        )
         if poller.last is not None:  # a poll sees the last response up to --poll s late
             poller.last = min(poller.last, marks.get("summarize.start", t_end), t_end)
         stats = server.get("/_stats")
