@@ -355,14 +355,22 @@ def run_prepared(
             if eval_set in record["progress"].get(model, {}):
                 record["progress"][model][eval_set].update(counts)
     record["resumed"] = done.total() if done is not None else 0
-    ray.get(coordinator.register.remote(record))
+    runs = ray.get(coordinator.register.remote(record))["runs"]
     events = _EventLog(coordinator, task.task_id, task.scrub)
     log.addHandler(events)
     level = log.level
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)  # the event log takes INFO; console handlers keep their own levels
     try:
-        return _run_registered(task, coordinator, done, dropped, resume, on_progress, progress_every)
+        if done is not None:
+            log.info(
+                "task %s run %d: %d items already committed are skipped%s",
+                task.task_id,
+                runs,
+                done.total(),
+                f"; {dropped} failed rows taken out to run again" if resume == "failed" else "",
+            )
+        return _run_registered(task, coordinator, done, on_progress, progress_every)
     finally:
         log.removeHandler(events)
         log.setLevel(level)
@@ -372,20 +380,10 @@ def _run_registered(
     task: PreparedTask,
     coordinator: Any,
     done: Any,
-    dropped: int,
-    resume: str | None,
     on_progress: Callable[[dict[str, Any]], None] | None,
     progress_every: float,
 ) -> dict[str, Any]:
     spec, store = task.spec, task.store
-    if done is not None:
-        log.info(
-            "task %s run %s: %d items already committed are skipped%s",
-            task.task_id,
-            ray.get(coordinator.get.remote(task.task_id)).get("runs"),
-            done.total(),
-            f"; {dropped} failed rows taken out to run again" if resume == "failed" else "",
-        )
     ray.get(coordinator.set_state.remote(task.task_id, "running"))
     log.info("task %s running: %d model(s) x %d set(s)", task.task_id, len(spec.models), len(task.plans))
     limiters = []
