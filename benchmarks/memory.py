@@ -14,6 +14,12 @@ numeric_match over it while a thread samples, every --interval seconds:
 * the object store bytes in use, as reported by the raylet (``ray memory --stats-only``),
   every 5th sample.
 
+Before it measures, each process runs the same kind of task once on --warm-up items (default
+200,000) on the same cluster: Ray starts its worker processes, and they import pyarrow and
+rayeval, as tasks first land on them. That cost is bounded by the cluster's size, and a small
+set pays only part of it, so without the warm-up the comparison would be of how warm the
+cluster got, not of what the set's size changes. The cold cluster's RSS is printed too.
+
 It also splits the run into rayeval's phases (prepare: checks and the scan of the set; the
 Ray Data pipeline; the driver-side summary) and reports the peak RSS and CPU seconds of each
 kind of process, so that a growth can be traced to where it happens.
@@ -59,6 +65,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pss", action="store_true", help="also sample PSS/USS (reads smaps_rollup: ~0.1 s a sample; slows the run)"
     )
     p.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray cluster (default 4)")
+    p.add_argument(
+        "--warm-up",
+        type=int,
+        default=200_000,
+        metavar="N",
+        help="items of a first, unmeasured run on the same cluster (default 200,000; 0: none), so that every "
+        "size finds the same warm worker pool and the peaks compare what the set's size changes",
+    )
     p.add_argument("--timeout", type=float, default=3600, help="seconds allowed per size (default 3600)")
     p.add_argument("--workdir", type=Path, default=None, help="where data and results go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (data, results) afterwards")
@@ -209,6 +223,8 @@ def single(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         right = write_set(data, n)
         write_s = time.perf_counter() - t
+        if args.warm_up:
+            write_set(workdir / "warmup.jsonl", args.warm_up)
 
         import ray
 
@@ -218,7 +234,7 @@ def single(args: argparse.Namespace) -> int:
         ray.data.DataContext.get_current().enable_progress_bars = False
         sampler = MemorySampler(args.interval, args.pss, ray.get_runtime_context().gcs_address)
         time.sleep(1.0)  # let the cluster's processes settle before the baseline
-        baseline = sampler.sample()
+        cold = sampler.sample()
         task = {
             "name": f"memory-{n}",
             "mode": "evaluation_only",
@@ -234,6 +250,18 @@ def single(args: argparse.Namespace) -> int:
                 }
             ],
         }
+        warm_s = 0.0
+        if args.warm_up:
+            # Ray starts worker processes, and they load pyarrow and rayeval, as tasks first land on
+            # them: a bounded cost of the cluster's size that a small set pays only in part.
+            t = time.perf_counter()
+            warm_sets = [{**task["evaluation_sets"][0], "path": str(workdir / "warmup.jsonl")}]
+            rayeval.run({**task, "name": "warmup", "output": str(workdir / "warmup"), "evaluation_sets": warm_sets})
+            warm_s = time.perf_counter() - t
+            time.sleep(1.0)
+        baseline = sampler.sample()
+        sampler.peak = dict.fromkeys(sampler.peak, 0)
+        sampler.peak_store = sampler.store_samples = 0
         sampler.marks = time_phases()
         sampler.cpu = CpuTracker()
         sampler.start()
@@ -259,6 +287,9 @@ def single(args: argparse.Namespace) -> int:
             "write_s": write_s,
             "wall_s": wall,
             "items_per_s": n / wall,
+            "warm_up_items": args.warm_up,
+            "warm_up_s": warm_s,
+            "cold_total_rss": cold["total_rss"],
             "baseline_total_rss": baseline["total_rss"],
             "baseline_driver_rss": baseline["driver_rss"],
             "baseline_total_pss": baseline["total_pss"],
@@ -293,7 +324,7 @@ def single(args: argparse.Namespace) -> int:
 
 def run_child(n: int, args: argparse.Namespace) -> dict[str, Any] | None:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--single", str(n), "--interval", str(args.interval)]
-    cmd += ["--num-cpus", str(args.num_cpus)]
+    cmd += ["--num-cpus", str(args.num_cpus), "--warm-up", str(args.warm_up)]
     if args.pss:
         cmd.append("--pss")
     if args.workdir is not None:
@@ -337,7 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {n: run_child(n, args) for n in args.sizes}
     print()
     print("rayeval memory benchmark: Evaluation Only, numeric_match (MiB; RSS summed over driver + Ray processes)")
-    cols = ["items", "wall s", "items/s", "peak total RSS", "peak driver RSS", "baseline RSS", "peak store"]
+    if args.warm_up:
+        print(
+            f"  each size runs on a fresh local cluster after an unmeasured warm-up run of {args.warm_up} items "
+            "(idle RSS: the new cluster; warm RSS: after the warm-up)"
+        )
+    cols = ["items", "wall s", "items/s", "peak total RSS", "peak driver RSS", "idle RSS", "warm RSS", "peak store"]
     if args.pss:
         cols += ["peak total PSS", "peak total USS"]
     cols += ["summary items", "value", "ok"]
@@ -352,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['items_per_s']:.0f}",
             mib(r["peak_total_rss"]),
             mib(r["peak_driver_rss"]),
+            mib(r["cold_total_rss"]),
             mib(r["baseline_total_rss"]),
             mib(r["peak_object_store"]),
         ]
@@ -372,9 +409,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  peak {label} ratio {n1} / {n0} items = {r1[key] / r0[key]:.3f}")
         inc0 = r0["peak_total_rss"] - r0["baseline_total_rss"]
         inc1 = r1["peak_total_rss"] - r1["baseline_total_rss"]
-        print(f"  growth over the idle cluster: {inc0 / MiB:.0f} MiB at {n0}, {inc1 / MiB:.0f} MiB at {n1}")
+        print(f"  growth over the warm cluster: {inc0 / MiB:.0f} MiB at {n0}, {inc1 / MiB:.0f} MiB at {n1}")
         if args.pss and r0["peak_total_pss"]:
             print(f"  peak total PSS ratio {n1} / {n0} items = {r1['peak_total_pss'] / r0['peak_total_pss']:.3f}")
+            print(
+                f"  peak total USS ratio {n1} / {n0} items = {r1['peak_total_uss'] / r0['peak_total_uss']:.3f} "
+                "(private memory; RSS and PSS also count the object store's shared pages each process maps)"
+            )
     for n, r in done:
         kinds = ", ".join(f"{k} {v / MiB:.0f}" for k, v in list(r["peak_rss_by_kind"].items())[:6])
         print(f"  {n}: RSS by process kind at the peak (MiB): {kinds}")
