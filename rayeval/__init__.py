@@ -3,7 +3,7 @@
 The public API is small: load or build a task spec, run or submit it, follow the handle.
 """
 
-from rayeval.api import TaskHandle, restart, run, stop, submit
+from rayeval.api import TaskHandle, copy_spec, delete, list_tasks, restart, run, stop, submit
 from rayeval.debug import DebugSample, debug_metrics
 from rayeval.errors import DatasetError, MetricError, RayevalError, ServiceError, SpecError, TaskNotFoundError
 from rayeval.spec import EngineSpec, EvaluationSetSpec, ModelSpec, Parameters, TaskSpec, load_task
@@ -22,7 +22,10 @@ __all__ = [
     "TaskHandle",
     "TaskNotFoundError",
     "TaskSpec",
+    "copy_spec",
     "debug_metrics",
+    "delete",
+    "list_tasks",
     "load_task",
     "restart",
     "run",

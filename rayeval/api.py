@@ -17,7 +17,7 @@ from rayeval.errors import RayevalError, ServiceError, SpecError
 from rayeval.spec import TaskSpec, load_task, parse_task
 from rayeval.store import ResultsStore
 
-__all__ = ["TaskHandle", "copy_spec", "restart", "run", "stop", "submit"]
+__all__ = ["TaskHandle", "copy_spec", "delete", "list_tasks", "restart", "run", "stop", "submit"]
 
 SpecLike = TaskSpec | dict[str, Any] | str | Path
 
@@ -123,6 +123,7 @@ def run(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     task_id: str | None = None,
     log_to_driver: bool = True,
+    tags: list[str] | None = None,
 ) -> TaskHandle:
     """Validate and run a task on the current Ray cluster (or a local one started here).
 
@@ -133,6 +134,7 @@ def run(
         on_progress: Called with the task record about once a second.
         task_id: Use this id instead of a generated one.
         log_to_driver: When this call connects to Ray, echo the workers' logs here.
+        tags: The tags you present (default $RAYEVAL_TAGS): results are reused only from tasks you may see.
 
     Raises:
         SpecError / ServiceError: before anything is written.
@@ -145,12 +147,12 @@ def run(
     connect(address, log_to_driver=log_to_driver)
     handle = TaskHandle(prepared.task_id, task_spec.output)
     if wait:
-        run_prepared(prepared, on_progress=on_progress)
+        run_prepared(prepared, on_progress=on_progress, tags=tags)
         return handle
 
     def target() -> None:
         try:
-            run_prepared(prepared, on_progress=on_progress)
+            run_prepared(prepared, on_progress=on_progress, tags=tags)
         except BaseException as e:  # surfaced through handle.status()/wait()
             handle._error = e
 
@@ -159,7 +161,9 @@ def run(
     return handle
 
 
-def stop(task: str, *, address: str | None = None, wait: float | None = 60.0) -> dict[str, Any]:
+def stop(
+    task: str, *, address: str | None = None, wait: float | None = 60.0, tags: list[str] | None = None
+) -> dict[str, Any]:
     """Stop a running task: no new items go to inference or scoring, what was evaluated is committed
     to the results store and summarised, its hosted models are released, and its state becomes 'stopped'.
 
@@ -167,29 +171,80 @@ def stop(task: str, *, address: str | None = None, wait: float | None = 60.0) ->
         task: Task id, or name (the newest task with it).
         address: Ray cluster address (default: RAY_ADDRESS or a running local cluster).
         wait: Seconds to wait for the task to reach its final state (None: return at once).
+        tags: The tags you present (default $RAYEVAL_TAGS): a task carrying none of them is not found.
 
     Raises:
-        TaskNotFoundError: the cluster's coordinator knows no such task.
+        TaskNotFoundError: the cluster's coordinator knows no such task (visible to your tags).
     """
     import ray
 
     from rayeval.actors.coordinator import get_coordinator
     from rayeval.cluster import connect
     from rayeval.errors import TaskNotFoundError
+    from rayeval.tasks import caller_tags
 
+    tags = caller_tags(tags)
     connect(address, log_to_driver=False)
     coordinator = get_coordinator(create=False)
-    record = ray.get(coordinator.get.remote(task)) if coordinator is not None else None
+    record = ray.get(coordinator.get.remote(task, tags)) if coordinator is not None else None
     if record is None:
-        raise TaskNotFoundError(f"the coordinator knows no task '{task}'; `rayeval status` lists the tasks")
+        raise TaskNotFoundError(f"the coordinator knows no task '{task}'{_visible_to(tags)}; `rayeval list` lists them")
     task_id = record["task_id"]
-    ray.get(coordinator.request_stop.remote(task_id))
+    ray.get(coordinator.request_stop.remote(task_id, tags))
     deadline = None if wait is None else time.monotonic() + wait
     while deadline is not None and time.monotonic() < deadline:
         record = ray.get(coordinator.get.remote(task_id))
         if record["state"] in TERMINAL:
             break
         time.sleep(0.25)
+    return record
+
+
+def _visible_to(tags: list[str] | None) -> str:
+    return f" visible to the tags you present ({', '.join(tags)})" if tags else ""
+
+
+def list_tasks(*, tags: list[str] | None = None, output: str | None = None) -> list[dict[str, Any]]:
+    """Every task record you may see (through the local index, and `output` if given), newest first.
+
+    Args:
+        tags: The tags you present (default $RAYEVAL_TAGS): only tasks carrying one of them are listed.
+        output: Also list the tasks in this output location.
+    """
+    from rayeval.actors.coordinator import visible
+    from rayeval.tasks import caller_tags
+    from rayeval.tasks import list_tasks as listed
+
+    tags = caller_tags(tags)
+    records = listed(tags=tags)
+    if output:
+        store = ResultsStore(output)
+        known = {r["task_id"] for r in records}
+        found = (store.read_json(t, "task.json") for t in store.task_ids())
+        records += [r for r in found if r and r["task_id"] not in known and visible(r, tags)]
+    return sorted(records, key=lambda r: r.get("created_at", 0), reverse=True)
+
+
+def delete(task: str, *, tags: list[str] | None = None, output: str | None = None) -> dict[str, Any]:
+    """Delete a task: its record (in the coordinator too, when this process is connected to Ray), its
+    index entry and its whole results folder; returns the record it had.
+
+    Raises:
+        TaskNotFoundError: no such task visible to your tags.
+        RayevalError: the task is still running (stop it first).
+    """
+    import ray
+
+    from rayeval.tasks import caller_tags, delete_task
+
+    tags = caller_tags(tags)
+    record = delete_task(task, output=output, tags=tags)
+    if ray.is_initialized():
+        from rayeval.actors.coordinator import get_coordinator
+
+        coordinator = get_coordinator(create=False)
+        if coordinator is not None:
+            ray.get(coordinator.forget.remote(record["task_id"], tags))
     return record
 
 
@@ -210,7 +265,12 @@ def _stored_spec(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def copy_spec(
-    task: str, *, name: str | None = None, overrides: dict[str, Any] | None = None, output: str | None = None
+    task: str,
+    *,
+    name: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    output: str | None = None,
+    tags: list[str] | None = None,
 ) -> TaskSpec:
     """A new task's spec from an earlier task's, with overrides; nothing is run or written.
 
@@ -220,13 +280,14 @@ def copy_spec(
         overrides: Dotted keys to values, e.g. {"parameters.temperature": 0.2, "models.0.url": "http://..."}
             (list entries by index, or by name: "models.m.url").
         output: Also look for the earlier task in this output location.
+        tags: The tags you present (default $RAYEVAL_TAGS): a task carrying none of them is not found.
 
     Raises:
         TaskNotFoundError / SpecError: no such task, a stored spec that cannot be reused, a bad override.
     """
     from rayeval.tasks import find_task
 
-    data = _stored_spec(find_task(task, output=output))
+    data = _stored_spec(find_task(task, output=output, tags=tags))
     data["name"] = name or f"{data['name']}-copy"
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
@@ -267,6 +328,7 @@ def restart(
     address: str | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     log_to_driver: bool = True,
+    tags: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run a stopped, interrupted or finished task again under its id, here; returns its final record.
 
@@ -280,9 +342,10 @@ def restart(
         spec: The task's spec, when the stored one cannot be used (it held a literal credential).
         address: Ray cluster address (default: RAY_ADDRESS, a running local cluster, or a new one).
         on_progress: Called with the task record about once a second.
+        tags: The tags you present (default $RAYEVAL_TAGS): a task carrying none of them is not found.
 
     Raises:
-        TaskNotFoundError: no such task.
+        TaskNotFoundError: no such task (visible to your tags).
         RayevalError: the task is still running (its driver is alive).
         SpecError: the stored spec cannot be used as it is.
     """
@@ -291,10 +354,11 @@ def restart(
     from rayeval.actors.coordinator import HEARTBEAT_STALE_S, driver_gone, get_coordinator
     from rayeval.cluster import connect
     from rayeval.jobs.runner import prepare, run_prepared
-    from rayeval.tasks import find_task
+    from rayeval.tasks import caller_tags, find_task
 
+    tags = caller_tags(tags)
     connect(address, log_to_driver=log_to_driver)
-    record = ray.get(get_coordinator().get.remote(task)) or find_task(task)
+    record = ray.get(get_coordinator().get.remote(task, tags)) or find_task(task, tags=tags)
     task_id = record["task_id"]
     if record.get("state") not in TERMINAL + ("interrupted",) and not driver_gone(record):
         age = time.time() - record.get("heartbeat_at", time.time())
@@ -307,7 +371,18 @@ def restart(
     if task_spec.name != record.get("name", task_spec.name):
         raise SpecError(f"the spec is task '{task_spec.name}', not '{record['name']}'", field="spec")
     prepared = prepare(task_spec, task_id)
-    return run_prepared(prepared, resume="failed" if failed else "unfinished", on_progress=on_progress)
+    return run_prepared(prepared, resume="failed" if failed else "unfinished", on_progress=on_progress, tags=tags)
+
+
+def _env_references(spec: TaskSpec) -> dict[str, str]:
+    """The values, in this process's environment, of the `${env:NAME}` references of the spec's credentials."""
+    from rayeval.spec import env_references
+
+    names = set()
+    for m in [*spec.models, *spec.judges]:
+        if m.auth_header_value is not None:
+            names.update(env_references(m.auth_header_value.get_secret_value()))
+    return {n: os.environ[n] for n in sorted(names) if n in os.environ}
 
 
 def submit(
@@ -326,6 +401,11 @@ def submit(
         ship_package: Upload this rayeval package with the job (py_modules), so the cluster runs
             the same code as the client.
         runtime_env: Extra runtime_env entries (pip, env_vars, ...).
+
+    Credentials written as `${env:NAME}` take NAME's value here, where you submit: the values
+    travel in the job's working-directory package (not in its runtime_env, which the dashboard
+    shows), are set in the job's driver only, and the file is removed once read. A name not set
+    here is resolved on the cluster.
     """
     from ray.job_submission import JobSubmissionClient
 
@@ -343,12 +423,17 @@ def submit(
         ) from None
     workdir = tempfile.mkdtemp(prefix="rayeval-submit-")
     Path(workdir, "task.json").write_text(json.dumps(task_spec.as_data(keep_secrets=True)), encoding="utf-8")
+    entrypoint = f"python -m rayeval.jobs.run_task task.json --task-id {task_id} --submitted"
+    forwarded = _env_references(task_spec)
+    if forwarded:  # in the job's package, not its runtime_env (which the dashboard shows)
+        Path(workdir, "env.json").write_text(json.dumps(forwarded), encoding="utf-8")
+        entrypoint += " --env-file env.json"
     env: dict[str, Any] = {"working_dir": workdir, **(runtime_env or {})}
     if ship_package:
         env.setdefault("py_modules", [str(Path(__file__).resolve().parent)])
     try:
         client.submit_job(
-            entrypoint=f"python -m rayeval.jobs.run_task task.json --task-id {task_id} --submitted",
+            entrypoint=entrypoint,
             submission_id=task_id,
             runtime_env=env,
             metadata={"rayeval_task": task_spec.name},

@@ -28,8 +28,29 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(package_name="rayeval")
-def main() -> None:
+@click.option(
+    "--tags",
+    metavar="TAG[,TAG...]",
+    help="The tags you present (default $RAYEVAL_TAGS): you see, stop, restart, copy, delete and read only "
+    "tasks carrying one of them, and reuse results only from those.",
+)
+@click.pass_context
+def main(ctx: click.Context, tags: str | None) -> None:
     """rayeval: distributed evaluation of LLMs on Ray."""
+    from rayeval.tasks import caller_tags
+
+    ctx.obj = {"tags": caller_tags(tags)}
+
+
+def _tags() -> list[str] | None:
+    """The tags the caller presents (--tags, else $RAYEVAL_TAGS), for every command's lookups."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    if isinstance(obj, dict) and "tags" in obj:
+        return obj["tags"]
+    from rayeval.tasks import caller_tags
+
+    return caller_tags()
 
 
 def _bar(record: dict[str, Any], width: int = 30) -> str:
@@ -45,12 +66,13 @@ def _bar(record: dict[str, Any], width: int = 30) -> str:
 
 
 def _rate(record: dict[str, Any], done: int, total: int) -> str:
-    """', 12.3 items/s, ETA 4m10s' for a running task (items skipped by a restart are not counted)."""
+    """', 12.3 items/s, ETA 4m10s' for a running task (items skipped by a restart or reused are not counted)."""
     started = record.get("started_at")
     if record.get("state") != "running" or not started:
         return ""
     elapsed = time.time() - started
-    evaluated = done - record.get("resumed", 0)
+    reused = sum(p.get("reused", 0) for sets in record.get("progress", {}).values() for p in sets.values())
+    evaluated = done - record.get("resumed", 0) - reused
     if elapsed <= 0 or evaluated <= 0:
         return ", rate: starting"
     rate = evaluated / elapsed
@@ -98,7 +120,9 @@ def run(task_file: str, address: str | None, as_json: bool, quiet: bool, verbose
     _quiet_logging(verbose)
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    handle = run_task(task_file, address=address, on_progress=_progress_printer(quiet), log_to_driver=verbose)
+    handle = run_task(
+        task_file, address=address, on_progress=_progress_printer(quiet), log_to_driver=verbose, tags=_tags()
+    )
     rows = handle.results()
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
     click.echo(format_summary(rows, "json" if as_json else "table"))
@@ -143,6 +167,7 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
     """Show one task's state and progress per model and set, or list every task."""
     from rayeval.actors.coordinator import progress_fraction
     from rayeval.errors import TaskNotFoundError
+    from rayeval.report import progress_lines
     from rayeval.tasks import find_task, list_tasks
 
     if address:
@@ -154,14 +179,14 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
         connect(address)
         coordinator = get_coordinator()
         if task:
-            record = ray.get(coordinator.get.remote(task))
+            record = ray.get(coordinator.get.remote(task, _tags()))
             if record is None:
-                raise TaskNotFoundError(f"the coordinator knows no task '{task}'")
+                raise TaskNotFoundError(f"the coordinator knows no task '{task}' (visible to the tags you present)")
             records = [record]
         else:
-            records = ray.get(coordinator.list_tasks.remote())
+            records = ray.get(coordinator.list_tasks.remote(_tags()))
     else:
-        records = [find_task(task, output=output)] if task else list_tasks()
+        records = [find_task(task, output=output, tags=_tags())] if task else list_tasks(tags=_tags())
     records = [_shown_state(r) for r in records]
     if as_json:
         click.echo(json.dumps(records if not task else records[0], indent=2, default=str))
@@ -176,11 +201,13 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
     r = records[0]
     click.echo(f"task {r['task_id']} ({r['mode']}): {r['state']}")
     click.echo(_bar(r))
-    for model, sets in r.get("progress", {}).items():
-        for eval_set, p in sets.items():
-            click.echo(f"  {model:<28} {eval_set:<20} {p['done']}/{p['total']}  errors {p['errors']}")
+    for line in progress_lines(r):
+        click.echo(f"  {line}")
     for model, d in r.get("deployments", {}).items():
         click.echo(f"  deployment of {model}: {d.get('state')} (Serve app {d.get('app')}) {d.get('message', '')}")
+    if r.get("reused", {}).get("total"):
+        sources = ", ".join(f"{t} ({n})" for t, n in r["reused"]["sources"].items())
+        click.echo(f"reused {r['reused']['total']} items from earlier tasks: {sources}")
     if r.get("error"):
         click.echo(f"error: {r['error']}")
 
@@ -193,17 +220,10 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
 def list_cmd(state: str | None, tag: str | None, output: str | None, as_json: bool) -> None:
     """List tasks: name, state, progress, models, sets, mode, tags, creator, creation time, remarks."""
     from rayeval.actors.coordinator import progress_fraction
-    from rayeval.store import ResultsStore
-    from rayeval.tasks import filter_tasks, list_tasks
+    from rayeval.api import list_tasks
+    from rayeval.tasks import filter_tasks
 
-    records = list_tasks()
-    if output:
-        store = ResultsStore(output)
-        known = {r["task_id"] for r in records}
-        records += [
-            r for r in (store.read_json(t, "task.json") for t in store.task_ids()) if r and r["task_id"] not in known
-        ]
-    records = filter_tasks(records, state=state, tag=tag)
+    records = filter_tasks(list_tasks(output=output, tags=_tags()), state=state, tag=tag)
     if as_json:
         click.echo(json.dumps(records, indent=2, default=str))
         return
@@ -230,12 +250,13 @@ def list_cmd(state: str | None, tag: str | None, output: str | None, as_json: bo
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(task: str, output: str | None, yes: bool) -> None:
     """Delete TASK (id or name): its record and all its results. A running task must be stopped first."""
-    from rayeval.tasks import delete_task, find_task
+    from rayeval.api import delete as delete_task
+    from rayeval.tasks import find_task
 
-    record = find_task(task, output=output)
+    record = find_task(task, output=output, tags=_tags())
     if not yes:
         click.confirm(f"delete task {record['task_id']} and its results in {record['output']}?", abort=True)
-    delete_task(record["task_id"], output=output)
+    delete_task(record["task_id"], output=output, tags=_tags())
     click.echo(f"deleted task {record['task_id']}")
 
 
@@ -269,7 +290,7 @@ def copy(
         if not sep or not key:
             raise click.UsageError(f"--set takes KEY=VALUE, got {item!r}")
         parsed[key.strip()] = yaml.safe_load(value)
-    spec = copy_spec(task, name=name, overrides=parsed, output=output)
+    spec = copy_spec(task, name=name, overrides=parsed, output=output, tags=_tags())
     if to_file:
         with open(to_file, "w", encoding="utf-8") as f:
             yaml.safe_dump(spec.redacted(), f, sort_keys=False)
@@ -283,7 +304,7 @@ def copy(
     _quiet_logging(False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    handle = run_task(spec, on_progress=_progress_printer(quiet), log_to_driver=False)
+    handle = run_task(spec, on_progress=_progress_printer(quiet), log_to_driver=False, tags=_tags())
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
     click.echo(format_summary(handle.results()))
 
@@ -301,7 +322,7 @@ def logs(task: str, follow: bool, output: str | None, address: str | None) -> No
     from rayeval.actors.coordinator import TERMINAL, driver_gone
     from rayeval.tasks import find_task
 
-    record = find_task(task, output=output)
+    record = find_task(task, output=output, tags=_tags())
     shown = 0
     while True:
         events = record.get("events", [])
@@ -312,7 +333,7 @@ def logs(task: str, follow: bool, output: str | None, address: str | None) -> No
         if not follow or record.get("state") in TERMINAL or driver_gone(record):
             break
         time.sleep(1.0)
-        record = find_task(record["task_id"], output=output)
+        record = find_task(record["task_id"], output=output, tags=_tags())
     if record.get("submitted"):
         _job_logs(record["task_id"], address)
 
@@ -364,7 +385,13 @@ def restart(task: str, failed: bool, spec_file: str | None, address: str | None,
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     record = restart_task(
-        task, failed=failed, spec=spec_file, address=address, on_progress=_progress_printer(quiet), log_to_driver=False
+        task,
+        failed=failed,
+        spec=spec_file,
+        address=address,
+        on_progress=_progress_printer(quiet),
+        log_to_driver=False,
+        tags=_tags(),
     )
     click.echo(f"task {record['task_id']}: {record['state']} (run {record.get('runs', 1)})", err=True)
     click.echo(format_summary(record["summary"], "json" if as_json else "table"))
@@ -378,7 +405,7 @@ def stop(task: str, address: str | None, no_wait: bool) -> None:
     """Stop TASK (id or name): what was evaluated is kept and summarised, hosted models are released."""
     from rayeval.api import stop as stop_task
 
-    record = stop_task(task, address=address, wait=None if no_wait else 120.0)
+    record = stop_task(task, address=address, wait=None if no_wait else 120.0, tags=_tags())
     click.echo(f"task {record['task_id']}: {record['state']}")
 
 
@@ -392,7 +419,7 @@ def results(task: str, fmt: str, output: str | None) -> None:
     from rayeval.store import ResultsStore
     from rayeval.tasks import find_task
 
-    record = find_task(task, output=output)
+    record = find_task(task, output=output, tags=_tags())
     rows = ResultsStore(record["output"]).read_json(record["task_id"], "summary.json")
     if rows is None:
         raise RayevalError(f"task {record['task_id']} has no summary yet (state: {record['state']})")

@@ -3,12 +3,13 @@
 Names alone are unsafe for reuse (a changed prompt or temperature would silently reuse stale
 answers), so every stored item carries:
 
-* `infer_fp`: the model (service URL and served id, or the checkpoint's weights and the engine
-  settings that change outputs), the inference hyperparameters, and the item's query. Equal
-  `infer_fp` means the stored responses answer this very request.
-* one metric fingerprint per metric (in the `metric_fps` column): `infer_fp`, the item's
-  reference and other columns, and the metric's whole configuration (options, scripts' source,
-  the judge's prompt, parser, sampling and model). Equal means the stored score still holds.
+* `item_fp`: the model (service URL and served id, or the checkpoint's weights and the engine
+  settings that change outputs), the inference hyperparameters, and the item: its id, query,
+  reference and other columns (in Evaluation Only mode, the given prediction too). Equal
+  `item_fp` means the stored responses answer this very request about this very item.
+* one fingerprint per metric (the `metric_fps` column, JSON): the metric's whole configuration
+  (options, scripts' source, the judge's prompt, parser, sampling and model). With equal
+  `item_fp`, an equal metric fingerprint means the stored score still holds.
 
 Concurrency, retries, timeouts, actor counts and other performance settings are not part of
 any fingerprint: they change how fast results come, not what they are.
@@ -24,7 +25,10 @@ from typing import Any
 from rayeval.spec import ModelSpec, Parameters
 
 __all__ = [
+    "GIVEN_PREDICTIONS",
     "OUTPUT_PARAMETERS",
+    "fp64_array",
+    "item_fp_column",
     "inference_fingerprint",
     "item_inference_fp",
     "item_metric_fp",
@@ -99,6 +103,32 @@ def inference_fingerprint(model: ModelSpec, params: Parameters, source: str | No
 def item_inference_fp(inference_fp: str, query: str | None) -> str:
     """`infer_fp` of one item: the model's fingerprint and the query."""
     return _digest([inference_fp, query])
+
+
+#: The model fingerprint of Evaluation Only mode: the predictions are the set's, part of each item_fp.
+GIVEN_PREDICTIONS = _digest({"kind": "given predictions"})
+
+_ITEM_COLUMNS = ("item_id", "query", "reference", "fields")
+
+
+def item_fp_column(batch: Any, model_fp: str, *, given: bool) -> list[str]:
+    """`item_fp` of every row of a pyarrow table (the item columns of rayeval.schema.ITEM_SCHEMA).
+
+    Args:
+        model_fp: `inference_fingerprint` of the model, or GIVEN_PREDICTIONS in Evaluation Only mode.
+        given: The predictions are the set's (Evaluation Only): they are part of the item.
+    """
+    columns = [batch.column(c).to_pylist() for c in _ITEM_COLUMNS]
+    if given:
+        columns += [batch.column("prediction").to_pylist(), batch.column("samples").to_pylist()]
+    return [_digest([model_fp, *values]) for values in zip(*columns)]
+
+
+def fp64_array(fps: list[str | None]) -> Any:
+    """The first 64 bits of fingerprints, as a numpy uint64 array (0 for a missing one)."""
+    import numpy as np
+
+    return np.array([int(fp[:16], 16) if fp else 0 for fp in fps], dtype=np.uint64)
 
 
 def metric_fingerprint(ref: dict[str, Any], judge_identity: dict[str, Any] | None = None) -> str:

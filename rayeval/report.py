@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from rayeval.schema import score_column
 from rayeval.store import ResultsStore
 
-__all__ = ["Summary", "error_kind", "format_summary", "metric_outputs", "summarize"]
+__all__ = ["Summary", "error_kind", "format_summary", "metric_outputs", "progress_lines", "summarize"]
 
 
 def metric_outputs(metrics_by_set: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[str, Any]]]:
@@ -30,15 +30,17 @@ class Summary(NamedTuple):
     Attributes:
         rows: {model, eval_set, metric, value, items, scored, errors, parse_failures} per model x set x
             metric (parse failures are judge answers that gave no score: part of `errors`, shown apart).
-        counts: (model, eval_set) -> {"done", "errors"} as found in the store.
+        counts: (model, eval_set) -> {"done", "errors", "reused"} as found in the store.
         error_kinds: Item errors by kind (first line, numbers other than HTTP statuses as N).
         retries: Requests sent beyond the first, over every item.
+        reused_from: Earlier task id -> items of this task's results taken from it.
     """
 
     rows: list[dict[str, Any]]
     counts: dict[tuple[str, str], dict[str, int]]
     error_kinds: Counter[str]
     retries: int
+    reused_from: Counter[str]
 
 
 def error_kind(error: str) -> str:
@@ -53,11 +55,13 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
     outputs = metric_outputs(metrics_by_set)
     aggregators: dict[tuple[str, str, str], Any] = {}
     parse_failures: dict[tuple[str, str, str], int] = defaultdict(int)
-    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"done": 0, "errors": 0})
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"done": 0, "errors": 0, "reused": 0})
+    reused_from: Counter[str] = Counter()
     all_outputs = sorted({o for outs in outputs.values() for o, _ in outs})
     error_kinds: Counter[str] = Counter()
     retries = 0
-    columns = ["model", "eval_set", "error", "attempts", "details", *(score_column(o) for o in all_outputs)]
+    columns = ["model", "eval_set", "error", "attempts", "details", "reused_from"]
+    columns += [score_column(o) for o in all_outputs]
     for batch in store.iter_results(task_id, columns):
         names = batch.schema.names
         model_col = batch.column(names.index("model")).to_pylist()
@@ -67,6 +71,10 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
         if "attempts" in names:
             attempts = [a for a in batch.column(names.index("attempts")).to_pylist() if a]
             retries += sum(attempts) - len(attempts)
+        reused_col = (
+            batch.column(names.index("reused_from")).to_pylist() if "reused_from" in names else [None] * batch.num_rows
+        )
+        reused_from.update(r for r in reused_col if r)
         details_col = (
             batch.column(names.index("details")).to_pylist() if "details" in names else [None] * len(model_col)
         )
@@ -77,6 +85,7 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
             c = counts[(model, eval_set)]
             c["done"] += 1
             c["errors"] += int(err_col[i])
+            c["reused"] += reused_col[i] is not None
             details = json.loads(details_col[i]) if details_col[i] else {}
             for output, metric in outputs.get(eval_set, []):
                 key = (model, eval_set, output)
@@ -104,7 +113,7 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
                     "parse_failures": parse_failures.get((model, eval_set, output), 0),
                 }
             )
-    return Summary(rows, dict(counts), error_kinds, retries)
+    return Summary(rows, dict(counts), error_kinds, retries, reused_from)
 
 
 def format_summary(rows: list[dict[str, Any]], fmt: str = "table") -> str:
@@ -127,3 +136,31 @@ def format_summary(rows: list[dict[str, Any]], fmt: str = "table") -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def progress_lines(record: dict[str, Any], now: float | None = None) -> list[str]:
+    """One line per model x set of a task record: done, errors, reused, remaining, and while it runs
+    the rate of items evaluated in this run (not those skipped or reused) and the ETA."""
+    import time
+
+    now = time.time() if now is None else now
+    started = record.get("started_at")
+    elapsed = now - started if started and record.get("state") == "running" else None
+    lines = []
+    for model, sets in record.get("progress", {}).items():
+        for eval_set, p in sets.items():
+            remaining = max(0, p["total"] - p["done"])
+            line = f"{model} / {eval_set}: {p['done']}/{p['total']} done, {p['errors']} errors"
+            if p.get("reused"):
+                line += f", {p['reused']} reused"
+            line += f", {remaining} remaining"
+            if elapsed is not None:
+                evaluated = p["done"] - p.get("resumed", 0) - p.get("reused", 0)
+                if elapsed > 0 and evaluated > 0:
+                    rate = evaluated / elapsed
+                    eta = remaining / rate
+                    line += f", {rate:.1f} items/s, ETA {int(eta // 60)}m{int(eta % 60):02d}s"
+                elif remaining:
+                    line += ", rate: starting"
+            lines.append(line)
+    return lines

@@ -25,6 +25,7 @@ from rayeval.store import ResultsStore, join_uri
 
 __all__ = [
     "DoneItems",
+    "committed_counts",
     "done_items",
     "drop_failed_rows",
     "id_hashes",
@@ -89,6 +90,20 @@ def done_items(store: ResultsStore, task_id: str) -> DoneItems:
     for key, parts in found.items():
         done.hashes[key] = np.unique(np.concatenate(parts))
     return done
+
+
+def committed_counts(store: ResultsStore, task_id: str) -> dict[tuple[str, str], dict[str, int]]:
+    """(model, eval_set) -> {"done", "errors"} of the rows committed to the task's results (the truth
+    after a crash: what a driver reported last may be behind or ahead of it)."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for batch in store.iter_results(task_id, ["model", "eval_set", "error"]):
+        if not batch.num_rows:
+            continue
+        key = (batch.column(0)[0].as_py(), batch.column(1)[0].as_py())  # a batch comes from one partition
+        c = counts.setdefault(key, {"done": 0, "errors": 0})
+        c["done"] += batch.num_rows
+        c["errors"] += batch.num_rows - batch.column(2).null_count
+    return counts
 
 
 def _files(store: ResultsStore, task_id: str) -> list[pafs.FileInfo]:

@@ -8,6 +8,7 @@ __all__ = [
     "INFERENCE_FIELDS",
     "ITEM_SCHEMA",
     "RESULT_BASE_SCHEMA",
+    "STREAM_SCHEMA",
     "item_dict",
     "score_column",
     "with_inference_columns",
@@ -38,9 +39,22 @@ INFERENCE_FIELDS = [
     pa.field("finish_reason", pa.string()),
     pa.field("attempts", pa.int64()),
     pa.field("error", pa.string()),
+    # The earlier task this row was taken from (rayeval.reuse), or null.
+    pa.field("reused_from", pa.string()),
+    # Reused rows only: metric name -> {"scores", "details"} still valid (JSON); the scoring stage
+    # keeps them instead of computing them again, and drops the column.
+    pa.field("carried", pa.string()),
 ]
 
-RESULT_BASE_SCHEMA = pa.schema(list(ITEM_SCHEMA) + INFERENCE_FIELDS + [pa.field("details", pa.string())])
+#: The stream between inference and judging/scoring: items with their inference columns.
+STREAM_SCHEMA = pa.schema(list(ITEM_SCHEMA) + INFERENCE_FIELDS)
+
+#: Stored rows: the stream's columns but `carried`, the steps, and the fingerprints (rayeval.fingerprint);
+#: then one `score__<output>` column per metric output.
+RESULT_BASE_SCHEMA = pa.schema(
+    [f for f in STREAM_SCHEMA if f.name != "carried"]
+    + [pa.field("details", pa.string()), pa.field("item_fp", pa.string()), pa.field("metric_fps", pa.string())]
+)
 
 
 def score_column(output: str) -> str:

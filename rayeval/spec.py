@@ -37,6 +37,7 @@ __all__ = [
     "ModelSpec",
     "Parameters",
     "ResourceSpec",
+    "ReuseSpec",
     "TaskSpec",
     "load_task",
 ]
@@ -352,6 +353,19 @@ class ResourceSpec(_Spec):
     )
 
 
+class ReuseSpec(_Spec):
+    """Reuse of earlier tasks' results: items stored for the same model name and set name with the same
+    fingerprints (model, output settings, item content; metric configuration for scores) are taken
+    instead of evaluated again."""
+
+    enabled: bool = Field(True, description="Reuse earlier results (false: evaluate every item).")
+    tasks: list[str] | None = Field(
+        None,
+        description="Reuse only from these earlier tasks (ids or names); default every earlier task this task's "
+        "tags may see, newest first.",
+    )
+
+
 class TaskSpec(_Spec):
     """An evaluation task: sets x models x metrics, with parameters and an output location."""
 
@@ -367,6 +381,10 @@ class TaskSpec(_Spec):
     )
     parameters: Parameters = Field(default_factory=Parameters, description="Inference and performance settings.")
     resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Actor pool sizes and CPUs.")
+    reuse: ReuseSpec = Field(
+        default_factory=ReuseSpec,
+        description="Reuse of earlier tasks' results: `false` turns it off, `{tasks: [...]}` names the sources.",
+    )
     metrics_config: str | None = Field(
         None,
         description="Quick-configuration YAML (relative to the task) mapping set names to metrics; they are added "
@@ -378,6 +396,11 @@ class TaskSpec(_Spec):
     )
 
     _source: str | None = PrivateAttr(None)
+
+    @field_validator("reuse", mode="before")
+    @classmethod
+    def _reuse_shorthand(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
 
     @field_validator("evaluation_sets", "models", "judges")
     @classmethod
@@ -489,6 +512,11 @@ class TaskSpec(_Spec):
 
 
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def env_references(value: str) -> list[str]:
+    """The NAMEs of the `${env:NAME}` references in a value."""
+    return _ENV_REF.findall(value)
 
 
 def _redact_secret(value: str) -> str:

@@ -106,8 +106,27 @@ class ResultsStore:
         """The task's results as a lazily read pyarrow dataset (model and eval_set are string columns)."""
         return pads.dataset(self.results_path(task_id), format="parquet", filesystem=self.fs, partitioning=PARTITIONING)
 
-    def iter_results(self, task_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Stream the task's result rows in batches, reading only `columns`.
+    def result_files(self, task_id: str, partition: tuple[str, str] | None = None) -> list[str]:
+        """Paths (on `self.fs`) of the task's committed result files, of one (model, eval_set) if given."""
+        if not self.has_results(task_id):
+            return []
+        return [f.path for f in self._fragments(task_id, partition)]
+
+    def _fragments(self, task_id: str, partition: tuple[str, str] | None) -> list[Any]:
+        fragments = list(self.results_dataset(task_id).get_fragments())
+        if partition is None:
+            return fragments
+        model, eval_set = partition
+        return [
+            f
+            for f in fragments
+            if pads.get_partition_keys(f.partition_expression) == {"model": model, "eval_set": eval_set}
+        ]
+
+    def iter_results(
+        self, task_id: str, columns: list[str] | None = None, *, partition: tuple[str, str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the task's result rows in batches, reading only `columns` (of one (model, eval_set) if given).
 
         Files are opened one at a time and let go: a dataset scan would keep every file's
         metadata (memory growing with the number of files) and, threaded, read ahead of a slow
@@ -115,10 +134,9 @@ class ResultsStore:
         """
         if not self.has_results(task_id):
             return
-        dataset = self.results_dataset(task_id)
         partition_names = set(PARTITIONING.schema.names)
         wanted = columns
-        for fragment in dataset.get_fragments():
+        for fragment in self._fragments(task_id, partition):
             keys = pads.get_partition_keys(fragment.partition_expression)
             file_columns = None if wanted is None else [c for c in wanted if c not in partition_names]
             with self.fs.open_input_file(fragment.path) as f:

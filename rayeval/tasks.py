@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pyarrow.fs as pafs
 
-from rayeval.actors.coordinator import default_home
+from rayeval.actors.coordinator import default_home, visible
 from rayeval.errors import TaskNotFoundError
 from rayeval.store import ResultsStore
 
-__all__ = ["delete_task", "filter_tasks", "find_task", "list_tasks"]
+__all__ = ["TAGS_ENV", "caller_tags", "delete_task", "filter_tasks", "find_task", "list_tasks"]
+
+#: Environment variable holding the tags a caller presents (comma-separated), when not given otherwise.
+TAGS_ENV = "RAYEVAL_TAGS"
 
 
-def list_tasks(home: str | None = None) -> list[dict[str, Any]]:
-    """Every task record found through the index under RAYEVAL_HOME, newest first."""
+def caller_tags(tags: Any = None) -> list[str] | None:
+    """The tags a caller presents: `tags` (a list, or a comma-separated string), else $RAYEVAL_TAGS;
+    None when it presents none (it then sees every task)."""
+    if tags is None:
+        tags = os.environ.get(TAGS_ENV) or None
+    if tags is None:
+        return None
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    return sorted({t.strip() for t in tags if t and t.strip()}) or None
+
+
+def list_tasks(home: str | None = None, *, tags: Any = None) -> list[dict[str, Any]]:
+    """Every task record found through the index under RAYEVAL_HOME, newest first (those visible to the
+    caller's tags: see `caller_tags`)."""
+    tags = caller_tags(tags)
     index = ResultsStore((home or default_home()).rstrip("/") + "/tasks")
     records = []
     for task_id in index.task_ids():
@@ -22,26 +40,29 @@ def list_tasks(home: str | None = None) -> list[dict[str, Any]]:
         if "output" not in pointer:
             continue
         record = ResultsStore(pointer["output"]).read_json(task_id, "task.json")
-        if record:
+        if record and visible(record, tags):
             records.append(record)
     return sorted(records, key=lambda r: r.get("created_at", 0), reverse=True)
 
 
-def find_task(key: str, *, output: str | None = None, home: str | None = None) -> dict[str, Any]:
-    """A task record by id or name (the newest with that name).
+def find_task(key: str, *, output: str | None = None, home: str | None = None, tags: Any = None) -> dict[str, Any]:
+    """A task record by id or name (the newest with that name), among those visible to the caller's tags.
 
     Args:
         key: Task id or task name.
         output: An output location to look in too (for tasks run with another RAYEVAL_HOME).
         home: The coordinator's home (default: RAYEVAL_HOME or ~/.rayeval).
+        tags: The caller's tags (default $RAYEVAL_TAGS): tasks carrying none of them are not found.
 
     Raises:
         TaskNotFoundError: nothing matches.
     """
-    records = list_tasks(home)
+    tags = caller_tags(tags)
+    records = list_tasks(home, tags=tags)
     if output:
         store = ResultsStore(output)
-        records += [r for r in (store.read_json(t, "task.json") for t in store.task_ids()) if r]
+        found = (store.read_json(t, "task.json") for t in store.task_ids())
+        records += [r for r in found if r and visible(r, tags)]
     for r in records:
         if r.get("task_id") == key:
             return r
@@ -49,6 +70,8 @@ def find_task(key: str, *, output: str | None = None, home: str | None = None) -
     if named:
         return max(named, key=lambda r: r.get("created_at", 0))
     where = f"{home or default_home()}" + (f" or {output}" if output else "")
+    if tags is not None:
+        where += f" visible to the tags you present ({', '.join(tags)})"
     raise TaskNotFoundError(
         f"no task with id or name '{key}' in {where}; run `rayeval status` to list tasks, "
         "or pass --output with the task's output location"
@@ -69,7 +92,7 @@ def filter_tasks(records: list[dict[str, Any]], *, state: str | None = None, tag
     return out
 
 
-def delete_task(key: str, *, output: str | None = None, home: str | None = None) -> dict[str, Any]:
+def delete_task(key: str, *, output: str | None = None, home: str | None = None, tags: Any = None) -> dict[str, Any]:
     """Remove a task's record, its index entry and its results folder; returns the record it had.
 
     Raises:
@@ -79,7 +102,7 @@ def delete_task(key: str, *, output: str | None = None, home: str | None = None)
     from rayeval.actors.coordinator import driver_gone
     from rayeval.errors import RayevalError
 
-    record = find_task(key, output=output, home=home)
+    record = find_task(key, output=output, home=home, tags=tags)
     task_id = record["task_id"]
     if record.get("state") in ("pending", "running", "stopping") and not driver_gone(record):
         raise RayevalError(f"task {task_id} is {record['state']}; stop it first: `rayeval stop {task_id}`")

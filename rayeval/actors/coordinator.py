@@ -16,7 +16,7 @@ import ray
 
 from rayeval.store import ResultsStore
 
-__all__ = ["Coordinator", "default_home", "driver_gone", "get_coordinator", "progress_fraction"]
+__all__ = ["Coordinator", "default_home", "driver_gone", "get_coordinator", "progress_fraction", "visible"]
 
 NAME = "coordinator"
 NAMESPACE = "rayeval"
@@ -40,6 +40,11 @@ def driver_gone(record: dict[str, Any]) -> bool:
     if record.get("state") in TERMINAL:
         return False
     return time.time() - record.get("heartbeat_at", record.get("updated_at", 0)) > HEARTBEAT_STALE_S
+
+
+def visible(record: dict[str, Any], tags: Any) -> bool:
+    """Whether a caller presenting `tags` may see a task: it presents none, or the task carries one of them."""
+    return tags is None or bool(set(record.get("tags") or ()) & set(tags))
 
 
 def progress_fraction(record: dict[str, Any]) -> float:
@@ -76,6 +81,16 @@ class Coordinator:
         self._errors = Counter(
             "rayeval_item_errors", description="Items that failed.", tag_keys=("task_id", "model", "eval_set")
         )
+        self._remaining = Gauge(
+            "rayeval_items_remaining",
+            description="Items not evaluated yet, per task, model and evaluation set.",
+            tag_keys=("task_id", "model", "eval_set"),
+        )
+        self._reused = Gauge(
+            "rayeval_items_reused",
+            description="Items taken from earlier tasks' results, per task, model and evaluation set.",
+            tag_keys=("task_id", "model", "eval_set"),
+        )
         # Serve application name -> ids of the tasks (or other holders) using it.
         self.deployment_users: dict[str, set[str]] = {}
         self._load()
@@ -92,7 +107,21 @@ class Coordinator:
             if record:
                 if record["state"] not in TERMINAL:
                     record["state"] = "interrupted"
+                    self._recount(record)
                 self.tasks[task_id] = record
+
+    def _recount(self, record: dict[str, Any]) -> None:
+        """An unfinished task's progress, counted again from its committed results."""
+        from rayeval.resume import committed_counts
+
+        try:  # files being replaced (`_new-`, `_old-`) are left to the task's restart to settle
+            counts = committed_counts(ResultsStore(record["output"]), record["task_id"])
+        except OSError as e:
+            log.warning("cannot count the results of task %s: %s", record["task_id"], e)
+            return
+        for model, sets in record.get("progress", {}).items():
+            for eval_set, p in sets.items():
+                p.update(counts.get((model, eval_set), {"done": 0, "errors": 0}))
 
     def _persist(self, task_id: str, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -139,8 +168,7 @@ class Coordinator:
             p = record["progress"][model][eval_set]
             p["done"] += done
             p["errors"] += errors
-            tags = {"task_id": task_id, "model": model, "eval_set": eval_set}
-            self._gauge.set(min(1.0, p["done"] / p["total"]) if p["total"] else 0.0, tags=tags)
+            tags = self._export(task_id, model, eval_set, p)
             self._items.inc(done, tags=tags)
             if errors:
                 self._errors.inc(errors, tags=tags)
@@ -167,19 +195,31 @@ class Coordinator:
                 record["state"] = "running"
             self._persist(task_id)
 
-    def request_stop(self, task_id: str) -> str | None:
-        """Ask a running task to stop (its driver stops at its next report); returns the state now."""
+    def request_stop(self, task_id: str, tags: list[str] | None = None) -> str | None:
+        """Ask a running task to stop (its driver stops at its next report); returns the state now
+        (None: no such task, or not visible to `tags`)."""
         record = self.tasks.get(task_id)
-        if record is None:
+        if record is None or not visible(record, tags):
             return None
         if record["state"] in ("pending", "running"):
             record["state"] = "stopping"
             self._persist(task_id, force=True)
         return record["state"]
 
+    def _export(self, task_id: str, model: str, eval_set: str, p: dict[str, int]) -> dict[str, str]:
+        """Set the Ray metrics (dashboard, Prometheus) of one model x set of a task; returns their tags."""
+        tags = {"task_id": task_id, "model": model, "eval_set": eval_set}
+        self._gauge.set(min(1.0, p["done"] / p["total"]) if p["total"] else 0.0, tags=tags)
+        self._remaining.set(max(0, p["total"] - p["done"]), tags=tags)
+        self._reused.set(p.get("reused", 0), tags=tags)
+        return tags
+
     def set_progress(self, task_id: str, progress: dict[str, dict[str, dict[str, int]]]) -> None:
         """Replace progress with counts taken from the results store (the truth at the end)."""
         self.tasks[task_id]["progress"] = progress
+        for model, sets in progress.items():
+            for eval_set, p in sets.items():
+                self._export(task_id, model, eval_set, p)
         self._persist(task_id, force=True)
 
     def set_state(self, task_id: str, state: str, **fields: Any) -> None:
@@ -193,18 +233,20 @@ class Coordinator:
             record["finished_at"] = time.time()
         self._persist(task_id, force=True)
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """A task by id, or the newest task with that name."""
+    def get(self, key: str, tags: list[str] | None = None) -> dict[str, Any] | None:
+        """A task by id, or the newest task with that name, among those visible to `tags` (see `visible`)."""
         self.flush()
-        if key in self.tasks:
-            return self.tasks[key]
-        named = [r for r in self.tasks.values() if r.get("name") == key]
+        record = self.tasks.get(key)
+        if record is not None:
+            return record if visible(record, tags) else None
+        named = [r for r in self.tasks.values() if r.get("name") == key and visible(r, tags)]
         return max(named, key=lambda r: r["created_at"]) if named else None
 
-    def list_tasks(self) -> list[dict[str, Any]]:
-        """Every known task, newest first."""
+    def list_tasks(self, tags: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every known task visible to `tags`, newest first."""
         self.flush()
-        return sorted(self.tasks.values(), key=lambda r: r["created_at"], reverse=True)
+        shown = [r for r in self.tasks.values() if visible(r, tags)]
+        return sorted(shown, key=lambda r: r["created_at"], reverse=True)
 
     def set_deployment(self, task_id: str, model: str, **fields: Any) -> None:
         """Record a hosted model's deployment state in the task (app, state, message...)."""
@@ -229,10 +271,19 @@ class Coordinator:
             self.deployment_users.pop(app, None)
         return len(users)
 
-    def forget(self, task_id: str) -> None:
-        """Drop a task from the registry (its results stay where they are)."""
+    def forget(self, task_id: str, tags: list[str] | None = None) -> bool:
+        """Drop a task from the registry (its results stay where they are); False when there is no such
+        task visible to `tags`."""
+        record = self.tasks.get(task_id)
+        if record is None or not visible(record, tags):
+            return False
         self.tasks.pop(task_id, None)
-        self.index.delete_task(task_id)
+        self._dirty.discard(task_id)
+        try:
+            self.index.delete_task(task_id)
+        except FileNotFoundError:  # its index entry went already (rayeval.tasks.delete_task)
+            pass
+        return True
 
 
 def _head_resources() -> dict[str, float]:

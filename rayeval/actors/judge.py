@@ -27,7 +27,7 @@ from rayeval.spec import JudgeSpec, ModelSpec
 __all__ = ["JUDGE_PREFIX", "JudgeActor", "ask_judge", "judge_item", "judge_limiter_key", "judge_request"]
 
 JUDGE_PREFIX = "judge:"
-ITEM_COLUMNS = ["item_id", "eval_set", "query", "reference", "prediction", "fields", "samples", "error"]
+ITEM_COLUMNS = ["item_id", "eval_set", "query", "reference", "prediction", "fields", "samples", "error", "carried"]
 
 
 def judge_limiter_key(judge: str) -> str:
@@ -113,7 +113,8 @@ class JudgeActor:
         return batch.append_column(pa.field("judging", pa.string()), pa.array(column, pa.string()))
 
     async def _item(self, client: Any, row: dict[str, Any]) -> dict[str, Any]:
-        metrics = self.metrics.get(row["eval_set"], [])
+        carried = json.loads(row.pop("carried", None) or "{}")  # scores reused from an earlier task
+        metrics = [m for m in self.metrics.get(row["eval_set"], []) if m[0] not in carried]
         if row.get("error") is not None or not metrics:
             return {}
         item = item_dict({k: v for k, v in row.items() if k != "error"})

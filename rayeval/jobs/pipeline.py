@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rayeval.actors.inference import InferenceActor
 from rayeval.actors.judge import JudgeActor
 from rayeval.actors.scoring import ScoringActor
 from rayeval.datasets import SetPlan, read_items
+from rayeval.metrics import ref_outputs
 from rayeval.resume import DoneItems, skip_done
+from rayeval.reuse import ReusePlan, reused_rows
 from rayeval.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -39,15 +43,27 @@ def build_dataset(
     outputs: list[str],
     hosted: dict[str, dict[str, Any]] | None = None,
     done: DoneItems | None = None,
+    reuse: ReusePlan | None = None,
+    model_fps: dict[str, str] | None = None,
+    metric_fps: dict[str, dict[str, str]] | None = None,
 ) -> ray.data.Dataset:
     """The lazy, scored stream of every (model, item) of the task.
 
     `hosted` maps the name of each model rayeval deployed to its endpoint (HostedEndpoint.as_dict()).
     `done` holds the items already committed (a restart): they are left out in the read stage.
+    `reuse` says which items come from earlier tasks: they are left out of the read stage too, and
+    their stored rows join the stream before judging and scoring (rayeval.reuse).
+    `model_fps` and `metric_fps` are the fingerprints stored with each row (rayeval.fingerprint).
     """
 
+    def skipped(model: str) -> dict[str, Any]:
+        mine = dict(done.for_model(model)) if done is not None else {}
+        for s, ids in (reuse.skip.get(model, {}) if reuse is not None else {}).items():
+            mine[s] = np.union1d(mine[s], ids) if s in mine else ids
+        return mine
+
     def unfinished(items: ray.data.Dataset, model: str) -> ray.data.Dataset:
-        mine = done.for_model(model) if done is not None else {}
+        mine = skipped(model)
         if not mine:
             return items
         return items.map_batches(
@@ -86,6 +102,11 @@ def build_dataset(
                 num_cpus=res.actor_num_cpus,
             )
         )
+    if reuse is not None and reuse.take:
+        outputs_by_metric = {
+            s: {ref["name"]: [o for o, _ in ref_outputs(ref)] for ref in refs} for s, refs in metrics_by_set.items()
+        }
+        branches.extend(reused_rows(reuse, metric_fps or {}, outputs_by_metric, res.actor_num_cpus))
     stream = _union(branches)
     judge_metrics = {
         s: [ref for ref in refs if ref.get("judge")]
@@ -119,7 +140,14 @@ def build_dataset(
         )
     scored = stream.map_batches(
         ScoringActor,
-        fn_constructor_kwargs={"task_id": task_id, "metrics_by_set": metrics_by_set, "outputs": outputs},
+        fn_constructor_kwargs={
+            "task_id": task_id,
+            "metrics_by_set": metrics_by_set,
+            "outputs": outputs,
+            "model_fps": model_fps,
+            "metric_fps": metric_fps,
+            "given": spec.mode == "evaluation_only",
+        },
         batch_format="pyarrow",
         batch_size=res.batch_size * 4,
         compute=ray.data.ActorPoolStrategy(size=res.scoring_actors),

@@ -18,6 +18,7 @@ __all__ = ["main"]
 
 def _printer(every: float = 10.0):
     from rayeval.actors.coordinator import progress_fraction
+    from rayeval.report import progress_lines
 
     last = [0.0]
 
@@ -26,8 +27,23 @@ def _printer(every: float = 10.0):
         if now - last[0] >= every or record["state"] != "running":
             last[0] = now
             print(f"[rayeval] {record['task_id']} {record['state']}: {progress_fraction(record):.1%}", flush=True)
+            for line in progress_lines(record):
+                print(f"[rayeval]   {line}", flush=True)
 
     return show
+
+
+def _load_env(path: str) -> None:
+    """Take the submitter's values of the spec's `${env:NAME}` references, and remove the file."""
+    import json
+    import os
+
+    with open(path, encoding="utf-8") as f:
+        os.environ.update(json.load(f))
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task-id", help="Task id to use (default: derived from the task name)")
     parser.add_argument("--address", help="Ray cluster address (default: the job's cluster or a local one)")
     parser.add_argument("--submitted", action="store_true", help=argparse.SUPPRESS)  # set by `rayeval submit`
+    # set by `rayeval submit`: the ${env:NAME} values of the submitting shell, for this process only
+    parser.add_argument("--env-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.env_file:
+        _load_env(args.env_file)
     logging.basicConfig(level=logging.INFO, format="[rayeval] %(message)s")
 
     from rayeval.cluster import connect

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 
 from rayeval.actors.coordinator import HEARTBEAT_S, get_coordinator
@@ -25,17 +26,20 @@ from rayeval.actors.judge import judge_limiter_key
 from rayeval.actors.limiter import create_limiter
 from rayeval.actors.writer import new_run_id, writer_actor
 from rayeval.client import check_service, resolve_endpoint, scrub
-from rayeval.datasets import SetPlan, plan_sets
+from rayeval.datasets import SetPlan, plan_sets, read_items
 from rayeval.errors import MetricError, ServiceError, SpecError, TaskFailedError
+from rayeval.fingerprint import GIVEN_PREDICTIONS, inference_fingerprint, metric_fingerprint, model_identity
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.jobs.sink import write_stream
 from rayeval.report import Summary, metric_outputs, summarize
-from rayeval.resume import done_items, drop_failed_rows, recover_replacements
+from rayeval.resume import DoneItems, done_items, drop_failed_rows, recover_replacements
+from rayeval.reuse import ReusePlan, candidate_sources, current_fps, item_hashes, plan_reuse
 from rayeval.serve_apps.builtins import ModelSource, resolve_source
 from rayeval.serve_apps.hosting import deploy, release
 from rayeval.serve_apps.llm import check_engine
 from rayeval.spec import TaskSpec, resolve_secret
 from rayeval.store import ResultsStore
+from rayeval.tasks import caller_tags
 
 __all__ = ["PreparedTask", "new_task_id", "prepare", "run_prepared"]
 
@@ -67,6 +71,25 @@ class PreparedTask:
     def store(self) -> ResultsStore:
         """The task's results store."""
         return ResultsStore(self.spec.output)
+
+    def model_fps(self) -> dict[str, str]:
+        """model name -> the fingerprint of its answers (rayeval.fingerprint)."""
+        spec = self.spec
+        if spec.mode == "evaluation_only":
+            return {m.name: GIVEN_PREDICTIONS for m in spec.models}
+        return {m.name: inference_fingerprint(m, spec.model_parameters(m), self._source(m.name)) for m in spec.models}
+
+    def metric_fps(self) -> dict[str, dict[str, str]]:
+        """set name -> metric name -> the fingerprint of the metric's configuration and judge."""
+        judges = {j.name: model_identity(j, self._source(j.name)) for j in self.spec.judges}
+        return {
+            s: {ref["name"]: metric_fingerprint(ref, judges.get((ref.get("judge") or {}).get("model"))) for ref in refs}
+            for s, refs in self.metrics_by_set.items()
+        }
+
+    def _source(self, name: str) -> str | None:
+        source = self.sources.get(name)
+        return source.source if source is not None else None
 
     def scrub(self, text: str) -> str:
         """Remove every resolved credential from a text."""
@@ -221,6 +244,56 @@ def _resolve_sources(spec: TaskSpec) -> dict[str, ModelSource]:
     return sources
 
 
+def _reuse_sources(task: PreparedTask, records: list[dict[str, Any]]) -> dict[tuple[str, str], list[Any]]:
+    """(model, set) -> earlier tasks that may supply items, newest first. A task that carries tags
+    supplies only tasks sharing one of them (an untagged task supplies any)."""
+    spec = task.spec
+    mine = set(spec.tags)
+    allowed = [r for r in records if not r.get("tags") or mine & set(r["tags"])]
+    found = {}
+    fps = task.model_fps()
+    for m in spec.models:
+        for plan in task.plans:
+            sources = candidate_sources(
+                allowed, task.task_id, m.name, plan.spec.name, spec.reuse.tasks, model_fp=fps[m.name]
+            )
+            if sources:
+                found[(m.name, plan.spec.name)] = sources
+    return found
+
+
+def _plan_reuse(task: PreparedTask, records: list[dict[str, Any]], done: DoneItems | None) -> ReusePlan | None:
+    """Which items earlier tasks supply (None: reuse off, or no earlier task has any of them)."""
+    spec = task.spec
+    if not spec.reuse.enabled:
+        return None
+    sources = _reuse_sources(task, records)
+    if not sources:
+        return None
+
+    fps, cpus = task.model_fps(), spec.resources.actor_num_cpus
+    parts = []
+    for plan in task.plans:
+        models = {m: fps[m] for m, s in sources if s == plan.spec.name}
+        if not models:
+            continue
+        if spec.mode == "evaluation_only":  # each model's predictions are part of its items
+            reads = [(read_items(plan, m), {m: fp}) for m, fp in models.items()]
+        else:
+            reads = [(read_items(plan, None), models)]
+        for ds, model_fps in reads:
+            kwargs = {"model_fps": model_fps, "given": spec.mode == "evaluation_only"}
+            parts.append(ds.map_batches(item_hashes, fn_kwargs=kwargs, batch_format="pyarrow", num_cpus=cpus))
+    current = current_fps(parts[0] if len(parts) == 1 else parts[0].union(*parts[1:]))
+    if done is not None:  # this task's own committed items are neither run nor taken again
+        for key, (ids, item_fps) in list(current.items()):
+            own = done.hashes.get(key)
+            if own is not None and len(own):
+                keep = ~np.isin(ids, own)
+                current[key] = (ids[keep], item_fps[keep])
+    return plan_reuse(current, sources)
+
+
 def _record(task: PreparedTask) -> dict[str, Any]:
     spec = task.spec
     return {
@@ -233,10 +306,11 @@ def _record(task: PreparedTask) -> dict[str, Any]:
         "eval_sets": [s.name for s in spec.evaluation_sets],
         "output": spec.output,
         "creator": getpass.getuser(),
+        "model_fps": task.model_fps(),
         "job_id": _job_id(),
         "state": "pending",
         "progress": {
-            m.name: {p.spec.name: {"done": 0, "errors": 0, "total": p.entries(m.name)} for p in task.plans}
+            m.name: {p.spec.name: {"done": 0, "errors": 0, "reused": 0, "total": p.entries(m.name)} for p in task.plans}
             for m in spec.models
         },
     }
@@ -264,6 +338,17 @@ def _stages(spec: TaskSpec) -> str:
     if any(m.judge for s in spec.evaluation_sets for m in s.metrics):
         stages.append("judging")
     return " -> ".join([*stages, "scoring", "writer"])
+
+
+def _note_reuse(task: PreparedTask, coordinator: Any, reuse: ReusePlan) -> None:
+    """Log what earlier tasks supply, and show it in the task's progress."""
+    sources = ", ".join(f"{t}: {n}" for t, n in sorted(reuse.sources.items(), key=lambda kv: -kv[1]))
+    log.info("task %s: %d items reused from earlier tasks (%s)", task.task_id, reuse.total(), sources)
+    record = ray.get(coordinator.get.remote(task.task_id))
+    progress = record["progress"]
+    for (model, eval_set), n in reuse.counts().items():
+        progress[model][eval_set]["reused"] = progress[model][eval_set].get("reused", 0) + n
+    ray.get(coordinator.set_progress.remote(task.task_id, progress))
 
 
 def _log_outcome(task: PreparedTask, summary: Summary, state: str) -> None:
@@ -329,6 +414,7 @@ def run_prepared(
     progress_every: float = 1.0,
     resume: str | None = None,
     submitted: bool = False,
+    tags: Any = None,
 ) -> dict[str, Any]:
     """Run a prepared task to its end on the connected cluster; returns its final record.
 
@@ -339,6 +425,7 @@ def run_prepared(
         resume: Run the task again under its id: 'unfinished' skips every item already committed,
             'failed' first takes the failed rows out of the results so that those items run again.
         submitted: This driver is a Ray job submitted by `rayeval submit` (its id is the task id).
+        tags: The caller's tags (default $RAYEVAL_TAGS): results are reused only from tasks visible to them.
     """
     spec, store = task.spec, task.store
     coordinator = get_coordinator()
@@ -353,7 +440,7 @@ def run_prepared(
         done = done_items(store, task.task_id)
         for (model, eval_set), counts in done.counts.items():
             if eval_set in record["progress"].get(model, {}):
-                record["progress"][model][eval_set].update(counts)
+                record["progress"][model][eval_set].update(counts, resumed=counts["done"])
     record["resumed"] = done.total() if done is not None else 0
     runs = ray.get(coordinator.register.remote(record))["runs"]
     events = _EventLog(coordinator, task.task_id, task.scrub)
@@ -370,7 +457,7 @@ def run_prepared(
                 done.total(),
                 f"; {dropped} failed rows taken out to run again" if resume == "failed" else "",
             )
-        return _run_registered(task, coordinator, done, on_progress, progress_every)
+        return _run_registered(task, coordinator, done, caller_tags(tags), on_progress, progress_every)
     finally:
         log.removeHandler(events)
         log.setLevel(level)
@@ -380,12 +467,21 @@ def _run_registered(
     task: PreparedTask,
     coordinator: Any,
     done: Any,
+    tags: list[str] | None,
     on_progress: Callable[[dict[str, Any]], None] | None,
     progress_every: float,
 ) -> dict[str, Any]:
     spec, store = task.spec, task.store
     ray.get(coordinator.set_state.remote(task.task_id, "running"))
     log.info("task %s running: %d model(s) x %d set(s)", task.task_id, len(spec.models), len(task.plans))
+    try:
+        reuse = _plan_reuse(task, ray.get(coordinator.list_tasks.remote(tags)), done)
+    except Exception as e:
+        error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
+        ray.get(coordinator.set_state.remote(task.task_id, "failed", error=f"planning reuse: {error}"))
+        raise TaskFailedError(f"task {task.task_id} failed while planning reuse of earlier results: {error}") from e
+    if reuse is not None and reuse.total():
+        _note_reuse(task, coordinator, reuse)
     limiters = []
     if spec.mode == "inference_and_evaluation":
         limiters = [create_limiter(task.task_id, m.name, spec.model_parameters(m).max_concurrency) for m in spec.models]
@@ -414,6 +510,9 @@ def _run_registered(
             outputs=task.outputs,
             hosted=hosted,
             done=done,
+            reuse=reuse,
+            model_fps=task.model_fps(),
+            metric_fps=task.metric_fps(),
         )
         writer = writer_actor(spec.resources.actor_num_cpus).remote(
             spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS
@@ -450,7 +549,8 @@ def _run_registered(
     store.write_json(task.task_id, "summary.json", rows)
     final_state = "stopped" if outcome.stopped else "succeeded"
     _log_outcome(task, summary, final_state)
-    ray.get(coordinator.set_state.remote(task.task_id, final_state, summary=rows))
+    reused = {"total": sum(summary.reused_from.values()), "sources": dict(summary.reused_from)}
+    ray.get(coordinator.set_state.remote(task.task_id, final_state, summary=rows, reused=reused))
     final = ray.get(coordinator.get.remote(task.task_id))
     if on_progress is not None:
         on_progress(final)

@@ -71,7 +71,7 @@ def test_progress_from_a_second_driver_and_coordinator_restart(ray_cluster, stub
     final = handle.wait(timeout=120)
     assert final["state"] == "succeeded"
     assert progress_fraction(final) == 1.0
-    assert final["progress"]["m"]["q"] == {"done": 400, "errors": 0, "total": 400}
+    assert final["progress"]["m"]["q"] == {"done": 400, "errors": 0, "reused": 0, "total": 400}
     assert ray.get(get_coordinator().get.remote("watched"))["task_id"] == "watched-1"
     assert handle.results()[0]["items"] == 400
 
@@ -91,5 +91,5 @@ def test_restarted_coordinator_rebuilds_the_registry_from_storage(ray_cluster, g
             break
     record = ray.get(get_coordinator().get.remote(handle.task_id))
     assert record["state"] == "succeeded"
-    assert record["progress"]["a"]["gsm8k"] == {"done": 50, "errors": 0, "total": 50}
+    assert record["progress"]["a"]["gsm8k"] == {"done": 50, "errors": 0, "reused": 0, "total": 50}
     assert record["summary"][0]["items"] == 50

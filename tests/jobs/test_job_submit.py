@@ -31,16 +31,17 @@ def head_cluster(tmp_path_factory):
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray puts unix sockets in it
     home = tmp_path_factory.mktemp("job-home")
     env = {**os.environ, "RAYEVAL_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env["RAY_enable_metrics_collection"] = "1"  # this cluster exports metrics (the test session's does not)
     env.pop("RAY_ADDRESS", None)
     proc = None
     for attempt in range(3):  # a port picked free may be taken by the time Ray binds it: try fresh ones
-        dashboard = free_port()
+        dashboard, metrics = free_port(), free_port()
         address = f"http://127.0.0.1:{dashboard}"
         cmd = [
             str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=4", f"--temp-dir={temp_dir}",
             f"--port={free_port()}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
             f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={metrics}",
             f"--runtime-env-agent-port={free_port()}",
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -60,6 +61,7 @@ def head_cluster(tmp_path_factory):
                 pytest.fail(f"ray start --head did not come up: {out[-3000:]}")
             continue
         break
+    env["RAYEVAL_TEST_METRICS_URL"] = f"http://127.0.0.1:{metrics}/metrics"
     yield address, env
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -93,15 +95,39 @@ def test_ray_job_submit_runs_the_task_entrypoint(head_cluster, stub_server, tmp_
         ("exact_match", 0.0, 30, 0),
     }
     assert server.total_requests == 30
+    _check_metrics_exported(env["RAYEVAL_TEST_METRICS_URL"], task_dir.name, items=30)
 
 
-def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, tmp_path):
-    address, _ = head_cluster
+def _check_metrics_exported(url: str, task_id: str, *, items: int) -> None:
+    """The coordinator's progress gauges and item counters reach the node's Prometheus endpoint
+    (what the dashboard's metrics view and any Prometheus scrape read)."""
+    wanted = {
+        "ray_rayeval_task_progress": 1.0,
+        "ray_rayeval_items_evaluated_total": float(items),
+        "ray_rayeval_items_remaining": 0.0,
+        "ray_rayeval_items_reused": 0.0,
+    }
+    found: dict[str, float] = {}
+    deadline = time.monotonic() + 60  # metrics are pushed to the agent every few seconds
+    while time.monotonic() < deadline and found != wanted:
+        text = httpx.get(url, timeout=5).text
+        for line in text.splitlines():
+            name = line.split("{", 1)[0]
+            if name in wanted and f'task_id="{task_id}"' in line and 'model="m"' in line and 'eval_set="q"' in line:
+                found[name] = float(line.rsplit(" ", 1)[1])
+        time.sleep(1.0)
+    assert found == wanted
+
+
+def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, tmp_path, monkeypatch):
+    address, env = head_cluster
+    assert "RAYEVAL_TEST_JOB_KEY" not in env  # only the submitting shell has it: submit forwards it
+    monkeypatch.setenv("RAYEVAL_TEST_JOB_KEY", "job-secret-999")
     server = stub_server(api_key="job-secret-999")
     data = write_items(tmp_path / "items.jsonl", 25)
+    auth = "Bearer ${env:RAYEVAL_TEST_JOB_KEY}"
     task = inference_task(
-        data, tmp_path / "out",
-        [{"name": "m", "url": server.url, "model": "stub-model", "auth_header_value": "Bearer job-secret-999"}],
+        data, tmp_path / "out", [{"name": "m", "url": server.url, "model": "stub-model", "auth_header_value": auth}],
         name="submitted",
     )  # fmt: skip
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
@@ -120,3 +146,5 @@ def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, t
     assert f"task {task_id} succeeded: 25 items stored, 0 with errors, 0 retries" in logs.output
     assert f"--- driver output of Ray job {task_id}" in logs.output and f"[rayeval] task id: {task_id}" in logs.output
     assert "job-secret-999" not in logs.output
+    job = httpx.get(f"{address}/api/jobs/{task_id}", timeout=10).json()
+    assert "job-secret-999" not in json.dumps(job)  # not in the job's runtime_env or entrypoint either

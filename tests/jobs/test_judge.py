@@ -99,6 +99,7 @@ def test_a_judge_that_fails_gives_item_errors_and_retries_recover(ray_cluster, s
     server.set_faults(rate=1.0, kinds=["500"], seed=1)
     (tmp_path / "again").mkdir()
     task2, _ = _task(tmp_path / "again", server.url)
+    task2["reuse"] = False  # the judge must be asked again (not the first run's scores reused)
     handle2 = rayeval.run(task2)
     judged2 = next(r for r in handle2.results() if r["metric"] == "correct")
     assert (judged2["scored"], judged2["errors"], judged2["parse_failures"]) == (0, 40, 0)

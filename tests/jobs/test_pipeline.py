@@ -124,7 +124,7 @@ def test_without_retries_failed_items_are_recorded_and_the_rest_scored(ray_clust
     assert (row["items"], row["errors"], row["scored"], row["value"]) == (60, faulty, 60 - faulty, 1.0)
     record = handle.status()
     assert progress_fraction(record) == 1.0
-    assert record["progress"]["m"]["q"] == {"done": 60, "errors": faulty, "total": 60}
+    assert record["progress"]["m"]["q"] == {"done": 60, "errors": faulty, "reused": 0, "total": 60}
 
 
 def _gsm8k_answer(text: str) -> float | None:

@@ -57,6 +57,8 @@ def test_stop_from_the_command_line(ray_cluster, stub_server, tmp_path):
     while True:  # once the first items are stored, status shows the rate and the time left
         shown = CliRunner().invoke(main, ["status", handle.task_id]).output
         if re.search(r"entries, 0 errors, \d+\.\d items/s, ETA \d+m\d\ds", shown):
+            # and per model x set: done, errors, remaining, rate, ETA
+            assert re.search(r"m / q: \d+/\d+ done, 0 errors, \d+ remaining, \d+\.\d items/s, ETA \d+m\d\ds", shown)
             break
         assert time.monotonic() < deadline and "rate: starting" in shown, shown
         time.sleep(0.5)

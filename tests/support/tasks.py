@@ -40,7 +40,11 @@ def inference_task(
 
 
 def gsm8k_task(predictions: Path, output: Path, *, name: str, limit: int, **over: Any) -> dict[str, Any]:
-    """An Evaluation Only task over the real GSM8K predictions of one model ('a'), first `limit` items."""
+    """An Evaluation Only task over the real GSM8K predictions of one model ('a'), first `limit` items.
+
+    Reuse is off unless `reuse` is given: every test's tasks share the session's coordinator, and
+    these items would otherwise come from whichever test ran the same set before.
+    """
     task = {
         "name": name,
         "mode": "evaluation_only",
@@ -55,6 +59,7 @@ def gsm8k_task(predictions: Path, output: Path, *, name: str, limit: int, **over
                 "limit": limit,
             }
         ],
+        "reuse": False,
     }
     task.update(over)
     return task
