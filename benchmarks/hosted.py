@@ -109,6 +109,7 @@ def pipeline_run(
             "parameters": {"max_tokens": args.max_tokens, "do_sample": False, "max_concurrency": args.concurrency},
             "resources": resources,
             "evaluation_sets": [{"name": "q", "path": str(data), "metrics": ["exact_match"]}],
+            "reuse": False,  # every run measures hosting and inference, not an earlier run's results
         }
     )
     started = time.perf_counter()

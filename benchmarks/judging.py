@@ -211,6 +211,7 @@ def build_task(
         resources=resources,
         judges=[{"name": "referee", "url": judge.url, "model": JUDGE_MODEL}],
         name="judging",
+        reuse=False,  # the warm-up's results must not stand in for the measured run's
     )
     task["evaluation_sets"][0]["metrics"] = [judge_metric] + ([] if args.no_rule_metric else ["numeric_match"])
     return task

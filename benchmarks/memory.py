@@ -249,6 +249,7 @@ def single(args: argparse.Namespace) -> int:
                     "metrics": ["numeric_match"],
                 }
             ],
+            "reuse": False,  # the warm-up holds the set's first items: they must be evaluated, not reused
         }
         warm_s = 0.0
         if args.warm_up:

@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             parameters={"MAX_CONCURRENCY": args.concurrency},
             resources=resources,
             name="throughput",
+            reuse=False,  # the warm-up's results must not stand in for the measured run's
         )
         spec_resources = parse_task(task).resources
         warm_up(rayeval.run, task, workdir, args.warmup)

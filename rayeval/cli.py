@@ -125,7 +125,19 @@ def run(task_file: str, address: str | None, as_json: bool, quiet: bool, verbose
     )
     rows = handle.results()
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
+    note = _reuse_note(handle.status())
+    if note:
+        click.echo(note, err=True)
     click.echo(format_summary(rows, "json" if as_json else "table"))
+
+
+def _reuse_note(record: dict[str, Any]) -> str | None:
+    """'reused 40 items from earlier tasks: ID (40)' when the task took items from earlier tasks."""
+    reused = record.get("reused") or {}
+    if not reused.get("total"):
+        return None
+    sources = ", ".join(f"{t} ({n})" for t, n in reused["sources"].items())
+    return f"reused {reused['total']} items from earlier tasks: {sources}"
 
 
 def _quiet_logging(verbose: bool) -> None:
@@ -205,9 +217,8 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
         click.echo(f"  {line}")
     for model, d in r.get("deployments", {}).items():
         click.echo(f"  deployment of {model}: {d.get('state')} (Serve app {d.get('app')}) {d.get('message', '')}")
-    if r.get("reused", {}).get("total"):
-        sources = ", ".join(f"{t} ({n})" for t, n in r["reused"]["sources"].items())
-        click.echo(f"reused {r['reused']['total']} items from earlier tasks: {sources}")
+    if _reuse_note(r):
+        click.echo(_reuse_note(r))
     if r.get("error"):
         click.echo(f"error: {r['error']}")
 
@@ -424,6 +435,8 @@ def results(task: str, fmt: str, output: str | None) -> None:
     if rows is None:
         raise RayevalError(f"task {record['task_id']} has no summary yet (state: {record['state']})")
     click.echo(format_summary(rows, fmt))
+    if fmt == "table" and _reuse_note(record):
+        click.echo(_reuse_note(record))
 
 
 @main.command("check-service")

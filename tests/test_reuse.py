@@ -11,8 +11,10 @@ import json
 
 import numpy as np
 import pyarrow as pa
+from click.testing import CliRunner
 
 import rayeval
+from rayeval.cli import main
 from rayeval.fingerprint import fp64_array
 from rayeval.reuse import ReuseSource, candidate_sources, take_reused
 from rayeval.schema import STREAM_SCHEMA
@@ -132,6 +134,10 @@ def test_inference_results_are_reused_across_tasks_only_while_the_fingerprint_ho
     assert record["progress"]["m"]["q"]["reused"] == N
     logs = " ".join(e["message"] for e in record["events"])
     assert f"{N} items reused from earlier tasks ({first.task_id}: {N})" in logs
+    shown = CliRunner().invoke(main, ["results", second.task_id]).output
+    assert f"reused {N} items from earlier tasks: {first.task_id} ({N})" in shown
+    status = CliRunner().invoke(main, ["status", second.task_id]).output
+    assert f"m / q: {N}/{N} done, 0 errors, {N} reused, 0 remaining" in status
 
     # A changed temperature changes every item's fingerprint: all asked again.
     hot = rayeval.run(inference_task(data, tmp_path / "out", model, name="reuse-c", parameters={"temperature": 0.5}))
