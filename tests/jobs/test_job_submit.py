@@ -88,6 +88,7 @@ def test_ray_job_submit_runs_the_task_entrypoint(head_cluster, stub_server, tmp_
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "numeric_match" in result.stdout and "succeeded" in result.stdout
+    assert "[rayeval]   m / q: 30/30 done, 0 errors, 0 remaining" in result.stdout  # progress per model x set
     (task_dir,) = [p for p in (tmp_path / "out").iterdir() if p.name.startswith("jobtask-")]
     summary = json.loads((task_dir / "summary.json").read_text())
     assert {(r["metric"], r["value"], r["items"], r["errors"]) for r in summary} == {
