@@ -535,5 +535,77 @@ def metrics_cmd() -> None:
         click.echo(f"{name:<16} {description}")
 
 
+@main.group("datasets")
+def datasets_group() -> None:
+    """Built-in evaluation sets: list, preview, prefetch for air-gapped clusters."""
+
+
+@datasets_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def datasets_list(as_json: bool) -> None:
+    """The built-in sets, with their default metrics, prompt format and data sources."""
+    from rayeval.evalsets import list_builtin_sets
+
+    rows = [
+        {
+            "name": b.name,
+            "description": b.description,
+            "metrics": [m if isinstance(m, str) else m["name"] for m in b.metrics],
+            "prompt": b.prompt,
+            "opencompass_folder": f"{b.folder}/ holding {b.layout}",
+            "package": b.package,
+            "hub": b.hub,
+        }
+        for b in list_builtin_sets().values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:<10} {r['description']}")
+        click.echo(f"{'':<10} metrics: {', '.join(r['metrics'])}; prompt: {r['prompt']}")
+        sources = [f"folder {r['opencompass_folder']}"]
+        sources += [f"package {r['package']}"] if r["package"] else []
+        sources += [f"hub {r['hub']}"] if r["hub"] else []
+        click.echo(f"{'':<10} sources: {'; '.join(sources)}")
+
+
+@datasets_group.command("preview")
+@click.argument("name")
+@click.option("--path", help="The set's folder in the OpenCompass data layout (default: package or hub).")
+@click.option("--n", "count", default=5, show_default=True, help="Items to show.")
+@click.option("--shots", type=int, help="Few-shot examples in each prompt (default: the set's own).")
+@click.option("--json", "as_json", is_flag=True, help="Print the items as JSON lines.")
+def datasets_preview(name: str, path: str | None, count: int, shots: int | None, as_json: bool) -> None:
+    """The first items of built-in set NAME as rayeval sends them: id, prompt and reference."""
+    from rayeval.evalsets import materialize
+
+    file = materialize(name, path, shots)
+    with open(file, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if i >= count:
+                break
+            if as_json:
+                click.echo(line.rstrip("\n"))
+                continue
+            row = json.loads(line)
+            click.echo(f"--- {row['id']}")
+            click.echo(row["query"])
+            click.echo(f">>> reference: {row['reference']}")
+
+
+@datasets_group.command("prefetch")
+@click.argument("name")
+@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False), help="The folder to prepare.")
+@click.option("--path", help="Read from this OpenCompass-layout folder instead of the package or the hub.")
+@click.option("--shots", type=int, help="Few-shot examples in each prompt (default: the set's own).")
+def datasets_prefetch(name: str, to_dir: str, path: str | None, shots: int | None) -> None:
+    """Prepare built-in set NAME in a folder to copy to an air-gapped cluster (then `path: DIR/<folder>`)."""
+    from rayeval.evalsets import prefetch
+
+    folder, rows = prefetch(name, to_dir, path=path, shots=shots)
+    click.echo(f"wrote {rows} items of {name} to {folder}; in a task: builtin: {name}, path: {folder}")
+
+
 if __name__ == "__main__":
     main()

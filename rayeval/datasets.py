@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -18,7 +19,7 @@ import pyarrow.fs as pafs
 
 from rayeval.errors import DatasetError
 from rayeval.schema import INFERENCE_FIELDS, ITEM_SCHEMA, with_inference_columns
-from rayeval.spec import EvaluationSetSpec, TaskSpec
+from rayeval.spec import ColumnMapping, EvaluationSetSpec, TaskSpec
 
 if TYPE_CHECKING:
     import ray.data
@@ -265,6 +266,21 @@ def _plan_source(
     return SourcePlan(shards=tuple(_merge(units, shard_rows(rows))), prediction_column=prediction_column, rows=rows)
 
 
+def _builtin_as_file(s: EvaluationSetSpec, output: str, *, field: str) -> EvaluationSetSpec:
+    """A built-in set as the normalised JSONL file it is read from (made once per source).
+
+    The file goes beside the task's results when they are on a local (shared) filesystem, so every
+    node of the cluster reads the same one; else under $RAYEVAL_HOME.
+    """
+    from rayeval.evalsets import materialize
+
+    cache = None if "://" in output else Path(output) / ".datasets"
+    assert s.builtin is not None
+    path = materialize(s.builtin, s.path if isinstance(s.path, str) else None, s.shots, field=field, cache=cache)
+    columns = ColumnMapping(id="id", query="query", reference="reference", prediction=s.columns.prediction)
+    return s.model_copy(update={"path": str(path), "columns": columns})
+
+
 def plan_sets(spec: TaskSpec) -> list[SetPlan]:
     """Find and check every evaluation set's files, without loading them.
 
@@ -273,6 +289,8 @@ def plan_sets(spec: TaskSpec) -> list[SetPlan]:
     """
     plans = []
     for i, s in enumerate(spec.evaluation_sets):
+        if s.builtin is not None:
+            s = _builtin_as_file(s, spec.output, field=f"evaluation_sets.{i}.path")
         base_cols = [c for c in (s.columns.id, s.columns.query, s.columns.reference) if c]
         shared = None
         if s.path is not None:

