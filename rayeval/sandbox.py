@@ -1,0 +1,148 @@
+"""Running model-written Python in a sandbox: one separate process per program, with limits.
+
+Isolation, honestly stated (README: Code execution):
+
+* a new process per program, in its own session, killed with its whole process group at the
+  time limit (a hang or a sleep fails alone);
+* resource limits (setrlimit, set first thing in the process): address space (memory), CPU
+  seconds, file size, open files, no core dumps;
+* no network: the process runs in new user and network namespaces (`unshare -rn`), whose only
+  interface is a loopback that is down, when this machine lets unprivileged users create them;
+  otherwise socket creation is disabled inside the process, which code could work around;
+* process creation disabled inside the process (`os.fork`, `os.system`, `subprocess`...), as
+  HumanEval's own `reliability_guard` does; RLIMIT_NPROC cannot bound root, so a program that
+  gets around this can still start processes, but they die with its group at the time limit;
+* a throwaway working directory (also HOME and TMPDIR), removed afterwards; the rest of the
+  filesystem is as readable (and writable) as for the worker that runs it.
+
+This is not a security boundary against hostile code: run untrusted evaluations on machines
+(or containers) that hold nothing of value.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+__all__ = ["SandboxResult", "network_isolated", "run_python"]
+
+#: Runs before the program: takes away process creation (and sockets without a network namespace).
+_GUARD = """
+import builtins, os, resource, shutil, subprocess, sys
+_mem, _cpu = int(os.environ["RAYEVAL_SANDBOX_MEMORY"]), int(os.environ["RAYEVAL_SANDBOX_CPU"])
+for _limit, _value in ((resource.RLIMIT_AS, _mem), (resource.RLIMIT_CPU, _cpu), (resource.RLIMIT_CORE, 0),
+                       (resource.RLIMIT_FSIZE, 16 * 1024 * 1024), (resource.RLIMIT_NOFILE, 64)):
+    resource.setrlimit(_limit, (_value, _value))
+for _name in ("fork", "forkpty", "system", "popen", "execv", "execve", "execl", "execle", "execlp",
+              "execlpe", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv",
+              "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp", "kill", "killpg"):
+    if hasattr(os, _name):
+        setattr(os, _name, None)
+subprocess.Popen = None
+shutil.rmtree = None
+sys.modules["multiprocessing"] = None
+if os.environ.get("RAYEVAL_SANDBOX_NO_SOCKETS"):
+    import socket
+    def _no_socket(*a, **k):
+        raise OSError("network access is disabled in the rayeval sandbox")
+    socket.socket = _no_socket
+    socket.create_connection = _no_socket
+del _name, _limit, _value, _mem, _cpu
+sys.modules["resource"] = None
+"""
+
+
+@dataclass
+class SandboxResult:
+    """What a program did.
+
+    Attributes:
+        status: "passed" (exit status 0), "failed" (non-zero exit) or "timed out".
+        detail: The tail of its standard error (the traceback), or why it was stopped.
+        seconds: Wall time.
+    """
+
+    status: str
+    detail: str
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+@functools.lru_cache(maxsize=1)
+def network_isolated() -> bool:
+    """Whether `unshare -rn` works here (unprivileged user and network namespaces)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    try:
+        probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def run_python(program: str, *, timeout: float = 3.0, memory_mb: int = 1024, max_detail: int = 2000) -> SandboxResult:
+    """Run a Python program in the sandbox; it passes when it exits with status 0.
+
+    Args:
+        program: The source.
+        timeout: Wall-clock seconds before its whole process group is killed.
+        memory_mb: Address-space limit.
+        max_detail: Characters of standard error kept.
+    """
+    workdir = tempfile.mkdtemp(prefix="rayeval-sandbox-")
+    started = time.perf_counter()
+    try:
+        path = os.path.join(workdir, "program.py")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(_GUARD + "\n" + program)
+        env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8"}
+        # The limits are set by the guard, in the child itself (no preexec_fn: not safe in threaded workers).
+        env["RAYEVAL_SANDBOX_MEMORY"] = str(memory_mb * 1024 * 1024)
+        env["RAYEVAL_SANDBOX_CPU"] = str(int(timeout) + 1)
+        cmd = [sys.executable, "-I", path]
+        if network_isolated():
+            cmd = ["unshare", "-rn", *cmd]
+        else:
+            env["RAYEVAL_SANDBOX_NO_SOCKETS"] = "1"
+        proc = subprocess.Popen(
+            cmd,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, killed whole
+        )
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.communicate()
+            return SandboxResult("timed out", f"killed after {timeout:g} s", time.perf_counter() - started)
+        finally:
+            _kill_group(proc)  # whatever it started goes with it
+        text = err.decode("utf-8", errors="replace").strip()
+        status = "passed" if proc.returncode == 0 else "failed"
+        if status == "failed" and proc.returncode < 0:
+            text = f"{text}\nkilled by signal {-proc.returncode}".strip()
+        return SandboxResult(status, text[-max_detail:], time.perf_counter() - started)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
