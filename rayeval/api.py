@@ -17,7 +17,7 @@ from rayeval.errors import RayevalError, ServiceError, SpecError
 from rayeval.spec import TaskSpec, load_task, parse_task
 from rayeval.store import ResultsStore
 
-__all__ = ["TaskHandle", "copy_spec", "delete", "list_tasks", "restart", "run", "stop", "submit"]
+__all__ = ["TaskHandle", "checkpoint_task", "copy_spec", "delete", "list_tasks", "restart", "run", "stop", "submit"]
 
 SpecLike = TaskSpec | dict[str, Any] | str | Path
 
@@ -372,6 +372,63 @@ def restart(
         raise SpecError(f"the spec is task '{task_spec.name}', not '{record['name']}'", field="spec")
     prepared = prepare(task_spec, task_id)
     return run_prepared(prepared, resume="failed" if failed else "unfinished", on_progress=on_progress, tags=tags)
+
+
+def checkpoint_task(
+    path: str,
+    sets: list[str],
+    *,
+    name: str | None = None,
+    data: dict[str, str] | None = None,
+    limit: int | None = None,
+    max_model_len: int | None = None,
+    max_tokens: int | None = None,
+    output: str | None = None,
+) -> TaskSpec:
+    """The task of a checkpoint quick evaluation: the checkpoint hosted on Ray Serve with vLLM, greedy
+    decoding, the named built-in sets with their default metrics.
+
+    Args:
+        path: The checkpoint folder (Hugging Face layout), or a URI vLLM can load.
+        sets: Built-in set names (`rayeval datasets list`).
+        name: Task name (default: `eval-<checkpoint folder name>`).
+        data: Set name -> its folder in the OpenCompass layout (else the package or the hub).
+        limit: Evaluate only the first N items of each set.
+        max_model_len: The engine's MAX_MODEL_LEN (default 8192).
+        max_tokens: Most tokens per answer (default: the task default).
+        output: Results location (default: the task default).
+
+    Raises:
+        SpecError: an unknown set, a bad name, or data given for a set that is not named.
+    """
+    import re
+
+    data = data or {}
+    unknown = sorted(set(data) - set(sets))
+    if unknown:
+        raise SpecError(f"data is given for sets that are not evaluated: {', '.join(unknown)}", field="data")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path.rstrip("/")).name or "checkpoint").strip("-") or "checkpoint"
+    model: dict[str, Any] = {"name": stem[:100], "path": path}
+    if max_model_len is not None:
+        model["engine"] = {"max_model_len": max_model_len}
+    parameters: dict[str, Any] = {"do_sample": False}
+    if max_tokens is not None:
+        parameters["max_tokens"] = max_tokens
+    task: dict[str, Any] = {
+        "name": name or f"eval-{stem}"[:100],
+        "remarks": f"checkpoint quick evaluation of {path}",
+        "tags": ["checkpoint"],
+        "mode": "inference_and_evaluation",
+        "models": [model],
+        "parameters": parameters,
+        "evaluation_sets": [
+            {"name": s, "builtin": s, **({"path": data[s]} if s in data else {}), **({"limit": limit} if limit else {})}
+            for s in sets
+        ],
+    }
+    if output is not None:
+        task["output"] = output
+    return parse_task(task, source=f"eval-checkpoint {path}")
 
 
 def _env_references(spec: TaskSpec) -> dict[str, str]:

@@ -535,6 +535,63 @@ def metrics_cmd() -> None:
         click.echo(f"{name:<16} {description}")
 
 
+@main.command("eval-checkpoint")
+@click.argument("checkpoint")
+@click.option("--sets", required=True, help="Built-in sets, comma-separated (e.g. gsm8k,humaneval).")
+@click.option("--name", help="Task name (default: eval-<checkpoint folder name>).")
+@click.option("--data", multiple=True, metavar="SET=FOLDER", help="A set's folder in the OpenCompass data layout.")
+@click.option("--limit", type=int, help="Evaluate only the first N items of each set.")
+@click.option("--max-model-len", type=int, help="The engine's MAX_MODEL_LEN (default 8192).")
+@click.option("--max-tokens", type=int, help="Most tokens per answer.")
+@click.option("--output", help="Results location (default: rayeval-results).")
+@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_checkpoint(
+    checkpoint: str,
+    sets: str,
+    name: str | None,
+    data: tuple[str, ...],
+    limit: int | None,
+    max_model_len: int | None,
+    max_tokens: int | None,
+    output: str | None,
+    address: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Evaluate a training CHECKPOINT: host it on Ray Serve with vLLM, run the built-in sets with their
+    default metrics (greedy decoding), print the summary, take the deployment down."""
+    import ray
+
+    from rayeval.api import checkpoint_task
+    from rayeval.api import run as run_task
+    from rayeval.report import format_summary
+
+    folders = {}
+    for item in data:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise click.UsageError(f"--data takes SET=FOLDER, got {item!r}")
+        folders[key.strip()] = value.strip()
+    spec = checkpoint_task(
+        checkpoint,
+        [s.strip() for s in sets.split(",") if s.strip()],
+        name=name,
+        data=folders,
+        limit=limit,
+        max_model_len=max_model_len,
+        max_tokens=max_tokens,
+        output=output,
+    )
+    _quiet_logging(False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    handle = run_task(spec, address=address, on_progress=_progress_printer(quiet), log_to_driver=False, tags=_tags())
+    click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
+    click.echo(format_summary(handle.results(), "json" if as_json else "table"))
+
+
 @main.group("datasets")
 def datasets_group() -> None:
     """Built-in evaluation sets: list, preview, prefetch for air-gapped clusters."""

@@ -97,6 +97,11 @@ class Coordinator:
 
     # -- persistence ---------------------------------------------------------------------
     def _load(self) -> None:
+        """Rebuild the registry from storage. Unfinished tasks come back `interrupted` (a live driver's
+        next heartbeat makes its task `running` again). When this is a new coordinator rather than one
+        Ray restarted in the same cluster, their progress is counted again from the committed results:
+        what their (now gone) drivers reported last can be behind or ahead of them."""
+        reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         for task_id in self.index.task_ids():
             pointer = self.index.read_json(task_id, "task.json") or {}
             try:
@@ -107,7 +112,8 @@ class Coordinator:
             if record:
                 if record["state"] not in TERMINAL:
                     record["state"] = "interrupted"
-                    self._recount(record)
+                    if not reconstructed:  # a new coordinator (a new cluster): the drivers it knew are gone
+                        self._recount(record)
                 self.tasks[task_id] = record
 
     def _recount(self, record: dict[str, Any]) -> None:
