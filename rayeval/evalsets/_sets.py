@@ -77,8 +77,47 @@ def _choice_query(intro: str, question: str, options: dict[str, str], tail: str)
     return f"{intro}\n{question}\n{lines}\n{tail}"
 
 
+class _SubjectChoiceSet(BuiltinSet):
+    """A multiple-choice set with one CSV per subject and split (`{split}/{subject}_{split}.csv`),
+    few-shot examples from `dev/`. Subclasses read a file's rows and write one item's prompt."""
+
+    split: str
+
+    def _read_csv(self, path: Path) -> list[Any]:
+        raise NotImplementedError
+
+    def _item(self, subject: str, row: Any) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def _row_id(self, subject: str, i: int, row: Any) -> str:
+        return f"{subject}/{i}"
+
+    def read_folder(self, folder: Path, shots: int) -> Iterator[dict[str, Any]]:
+        suffix = f"_{self.split}.csv"
+        for path in self.source_files(folder):
+            if path.parent.name != self.split:
+                continue
+            subject = path.name[: -len(suffix)]
+            examples = ""
+            if shots:
+                dev = folder / "dev" / f"{subject}_dev.csv"
+                if not dev.exists():
+                    raise DatasetError(f"built-in set '{self.name}': {shots}-shot prompts need {dev}")
+                examples = "".join(
+                    f"{q}{a}\n\n" for q, a in (self._item(subject, r) for r in self._read_csv(dev)[:shots])
+                )
+            for i, r in enumerate(self._read_csv(path)):
+                query, answer = self._item(subject, r)
+                yield {
+                    "id": self._row_id(subject, i, r),
+                    "query": examples + query,
+                    "reference": answer,
+                    "subject": subject,
+                }
+
+
 @register_set
-class MMLU(BuiltinSet):
+class MMLU(_SubjectChoiceSet):
     name = "mmlu"
     description = "Massive Multitask Language Understanding: 57 subjects, 4-choice questions; choice accuracy"
     folder = "mmlu"
@@ -89,6 +128,7 @@ class MMLU(BuiltinSet):
         "A, B, C or D.\\nQuestion: ...\\nA. ...\\nAnswer: '; shots: N takes the first N dev rows of the subject"
     )
     hub = "cais/mmlu"
+    split = "test"
 
     def source_files(self, folder: Path) -> list[Path]:
         return _need(folder, "test/*_test.csv", "test/{subject}_test.csv files", self.name) + sorted(
@@ -112,23 +152,6 @@ class MMLU(BuiltinSet):
         question = _choice_query(hint, f"Question: {r[0]}", dict(zip("ABCD", r[1:5])), "Answer: ")
         return question, r[5].strip()
 
-    def read_folder(self, folder: Path, shots: int) -> Iterator[dict[str, Any]]:
-        for path in self.source_files(folder):
-            if path.parent.name != "test":
-                continue
-            subject = path.name[: -len("_test.csv")]
-            examples = ""
-            if shots:
-                dev = folder / "dev" / f"{subject}_dev.csv"
-                if not dev.exists():
-                    raise DatasetError(f"built-in set 'mmlu': {shots}-shot prompts need {dev}")
-                examples = "".join(
-                    f"{q}{a}\n\n" for q, a in (self._item(subject, r) for r in self._read_csv(dev)[:shots])
-                )
-            for i, r in enumerate(self._read_csv(path)):
-                query, answer = self._item(subject, r)
-                yield {"id": f"{subject}/{i}", "query": examples + query, "reference": answer, "subject": subject}
-
     def hub_rows(self, shots: int) -> Iterator[dict[str, Any]]:
         counters: dict[str, int] = {}
         for r in _hub(self.hub, "all", split="test"):
@@ -139,7 +162,7 @@ class MMLU(BuiltinSet):
 
 
 @register_set
-class CEval(BuiltinSet):
+class CEval(_SubjectChoiceSet):
     name = "ceval"
     description = "C-Eval: 52 Chinese exam subjects, 4-choice questions (val split: test labels are unpublished)"
     folder = "ceval/formal_ceval"
@@ -147,6 +170,7 @@ class CEval(BuiltinSet):
     metrics = ["accuracy"]
     prompt = "zero-shot: '以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。\\n...\\n答案: '"
     hub = "ceval/ceval-exam"
+    split = "val"
 
     def source_files(self, folder: Path) -> list[Path]:
         return _need(folder, "val/*_val.csv", "val/{subject}_val.csv files", self.name) + sorted(
@@ -167,23 +191,8 @@ class CEval(BuiltinSet):
         intro = f"以下是中国关于{subject.replace('_', ' ')}考试的单项选择题，请选出其中的正确答案。"
         return _choice_query(intro, r["question"], {k: r[k] for k in "ABCD"}, "答案: "), r["answer"].strip()
 
-    def read_folder(self, folder: Path, shots: int) -> Iterator[dict[str, Any]]:
-        for path in self.source_files(folder):
-            if path.parent.name != "val":
-                continue
-            subject = path.name[: -len("_val.csv")]
-            examples = ""
-            if shots:
-                dev = folder / "dev" / f"{subject}_dev.csv"
-                if not dev.exists():
-                    raise DatasetError(f"built-in set 'ceval': {shots}-shot prompts need {dev}")
-                examples = "".join(
-                    f"{q}{a}\n\n" for q, a in (self._item(subject, r) for r in self._read_csv(dev)[:shots])
-                )
-            for i, r in enumerate(self._read_csv(path)):
-                query, answer = self._item(subject, r)
-                item_id = f"{subject}/{r.get('id') or i}"
-                yield {"id": item_id, "query": examples + query, "reference": answer, "subject": subject}
+    def _row_id(self, subject: str, i: int, row: Any) -> str:
+        return f"{subject}/{row.get('id') or i}"
 
 
 # ----------------------------------------------------------------------------- summarisation
