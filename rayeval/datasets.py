@@ -45,6 +45,7 @@ class Shard:
         end: Byte after the last (JSONL only; -1 means the whole file).
         rows: Rows in the shard.
         columns: Columns of the file (keys of its first row, its header or its schema).
+        take: Read only the shard's first rows (the set's `limit` ends in this shard).
     """
 
     path: str
@@ -53,6 +54,7 @@ class Shard:
     end: int
     rows: int
     columns: tuple[str, ...] = ()
+    take: int | None = None
 
 
 @dataclass(frozen=True)
@@ -395,7 +397,19 @@ def read_items(set_plan: SetPlan, model: str | None) -> ray.data.Dataset:
     assert source is not None
     norm = _Normalizer(set_plan.spec, source.prediction_column, model)
     parts = []
-    shards = [sh for sh in source.shards if sh.fmt in ("jsonl", "json")]
+    limit = set_plan.spec.limit
+    if limit and all(sh.fmt in ("jsonl", "json") for sh in source.shards):
+        # The first `limit` rows in file order, whichever read task ends first: whole shards, then part
+        # of the last one (Dataset.limit would keep the first rows to arrive).
+        shards, left = [], limit
+        for sh in source.shards:
+            if left <= 0:
+                break
+            shards.append(sh if sh.rows <= left else dataclasses.replace(sh, rows=left, take=left))
+            left -= sh.rows
+        limit = None
+    else:
+        shards = [sh for sh in source.shards if sh.fmt in ("jsonl", "json")]
     if shards:
         parts.append(
             ray.data.read_datasource(_ShardDatasource(shards, norm), num_cpus=0.25, concurrency=READ_CONCURRENCY)
@@ -421,8 +435,8 @@ def read_items(set_plan: SetPlan, model: str | None) -> ray.data.Dataset:
             ds.map_batches(norm, batch_format="pyarrow", batch_size=1024, num_cpus=0.25, concurrency=READ_CONCURRENCY)
         )
     ds = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
-    if set_plan.spec.limit:
-        ds = ds.limit(set_plan.spec.limit)
+    if limit:  # CSV and Parquet files: the first rows read
+        ds = ds.limit(limit)
     return ds
 
 
@@ -432,11 +446,15 @@ def _read_shard(shard: Shard, normalizer: _Normalizer) -> pa.Table:
     if shard.fmt == "json" and shard.end < 0:
         with fs.open_input_stream(p) as f:
             data = json.loads(f.read().decode("utf-8"))
-        return normalizer.rows_to_table(data if isinstance(data, list) else [data])
+        rows = data if isinstance(data, list) else [data]
+        return normalizer.rows_to_table(rows[: shard.take] if shard.take is not None else rows)
     with fs.open_input_file(p) as f:
         f.seek(shard.start)
         raw = f.read(shard.end - shard.start)
-    return normalizer.rows_to_table([json.loads(line) for line in raw.decode("utf-8").split("\n") if line.strip()])
+    lines = [line for line in raw.decode("utf-8").split("\n") if line.strip()]
+    if shard.take is not None:
+        lines = lines[: shard.take]
+    return normalizer.rows_to_table([json.loads(line) for line in lines])
 
 
 def head_items(set_plan: SetPlan, model: str | None, n: int) -> list[dict[str, Any]]:

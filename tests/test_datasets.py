@@ -120,6 +120,16 @@ def test_big_jsonl_is_cut_into_byte_range_shards_read_exactly_once(ray_cluster, 
     assert got == sorted(str(i) for i in range(5000))
 
 
+def test_limit_takes_the_first_rows_in_file_order_across_shards(ray_cluster, tmp_path):
+    _jsonl(tmp_path / "a.jsonl", [{"query": f"a{i}", "reference": str(i)} for i in range(1500)])
+    _jsonl(tmp_path / "b.jsonl", [{"query": f"b{i}", "reference": str(i)} for i in range(700)])
+    (plan,) = plan_sets(_spec(tmp_path, limit=1600))  # all of a.jsonl (several shards), then part of b.jsonl
+    assert len(plan.shared.shards) >= 4
+    for _ in range(3):  # whichever read task finishes first, the same items
+        got = sorted(r["query"] for r in read_items(plan, None).take_all())
+        assert got == sorted([f"a{i}" for i in range(1500)] + [f"b{i}" for i in range(100)])
+
+
 def test_non_utf8_byte_deep_in_a_file_names_the_line(tmp_path):
     good = "".join(json.dumps({"query": f"q{i}", "reference": "r"}) + "\n" for i in range(3000))
     (tmp_path / "x.jsonl").write_bytes(good.encode() + b'{"query": "\xff", "reference": "r"}\n')

@@ -258,8 +258,10 @@ def test_humaneval_from_its_package_with_samples_and_pass_at_k(ray_cluster, stub
             {"name": "he", "builtin": "humaneval", "limit": 8, "metrics": [{"name": "code_pass", "pass_at": [1, 2]}]}
         ],
     }
-    summary = {r["metric"]: r["value"] for r in rayeval.run(task).results()}
-    assert summary["code_pass"] == pytest.approx(0.75)  # evens pass 2/2, odds 1/2
+    handle = rayeval.run(task)
+    summary = {r["metric"]: r["value"] for r in handle.results()}
+    rows = handle.items().to_table(columns=["item_id", "error", "details"]).to_pylist()
+    assert summary["code_pass"] == pytest.approx(0.75), rows  # evens pass 2/2, odds 1/2
     assert summary["code_pass_pass@1"] == pytest.approx(0.75)
     assert summary["code_pass_pass@2"] == pytest.approx(1.0)
     assert server.total_requests == 16
