@@ -211,18 +211,9 @@ def list_tasks(*, tags: list[str] | None = None, output: str | None = None) -> l
         tags: The tags you present (default $RAYEVAL_TAGS): only tasks carrying one of them are listed.
         output: Also list the tasks in this output location.
     """
-    from rayeval.actors.coordinator import visible
-    from rayeval.tasks import caller_tags
     from rayeval.tasks import list_tasks as listed
 
-    tags = caller_tags(tags)
-    records = listed(tags=tags)
-    if output:
-        store = ResultsStore(output)
-        known = {r["task_id"] for r in records}
-        found = (store.read_json(t, "task.json") for t in store.task_ids())
-        records += [r for r in found if r and r["task_id"] not in known and visible(r, tags)]
-    return sorted(records, key=lambda r: r.get("created_at", 0), reverse=True)
+    return listed(tags=tags, output=output)
 
 
 def delete(task: str, *, tags: list[str] | None = None, output: str | None = None) -> dict[str, Any]:

@@ -180,7 +180,7 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
     from rayeval.actors.coordinator import progress_fraction
     from rayeval.errors import TaskNotFoundError
     from rayeval.report import progress_lines
-    from rayeval.tasks import find_task, list_tasks
+    from rayeval.tasks import find_task, list_tasks, shown_state
 
     if address:
         import ray
@@ -199,7 +199,7 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
             records = ray.get(coordinator.list_tasks.remote(_tags()))
     else:
         records = [find_task(task, output=output, tags=_tags())] if task else list_tasks(tags=_tags())
-    records = [_shown_state(r) for r in records]
+    records = [shown_state(r) for r in records]
     if as_json:
         click.echo(json.dumps(records if not task else records[0], indent=2, default=str))
         return
@@ -362,15 +362,6 @@ def _job_logs(job_id: str, address: str | None) -> None:
         return
     click.echo(f"--- driver output of Ray job {job_id}")
     click.echo(text.rstrip())
-
-
-def _shown_state(record: dict[str, Any]) -> dict[str, Any]:
-    """A record whose driver stopped sending heartbeats is shown as interrupted (restartable)."""
-    from rayeval.actors.coordinator import driver_gone
-
-    if record.get("state") in ("pending", "running", "stopping") and driver_gone(record):
-        return {**record, "state": "interrupted"}
-    return record
 
 
 @main.command()

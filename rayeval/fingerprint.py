@@ -30,8 +30,6 @@ __all__ = [
     "fp64_array",
     "item_fp_column",
     "inference_fingerprint",
-    "item_inference_fp",
-    "item_metric_fp",
     "metric_fingerprint",
     "model_identity",
 ]
@@ -100,11 +98,6 @@ def inference_fingerprint(model: ModelSpec, params: Parameters, source: str | No
     )
 
 
-def item_inference_fp(inference_fp: str, query: str | None) -> str:
-    """`infer_fp` of one item: the model's fingerprint and the query."""
-    return _digest([inference_fp, query])
-
-
 #: The model fingerprint of Evaluation Only mode: the predictions are the set's, part of each item_fp.
 GIVEN_PREDICTIONS = _digest({"kind": "given predictions"})
 
@@ -138,8 +131,3 @@ def metric_fingerprint(ref: dict[str, Any], judge_identity: dict[str, Any] | Non
     if isinstance(judge, dict):
         keep["judge"] = {k: v for k, v in judge.items() if k != "prompt_file"}
     return _digest({"metric": keep, "judge": judge_identity})
-
-
-def item_metric_fp(infer_fp: str, reference: str | None, fields: str | None, metric_fp: str) -> str:
-    """One item's score fingerprint for one metric."""
-    return _digest([infer_fp, reference, fields, metric_fp])

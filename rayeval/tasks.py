@@ -7,11 +7,11 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from rayeval.actors.coordinator import default_home, visible
+from rayeval.actors.coordinator import default_home, driver_gone, match_task, visible
 from rayeval.errors import TaskNotFoundError
 from rayeval.store import ResultsStore
 
-__all__ = ["TAGS_ENV", "caller_tags", "delete_task", "filter_tasks", "find_task", "list_tasks"]
+__all__ = ["TAGS_ENV", "caller_tags", "delete_task", "filter_tasks", "find_task", "list_tasks", "shown_state"]
 
 #: Environment variable holding the tags a caller presents (comma-separated), when not given otherwise.
 TAGS_ENV = "RAYEVAL_TAGS"
@@ -29,9 +29,9 @@ def caller_tags(tags: Any = None) -> list[str] | None:
     return sorted({t.strip() for t in tags if t and t.strip()}) or None
 
 
-def list_tasks(home: str | None = None, *, tags: Any = None) -> list[dict[str, Any]]:
-    """Every task record found through the index under RAYEVAL_HOME, newest first (those visible to the
-    caller's tags: see `caller_tags`)."""
+def list_tasks(home: str | None = None, *, tags: Any = None, output: str | None = None) -> list[dict[str, Any]]:
+    """Every task record found through the index under RAYEVAL_HOME, and in `output` if given, newest
+    first (those visible to the caller's tags: see `caller_tags`)."""
     tags = caller_tags(tags)
     index = ResultsStore((home or default_home()).rstrip("/") + "/tasks")
     records = []
@@ -42,6 +42,11 @@ def list_tasks(home: str | None = None, *, tags: Any = None) -> list[dict[str, A
         record = ResultsStore(pointer["output"]).read_json(task_id, "task.json")
         if record and visible(record, tags):
             records.append(record)
+    if output:  # tasks run with another RAYEVAL_HOME
+        store = ResultsStore(output)
+        known = {r["task_id"] for r in records}
+        found = (store.read_json(t, "task.json") for t in store.task_ids())
+        records += [r for r in found if r and r["task_id"] not in known and visible(r, tags)]
     return sorted(records, key=lambda r: r.get("created_at", 0), reverse=True)
 
 
@@ -58,17 +63,9 @@ def find_task(key: str, *, output: str | None = None, home: str | None = None, t
         TaskNotFoundError: nothing matches.
     """
     tags = caller_tags(tags)
-    records = list_tasks(home, tags=tags)
-    if output:
-        store = ResultsStore(output)
-        found = (store.read_json(t, "task.json") for t in store.task_ids())
-        records += [r for r in found if r and visible(r, tags)]
-    for r in records:
-        if r.get("task_id") == key:
-            return r
-    named = [r for r in records if r.get("name") == key]
-    if named:
-        return max(named, key=lambda r: r.get("created_at", 0))
+    record = match_task(list_tasks(home, tags=tags, output=output), key)
+    if record is not None:
+        return record
     where = f"{home or default_home()}" + (f" or {output}" if output else "")
     if tags is not None:
         where += f" visible to the tags you present ({', '.join(tags)})"
@@ -80,16 +77,15 @@ def find_task(key: str, *, output: str | None = None, home: str | None = None, t
 
 def filter_tasks(records: list[dict[str, Any]], *, state: str | None = None, tag: str | None = None) -> list[dict]:
     """The records in `state` (a task whose driver went silent counts as 'interrupted') and with `tag`."""
-    from rayeval.actors.coordinator import driver_gone
+    shown = (shown_state(r) for r in records)
+    return [r for r in shown if (state is None or r["state"] == state) and (tag is None or tag in r.get("tags", []))]
 
-    out = []
-    for r in records:
-        shown = r.get("state")
-        if shown in ("pending", "running", "stopping") and driver_gone(r):
-            shown = "interrupted"
-        if (state is None or shown == state) and (tag is None or tag in r.get("tags", [])):
-            out.append({**r, "state": shown})
-    return out
+
+def shown_state(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as shown: a task whose driver stopped sending heartbeats is 'interrupted' (restartable)."""
+    if record.get("state") in ("pending", "running", "stopping") and driver_gone(record):
+        return {**record, "state": "interrupted"}
+    return record
 
 
 def delete_task(key: str, *, output: str | None = None, home: str | None = None, tags: Any = None) -> dict[str, Any]:
@@ -99,7 +95,6 @@ def delete_task(key: str, *, output: str | None = None, home: str | None = None,
         TaskNotFoundError: nothing matches.
         RayevalError: the task is still running (stop it first).
     """
-    from rayeval.actors.coordinator import driver_gone
     from rayeval.errors import RayevalError
 
     record = find_task(key, output=output, home=home, tags=tags)

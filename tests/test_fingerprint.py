@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rayeval.fingerprint import inference_fingerprint, item_inference_fp, metric_fingerprint, model_identity
+import pyarrow as pa
+
+from rayeval.fingerprint import inference_fingerprint, item_fp_column, metric_fingerprint, model_identity
 from rayeval.spec import ModelSpec, Parameters
 
 
@@ -49,7 +51,9 @@ def test_hosted_models_are_identified_by_weights_and_output_engine_settings(tmp_
 
 def test_item_and_metric_fingerprints():
     fp = _fp()
-    assert item_inference_fp(fp, "q1") != item_inference_fp(fp, "q2")
+    items = pa.table({"item_id": ["a", "a"], "query": ["q1", "q2"], "reference": ["r", "r"], "fields": [None, None]})
+    first, second = item_fp_column(items, fp, given=False)
+    assert first != second
     ref = {
         "name": "exact_match",
         "options": {},

@@ -16,7 +16,15 @@ import ray
 
 from rayeval.store import ResultsStore
 
-__all__ = ["Coordinator", "default_home", "driver_gone", "get_coordinator", "progress_fraction", "visible"]
+__all__ = [
+    "Coordinator",
+    "default_home",
+    "driver_gone",
+    "get_coordinator",
+    "match_task",
+    "progress_fraction",
+    "visible",
+]
 
 NAME = "coordinator"
 NAMESPACE = "rayeval"
@@ -47,6 +55,16 @@ def visible(record: dict[str, Any], tags: Any) -> bool:
     return tags is None or bool(set(record.get("tags") or ()) & set(tags))
 
 
+def match_task(records: Any, key: str, tags: Any = None) -> dict[str, Any] | None:
+    """Among `records` visible to `tags`: the task with id `key`, else the newest with name `key`."""
+    shown = [r for r in records if visible(r, tags)]
+    by_id = next((r for r in shown if r.get("task_id") == key), None)
+    if by_id is not None:
+        return by_id
+    named = [r for r in shown if r.get("name") == key]
+    return max(named, key=lambda r: r.get("created_at", 0)) if named else None
+
+
 def progress_fraction(record: dict[str, Any]) -> float:
     """Evaluated entries / (models x entries); failed entries count as evaluated."""
     done = total = 0
@@ -68,28 +86,22 @@ class Coordinator:
         self.tasks: dict[str, dict[str, Any]] = {}
         self._last_persist: dict[str, float] = {}
         self._dirty: set[str] = set()
-        self._gauge = Gauge(
-            "rayeval_task_progress",
-            description="Fraction of entries evaluated, per task, model and evaluation set.",
-            tag_keys=("task_id", "model", "eval_set"),
+
+        def metric(kind: Any, name: str, description: str) -> Any:
+            return kind(name, description=description, tag_keys=("task_id", "model", "eval_set"))
+
+        self._gauge = metric(
+            Gauge, "rayeval_task_progress", "Fraction of entries evaluated, per task, model and evaluation set."
         )
-        self._items = Counter(
-            "rayeval_items_evaluated",
-            description="Items evaluated (including failed ones).",
-            tag_keys=("task_id", "model", "eval_set"),
+        self._items = metric(Counter, "rayeval_items_evaluated", "Items evaluated (including failed ones).")
+        self._errors = metric(Counter, "rayeval_item_errors", "Items that failed.")
+        self._remaining = metric(
+            Gauge, "rayeval_items_remaining", "Items not evaluated yet, per task, model and evaluation set."
         )
-        self._errors = Counter(
-            "rayeval_item_errors", description="Items that failed.", tag_keys=("task_id", "model", "eval_set")
-        )
-        self._remaining = Gauge(
-            "rayeval_items_remaining",
-            description="Items not evaluated yet, per task, model and evaluation set.",
-            tag_keys=("task_id", "model", "eval_set"),
-        )
-        self._reused = Gauge(
+        self._reused = metric(
+            Gauge,
             "rayeval_items_reused",
-            description="Items taken from earlier tasks' results, per task, model and evaluation set.",
-            tag_keys=("task_id", "model", "eval_set"),
+            "Items taken from earlier tasks' results, per task, model and evaluation set.",
         )
         # Serve application name -> ids of the tasks (or other holders) using it.
         self.deployment_users: dict[str, set[str]] = {}
@@ -242,11 +254,7 @@ class Coordinator:
     def get(self, key: str, tags: list[str] | None = None) -> dict[str, Any] | None:
         """A task by id, or the newest task with that name, among those visible to `tags` (see `visible`)."""
         self.flush()
-        record = self.tasks.get(key)
-        if record is not None:
-            return record if visible(record, tags) else None
-        named = [r for r in self.tasks.values() if r.get("name") == key and visible(r, tags)]
-        return max(named, key=lambda r: r["created_at"]) if named else None
+        return match_task(self.tasks.values(), key, tags)
 
     def list_tasks(self, tags: list[str] | None = None) -> list[dict[str, Any]]:
         """Every known task visible to `tags`, newest first."""

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -135,6 +135,15 @@ def _write(rows: Iterator[dict[str, Any]], target: Path) -> int:
     return n
 
 
+def _normalised(home: Path, key: list[Any], rows: Callable[[], Iterator[dict[str, Any]]]) -> Path:
+    """The normalised file of one source (key: the set, its converter's version, shots, the source's
+    files), written from `rows()` when it is not there yet."""
+    target = home / f"{key[0]}-{_digest(key)}.jsonl"
+    if not target.exists():
+        _write(rows(), target)
+    return target
+
+
 def materialize(
     name: str, path: str | None, shots: int | None, *, field: str | None = None, cache: Path | None = None
 ) -> Path:
@@ -164,24 +173,16 @@ def materialize(
         if prefetched.exists():  # prepared by `rayeval datasets prefetch`: already normalised
             return prefetched
         files = bset.source_files(folder)
-        key = _digest([name, bset.version, shots, "folder", _file_key(files)])
-        target = home / f"{name}-{key}.jsonl"
-        if not target.exists():
-            _write(bset.read_folder(folder, shots), target)
-        return target
+        return _normalised(
+            home, [name, bset.version, shots, "folder", _file_key(files)], lambda: bset.read_folder(folder, shots)
+        )
     packaged = bset.package_files()
     if packaged:
-        key = _digest([name, bset.version, shots, "package", _file_key(packaged)])
-        target = home / f"{name}-{key}.jsonl"
-        if not target.exists():
-            _write(bset.read_package(shots), target)
-        return target
-    key = _digest([name, bset.version, shots, "hub"])
-    target = home / f"{name}-{key}.jsonl"
-    if target.exists():
-        return target
+        return _normalised(
+            home, [name, bset.version, shots, "package", _file_key(packaged)], lambda: bset.read_package(shots)
+        )
     try:
-        _write(bset.hub_rows(shots), target)
+        return _normalised(home, [name, bset.version, shots, "hub"], lambda: bset.hub_rows(shots))
     except DatasetError:
         raise
     except Exception as e:  # no `datasets`, no network, hub errors
@@ -194,7 +195,6 @@ def materialize(
             f"({type(e).__name__}: {str(e)[:200]})",
             field=field,
         ) from None
-    return target
 
 
 def prefetch(name: str, to: str, *, path: str | None = None, shots: int | None = None) -> tuple[Path, int]:

@@ -83,6 +83,11 @@ class _SubjectChoiceSet(BuiltinSet):
 
     split: str
 
+    def source_files(self, folder: Path) -> list[Path]:
+        split = self.split
+        files = _need(folder, f"{split}/*_{split}.csv", f"{split}/{{subject}}_{split}.csv files", self.name)
+        return files + sorted(folder.glob("dev/*_dev.csv"))
+
     def _read_csv(self, path: Path) -> list[Any]:
         raise NotImplementedError
 
@@ -130,11 +135,6 @@ class MMLU(_SubjectChoiceSet):
     hub = "cais/mmlu"
     split = "test"
 
-    def source_files(self, folder: Path) -> list[Path]:
-        return _need(folder, "test/*_test.csv", "test/{subject}_test.csv files", self.name) + sorted(
-            folder.glob("dev/*_dev.csv")
-        )
-
     @staticmethod
     def _read_csv(path: Path) -> list[list[str]]:
         with path.open(encoding="utf-8", newline="") as f:
@@ -171,11 +171,6 @@ class CEval(_SubjectChoiceSet):
     prompt = "zero-shot: '以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。\\n...\\n答案: '"
     hub = "ceval/ceval-exam"
     split = "val"
-
-    def source_files(self, folder: Path) -> list[Path]:
-        return _need(folder, "val/*_val.csv", "val/{subject}_val.csv files", self.name) + sorted(
-            folder.glob("dev/*_dev.csv")
-        )
 
     @staticmethod
     def _read_csv(path: Path) -> list[dict[str, str]]:

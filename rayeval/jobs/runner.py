@@ -7,6 +7,7 @@ every check has passed.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import os
@@ -72,13 +73,16 @@ class PreparedTask:
         """The task's results store."""
         return ResultsStore(self.spec.output)
 
+    @functools.cached_property
     def model_fps(self) -> dict[str, str]:
-        """model name -> the fingerprint of its answers (rayeval.fingerprint)."""
+        """model name -> the fingerprint of its answers (rayeval.fingerprint); computed once (a hosted
+        checkpoint's files are listed for it)."""
         spec = self.spec
         if spec.mode == "evaluation_only":
             return {m.name: GIVEN_PREDICTIONS for m in spec.models}
         return {m.name: inference_fingerprint(m, spec.model_parameters(m), self._source(m.name)) for m in spec.models}
 
+    @functools.cached_property
     def metric_fps(self) -> dict[str, dict[str, str]]:
         """set name -> metric name -> the fingerprint of the metric's configuration and judge."""
         judges = {j.name: model_identity(j, self._source(j.name)) for j in self.spec.judges}
@@ -251,7 +255,7 @@ def _reuse_sources(task: PreparedTask, records: list[dict[str, Any]]) -> dict[tu
     mine = set(spec.tags)
     allowed = [r for r in records if not r.get("tags") or mine & set(r["tags"])]
     found = {}
-    fps = task.model_fps()
+    fps = task.model_fps
     for m in spec.models:
         for plan in task.plans:
             sources = candidate_sources(
@@ -271,7 +275,7 @@ def _plan_reuse(task: PreparedTask, records: list[dict[str, Any]], done: DoneIte
     if not sources:
         return None
 
-    fps, cpus = task.model_fps(), spec.resources.actor_num_cpus
+    fps, cpus = task.model_fps, spec.resources.actor_num_cpus
     parts = []
     for plan in task.plans:
         models = {m: fps[m] for m, s in sources if s == plan.spec.name}
@@ -306,7 +310,7 @@ def _record(task: PreparedTask) -> dict[str, Any]:
         "eval_sets": [s.name for s in spec.evaluation_sets],
         "output": spec.output,
         "creator": getpass.getuser(),
-        "model_fps": task.model_fps(),
+        "model_fps": task.model_fps,
         "job_id": _job_id(),
         "state": "pending",
         "progress": {
@@ -511,8 +515,8 @@ def _run_registered(
             hosted=hosted,
             done=done,
             reuse=reuse,
-            model_fps=task.model_fps(),
-            metric_fps=task.metric_fps(),
+            model_fps=task.model_fps,
+            metric_fps=task.metric_fps,
         )
         writer = writer_actor(spec.resources.actor_num_cpus).remote(
             spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS
