@@ -112,6 +112,12 @@ def _progress_printer(quiet: bool):
 @click.option("--verbose", is_flag=True, help="Also print the workers' logs (Serve replicas, vLLM engines, actors).")
 def run(task_file: str, address: str | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """Run TASK_FILE on the current Ray cluster (or a local one) and print its summary."""
+    _run_and_print(task_file, address=address, quiet=quiet, verbose=verbose, fmt="json" if as_json else "table")
+
+
+def _run_and_print(spec: Any, *, address: str | None, quiet: bool, verbose: bool, fmt: str) -> None:
+    """Run a task here with a progress bar, then say where its results are (and what it reused) and
+    print its summary."""
     import ray
 
     from rayeval.api import run as run_task
@@ -120,15 +126,13 @@ def run(task_file: str, address: str | None, as_json: bool, quiet: bool, verbose
     _quiet_logging(verbose)
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    handle = run_task(
-        task_file, address=address, on_progress=_progress_printer(quiet), log_to_driver=verbose, tags=_tags()
-    )
+    handle = run_task(spec, address=address, on_progress=_progress_printer(quiet), log_to_driver=verbose, tags=_tags())
     rows = handle.results()
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
     note = _reuse_note(handle.status())
     if note:
         click.echo(note, err=True)
-    click.echo(format_summary(rows, "json" if as_json else "table"))
+    click.echo(format_summary(rows, fmt))
 
 
 def _reuse_note(record: dict[str, Any]) -> str | None:
@@ -307,17 +311,7 @@ def copy(
             yaml.safe_dump(spec.redacted(), f, sort_keys=False)
         click.echo(f"wrote task {spec.name} to {to_file}")
         return
-    import ray
-
-    from rayeval.api import run as run_task
-    from rayeval.report import format_summary
-
-    _quiet_logging(False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    handle = run_task(spec, on_progress=_progress_printer(quiet), log_to_driver=False, tags=_tags())
-    click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
-    click.echo(format_summary(handle.results()))
+    _run_and_print(spec, address=None, quiet=quiet, verbose=False, fmt="table")
 
 
 @main.command()
@@ -553,11 +547,8 @@ def eval_checkpoint(
 ) -> None:
     """Evaluate a training CHECKPOINT: host it on Ray Serve with vLLM, run the built-in sets with their
     default metrics (greedy decoding), print the summary, take the deployment down."""
-    import ray
 
     from rayeval.api import checkpoint_task
-    from rayeval.api import run as run_task
-    from rayeval.report import format_summary
 
     folders = {}
     for item in data:
@@ -575,12 +566,7 @@ def eval_checkpoint(
         max_tokens=max_tokens,
         output=output,
     )
-    _quiet_logging(False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    handle = run_task(spec, address=address, on_progress=_progress_printer(quiet), log_to_driver=False, tags=_tags())
-    click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
-    click.echo(format_summary(handle.results(), "json" if as_json else "table"))
+    _run_and_print(spec, address=address, quiet=quiet, verbose=False, fmt="json" if as_json else "table")
 
 
 @main.group("datasets")

@@ -55,15 +55,21 @@ class ReusePlan:
     Attributes:
         take: (model, eval_set) -> [(source, sorted item_fp hashes to take from it)], newest source first.
         skip: model -> eval_set -> sorted id hashes of the items reused (the inference branch leaves them out).
-        sources: Every task that supplies items, with how many: task_id -> count.
     """
 
     take: dict[tuple[str, str], list[tuple[ReuseSource, np.ndarray]]] = field(default_factory=dict)
     skip: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    sources: dict[str, int] = field(default_factory=dict)
+
+    def sources(self) -> dict[str, int]:
+        """Every task that supplies items, with how many: task_id -> count."""
+        found: dict[str, int] = {}
+        for takes in self.take.values():
+            for source, keys in takes:
+                found[source.task_id] = found.get(source.task_id, 0) + len(keys)
+        return found
 
     def total(self) -> int:
-        return sum(self.sources.values())
+        return sum(self.sources().values())
 
     def counts(self) -> dict[tuple[str, str], int]:
         """(model, eval_set) -> items reused."""
@@ -122,7 +128,6 @@ def plan_reuse(
                 continue
             left &= ~hit
             plan.take.setdefault(key, []).append((source, np.unique(fps[hit])))
-            plan.sources[source.task_id] = plan.sources.get(source.task_id, 0) + int(hit.sum())
         if not left.all():
             model, eval_set = key
             plan.skip.setdefault(model, {})[eval_set] = np.unique(ids[~left])

@@ -346,7 +346,7 @@ def _stages(spec: TaskSpec) -> str:
 
 def _note_reuse(task: PreparedTask, coordinator: Any, reuse: ReusePlan) -> None:
     """Log what earlier tasks supply, and show it in the task's progress."""
-    sources = ", ".join(f"{t}: {n}" for t, n in sorted(reuse.sources.items(), key=lambda kv: -kv[1]))
+    sources = ", ".join(f"{t}: {n}" for t, n in sorted(reuse.sources().items(), key=lambda kv: -kv[1]))
     log.info("task %s: %d items reused from earlier tasks (%s)", task.task_id, reuse.total(), sources)
     record = ray.get(coordinator.get.remote(task.task_id))
     progress = record["progress"]
