@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,6 +26,7 @@ __all__ = [
     "backoff_delay",
     "check_service",
     "infer_one",
+    "item_system",
     "request_body",
     "resolve_endpoint",
     "scrub",
@@ -101,18 +103,29 @@ def resolve_endpoint(
     return Endpoint(url, api or "chat", model.served_model, headers, timeout, secrets)
 
 
-def request_body(endpoint: Endpoint, query: str, params: Parameters) -> dict[str, Any]:
+def item_system(fields: str | None, column: str | None) -> str | None:
+    """An item's own system message: `column` of its other columns (`fields`, JSON), if the set names one."""
+    if not column or not fields:
+        return None
+    value = json.loads(fields).get(column)
+    return None if value is None else str(value)
+
+
+def request_body(endpoint: Endpoint, query: str, params: Parameters, system: str | None = None) -> dict[str, Any]:
     """The JSON body for one query, with the platform's meaning of each hyperparameter.
 
+    `system` is the item's own system message (a set's `columns.system`); the task's SYSTEM_PROMPT
+    follows it in the same system message. A completions API gets it before the query.
     `do_sample=False` is greedy decoding: temperature 0, and top_p/top_k are not sent.
     `top_k` and `repetition_penalty` are vLLM's extra sampling parameters, sent at top level.
     """
     body: dict[str, Any] = {"model": endpoint.model_id}
     if endpoint.api == "chat":
-        messages = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
+        text = "\n\n".join(p for p in (system, params.system_prompt) if p)
+        messages = [{"role": "system", "content": text}] if text else []
         body["messages"] = [*messages, {"role": "user", "content": query}]
     else:
-        body["prompt"] = query
+        body["prompt"] = f"{system}\n\n{query}" if system else query
     if params.max_tokens is not None:
         body["max_tokens"] = params.max_tokens
     if params.repetition_penalty is not None:

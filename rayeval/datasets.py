@@ -274,12 +274,18 @@ def _builtin_as_file(s: EvaluationSetSpec, output: str, *, field: str) -> Evalua
     The file goes beside the task's results when they are on a local (shared) filesystem, so every
     node of the cluster reads the same one; else under $RAYEVAL_HOME.
     """
-    from rayeval.evalsets import materialize
+    from rayeval.evalsets import get_builtin_set, materialize
 
     cache = None if "://" in output else Path(output) / ".datasets"
     assert s.builtin is not None
     path = materialize(s.builtin, s.path if isinstance(s.path, str) else None, s.shots, field=field, cache=cache)
-    columns = ColumnMapping(id="id", query="query", reference="reference", prediction=s.columns.prediction)
+    columns = ColumnMapping(
+        id="id",
+        query="query",
+        reference="reference",
+        system=get_builtin_set(s.builtin).system_column,
+        prediction=s.columns.prediction,
+    )
     return s.model_copy(update={"path": str(path), "columns": columns})
 
 
@@ -293,7 +299,7 @@ def plan_sets(spec: TaskSpec) -> list[SetPlan]:
     for i, s in enumerate(spec.evaluation_sets):
         if s.builtin is not None:
             s = _builtin_as_file(s, spec.output, field=f"evaluation_sets.{i}.path")
-        base_cols = [c for c in (s.columns.id, s.columns.query, s.columns.reference) if c]
+        base_cols = [c for c in (s.columns.id, s.columns.query, s.columns.reference, s.columns.system) if c]
         shared = None
         if s.path is not None:
             required = base_cols + sorted(set(s.predictions.values()))

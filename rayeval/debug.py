@@ -258,7 +258,7 @@ async def _sample(
     show_prompt: bool,
 ) -> DebugSample:
     from rayeval.actors.inference import infer_samples
-    from rayeval.client import infer_one, request_body
+    from rayeval.client import infer_one, item_system, request_body
     from rayeval.metrics import MetricSteps
     from rayeval.schema import item_dict
 
@@ -277,7 +277,8 @@ async def _sample(
     elif ask_model:
         params = spec.model_parameters(model)
         endpoint = endpoints[model.name]
-        body = request_body(endpoint, row["query"] or "", params)
+        columns = next(p.spec.columns for p in task.plans if p.spec.name == item["eval_set"])
+        body = request_body(endpoint, row["query"] or "", params, item_system(item.get("fields"), columns.system))
         outcome = await infer_samples(
             lambda: infer_one(
                 client, endpoint, body, max_retries=params.max_retry_per_query, acquire=_no_permit, release=_no_release

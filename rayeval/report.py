@@ -60,7 +60,10 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
     all_outputs = sorted({o for outs in outputs.values() for o, _ in outs})
     error_kinds: Counter[str] = Counter()
     retries = 0
-    columns = ["model", "eval_set", "error", "attempts", "details", "reused_from"]
+    # Outputs over part of a set (Metric.applies) count their own items, found by item id.
+    scoped = any(m.scoped for outs in outputs.values() for _, m in outs)
+    applicable: dict[tuple[str, str, str], int] = defaultdict(int)
+    columns = ["model", "eval_set", "error", "attempts", "details", "reused_from"] + (["item_id"] if scoped else [])
     columns += [score_column(o) for o in all_outputs]
     for batch in store.iter_results(task_id, columns):
         names = batch.schema.names
@@ -81,6 +84,7 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
         score_cols = {
             o: batch.column(names.index(score_column(o))).to_pylist() for o in all_outputs if score_column(o) in names
         }
+        id_col = batch.column(names.index("item_id")).to_pylist() if scoped else None
         for i, (model, eval_set) in enumerate(zip(model_col, set_col)):
             c = counts[(model, eval_set)]
             c["done"] += 1
@@ -89,6 +93,10 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
             details = json.loads(details_col[i]) if details_col[i] else {}
             for output, metric in outputs.get(eval_set, []):
                 key = (model, eval_set, output)
+                if id_col is not None and metric.scoped:
+                    if not metric.applies(output, id_col[i]):
+                        continue
+                    applicable[key] += 1
                 if key not in aggregators:
                     aggregators[key] = metric.aggregator(output)
                 score = score_cols.get(output, [None] * len(model_col))[i]
@@ -98,18 +106,21 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
                     parse_failures[key] += 1
     rows = []
     for (model, eval_set), c in sorted(counts.items()):
-        for output, _ in outputs.get(eval_set, []):
+        for output, metric in outputs.get(eval_set, []):
             agg = aggregators.get((model, eval_set, output))
             scored = agg.count if agg else 0
+            items = applicable.get((model, eval_set, output), 0) if metric.scoped else c["done"]
+            if metric.scoped and not items:  # a part of the set this run has no items of
+                continue
             rows.append(
                 {
                     "model": model,
                     "eval_set": eval_set,
                     "metric": output,
                     "value": agg.value() if agg else None,
-                    "items": c["done"],
+                    "items": items,
                     "scored": scored,
-                    "errors": c["done"] - scored,
+                    "errors": items - scored,
                     "parse_failures": parse_failures.get((model, eval_set, output), 0),
                 }
             )

@@ -60,6 +60,10 @@ class ColumnMapping(_Spec):
     id: str | None = Field(None, description="Column with a stable item id; without it the id is a hash of the row.")
     query: str = Field("query", description="Column with the query (prompt) sent to the model.")
     reference: str | None = Field("reference", description="Column with the reference answer used by metrics.")
+    system: str | None = Field(
+        None,
+        description="Column with the item's own system message (chat models), sent before the task's SYSTEM_PROMPT.",
+    )
     prediction: str = Field(
         "prediction",
         description="Column with the model's answer in per-model prediction files (Evaluation Only).",

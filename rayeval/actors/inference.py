@@ -10,7 +10,7 @@ import pyarrow as pa
 import ray
 
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
-from rayeval.client import ItemOutcome, infer_one, request_body, resolve_endpoint
+from rayeval.client import ItemOutcome, infer_one, item_system, request_body, resolve_endpoint
 from rayeval.prompt_budget import PromptBudget
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
@@ -32,6 +32,7 @@ class InferenceActor:
         parameters: dict[str, Any],
         auth_value: str | None,
         hosted: dict[str, Any] | None = None,
+        system_columns: dict[str, str] | None = None,
     ):
         self.model = ModelSpec.model_validate(model)
         self.params = Parameters.model_validate(parameters)
@@ -43,6 +44,8 @@ class InferenceActor:
         ray.get(self.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it
         self._permits: LeasedPermits | None = None
         self._client = None
+        #: eval set -> the column of its items' own system message (sets that have one).
+        self.system_columns = system_columns or {}
 
     def _http(self):
         import httpx
@@ -66,8 +69,9 @@ class InferenceActor:
     async def __call__(self, batch: pa.Table) -> AsyncIterator[pa.Table]:
         client = self._http()
         queries = batch.column("query").to_pylist()
+        systems = self._systems(batch)
         n = self.params.inference_count
-        outcomes = await asyncio.gather(*(self._item(client, q or "", n) for q in queries))
+        outcomes = await asyncio.gather(*(self._item(client, q or "", s, n) for q, s in zip(queries, systems)))
         columns = {
             name: [getattr(o, name) for o in outcomes]
             for name in (
@@ -85,11 +89,18 @@ class InferenceActor:
             columns["samples"] = [o.samples for o in outcomes]
         yield with_inference_columns(batch, self.model.name, columns)
 
-    async def _item(self, client: Any, query: str, n: int) -> ItemOutcome:
-        return await infer_samples(lambda: self._one(client, query), n)
+    def _systems(self, batch: pa.Table) -> list[str | None]:
+        if not self.system_columns:
+            return [None] * batch.num_rows
+        sets = batch.column("eval_set").to_pylist()
+        fields = batch.column("fields").to_pylist()
+        return [item_system(f, self.system_columns.get(s)) for s, f in zip(sets, fields)]
 
-    async def _one(self, client: Any, query: str) -> ItemOutcome:
-        body = request_body(self.endpoint, query, self.params)
+    async def _item(self, client: Any, query: str, system: str | None, n: int) -> ItemOutcome:
+        return await infer_samples(lambda: self._one(client, query, system), n)
+
+    async def _one(self, client: Any, query: str, system: str | None) -> ItemOutcome:
+        body = request_body(self.endpoint, query, self.params, system)
         if self.budget is not None:
             error = self.budget.fit(body)
             if error is not None:  # never sent: the engine would refuse it

@@ -55,6 +55,8 @@ class BuiltinSet:
     package: ClassVar[str | None] = None
     #: The Hugging Face dataset (repo id) used when there is no other source, if any.
     hub: ClassVar[str | None] = None
+    #: The normalised column holding each item's own system message, if any.
+    system_column: ClassVar[str | None] = None
 
     def read_folder(self, folder: Path, shots: int) -> Iterator[dict[str, Any]]:
         """Normalised rows from a folder in the OpenCompass layout."""

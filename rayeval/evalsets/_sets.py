@@ -8,6 +8,7 @@ prompt sent to the model), `reference`, and the set's other columns.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,26 +48,43 @@ class GSM8K(BuiltinSet):
     name = "gsm8k"
     description = "Grade-school math word problems (1,319 test items); accuracy of the final number"
     folder = "gsm8k"
-    layout = "test.jsonl (question, answer ending in '#### <number>')"
+    layout = "test.jsonl (question, answer ending in '#### <number>'); train.jsonl for few-shot"
     metrics = ["numeric_match"]
-    prompt = "zero-shot: 'Question: {question}\\nLet's think step by step\\nAnswer:'"
+    prompt = (
+        "zero-shot: 'Question: {question}\\nLet's think step by step\\nAnswer:'; shots: N puts the first N "
+        "train items before it, each with its worked answer"
+    )
     hub = "openai/gsm8k"
 
     @staticmethod
-    def _row(i: int, r: dict[str, Any]) -> dict[str, Any]:
-        query = f"Question: {r['question']}\nLet's think step by step\nAnswer:"
+    def _query(question: str) -> str:
+        return f"Question: {question}\nLet's think step by step\nAnswer:"
+
+    def _examples(self, train: list[dict[str, Any]], shots: int) -> str:
+        return "".join(f"{self._query(r['question'])} {r['answer']}\n\n" for r in train[:shots])
+
+    def _row(self, i: int, r: dict[str, Any], examples: str) -> dict[str, Any]:
+        query = examples + self._query(r["question"])
         return {"id": f"gsm8k/{i}", "query": query, "reference": r["answer"], "question": r["question"]}
 
     def source_files(self, folder: Path) -> list[Path]:
-        return _need(folder, "test.jsonl", "test.jsonl", self.name)
+        return _need(folder, "test.jsonl", "test.jsonl", self.name) + sorted(folder.glob("train.jsonl"))
 
     def read_folder(self, folder: Path, shots: int) -> Iterator[dict[str, Any]]:
+        examples = ""
+        if shots:
+            train = folder / "train.jsonl"
+            if not train.exists():
+                raise DatasetError(f"built-in set 'gsm8k': {shots}-shot prompts need {train}")
+            examples = self._examples(list(itertools.islice(_jsonl(train), shots)), shots)
         for i, r in enumerate(_jsonl(folder / "test.jsonl")):
-            yield self._row(i, r)
+            yield self._row(i, r, examples)
 
     def hub_rows(self, shots: int) -> Iterator[dict[str, Any]]:
+        train = list(_hub(self.hub, "main", split="train").select(range(shots))) if shots else []
+        examples = self._examples(train, shots)
         for i, r in enumerate(_hub(self.hub, "main", split="test")):
-            yield self._row(i, r)
+            yield self._row(i, r, examples)
 
 
 # ----------------------------------------------------------------------------- multiple choice

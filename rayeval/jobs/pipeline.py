@@ -74,6 +74,7 @@ def build_dataset(
     import ray.data
 
     res = spec.resources
+    system_columns = {p.spec.name: p.spec.columns.system for p in plans if p.spec.columns.system}
     branches = []
     for model in spec.models:
         if spec.mode == "evaluation_only":  # the read tasks give rows ready to score
@@ -95,6 +96,7 @@ def build_dataset(
                     "parameters": params.model_dump(),
                     "auth_value": auth_values.get(model.name),
                     "hosted": hosted.get(model.name),
+                    "system_columns": system_columns,
                 },
                 batch_format="pyarrow",
                 batch_size=res.batch_size,

@@ -1,10 +1,11 @@
 """Rule metrics: per-item scores and streaming aggregators, registered by name.
 
 Importing this package registers the built-in metrics: exact_match, f1, accuracy,
-numeric_match, rouge and bleu. Any metric takes pass@k outputs over an item's samples (MetricSteps).
+numeric_match, rouge, bleu, code_pass and bfcl_ast.
+Any metric takes pass@k outputs over an item's samples (MetricSteps).
 """
 
-from rayeval.metrics import _bleu, _choice, _code, _numeric, _rouge, _text  # noqa: F401  (registration)
+from rayeval.metrics import _bfcl, _bleu, _choice, _code, _numeric, _rouge, _text  # noqa: F401  (registration)
 from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
 from rayeval.metrics._judge import JudgeMetric, build_metric, placeholders, render_prompt
 from rayeval.metrics._judge_parser import JudgeParser, ParsedScore

@@ -101,6 +101,16 @@ class Metric(ABC):
             item: The whole evaluation item, for metrics that need more fields.
         """
 
+    def applies(self, output: str, item_id: str) -> bool:
+        """Whether `output` counts this item at all (an output over one part of a set, such as one
+        category, leaves the others out of its items and errors). Default: every item."""
+        return True
+
+    @property
+    def scoped(self) -> bool:
+        """The metric has outputs over part of a set (it overrides `applies`)."""
+        return type(self).applies is not Metric.applies
+
     def aggregator(self, output: str) -> Aggregator:
         """Returns a fresh aggregator for one output column.
 

@@ -51,7 +51,10 @@ class PassAtK(Metric):
     def __init__(self, base: Metric, output: str, k: int):
         super().__init__()
         self.name = base.name  # details are kept under the base metric's name
-        self.output, self.k = output, k
+        self.base, self.output, self.k = base, output, k
+
+    def applies(self, output: str, item_id: str) -> bool:
+        return self.base.applies(self.output, item_id)
 
     def outputs(self) -> list[str]:
         return [pass_output(self.output, self.k)]

@@ -112,6 +112,25 @@ def test_xsum_and_squad_follow_their_loaders(tmp_path):
     assert json.loads(rows[0]["reference"]) == answerable[0]["answers"] and rows[0]["context"] == "Rivers flow."
 
 
+def test_gsm8k_few_shot_takes_the_first_train_items(tmp_path):
+    folder = tmp_path / "data" / "gsm8k"
+    folder.mkdir(parents=True)
+    for split, n in (("train", 3), ("test", 4)):
+        rows = [{"question": f"{split} question {i}?", "answer": f"Work {i}.\n#### {i}"} for i in range(n)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    zero = _rows(materialize("gsm8k", str(folder), None, cache=tmp_path / "c"))
+    assert zero[1]["query"] == "Question: test question 1?\nLet's think step by step\nAnswer:"
+    two = _rows(materialize("gsm8k", str(folder), 2, cache=tmp_path / "c"))
+    assert len(two) == 4 and two[1]["reference"] == "Work 1.\n#### 1"
+    assert two[1]["query"] == (
+        "Question: train question 0?\nLet's think step by step\nAnswer: Work 0.\n#### 0\n\n"
+        "Question: train question 1?\nLet's think step by step\nAnswer: Work 1.\n#### 1\n\n" + zero[1]["query"]
+    )
+    (folder / "train.jsonl").unlink()
+    with pytest.raises(DatasetError, match="2-shot prompts need .*train.jsonl"):
+        materialize("gsm8k", str(folder), 2, cache=tmp_path / "c2")
+
+
 def test_the_normalised_file_is_made_once_per_source(tmp_path):
     folder = write_mmlu(tmp_path / "data")
     first = materialize("mmlu", str(folder), None, cache=tmp_path / "c")
@@ -136,7 +155,7 @@ def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
     assert "give `path:` its folder in the OpenCompass data layout (e.g. /data/mmlu" in message
     assert "Hugging Face hub (cais/mmlu)" in message and "rayeval datasets prefetch mmlu --to DIR" in message
     base = {"name": "t", "mode": "inference_and_evaluation", "models": [{"name": "m", "url": "http://127.0.0.1:9/v1"}]}
-    with pytest.raises(SpecError, match="unknown built-in set 'nope'; known sets: ceval, gsm8k, humaneval, mmlu"):
+    with pytest.raises(SpecError, match="unknown built-in set 'nope'; known sets: bfcl, ceval, gsm8k, humaneval, mmlu"):
         rayeval.run({**base, "evaluation_sets": [{"name": "s", "builtin": "nope"}]})
     with pytest.raises(SpecError, match="brings its own columns"):
         rayeval.run({**base, "evaluation_sets": [{"name": "s", "builtin": "mmlu", "columns": {"query": "q"}}]})
