@@ -18,7 +18,7 @@ from rayeval.metrics import (
     register_metric,
 )
 
-BUILTIN = ["accuracy", "bleu", "code_pass", "exact_match", "f1", "numeric_match", "rouge"]
+BUILTIN = ["accuracy", "bfcl_ast", "bleu", "code_pass", "exact_match", "f1", "numeric_match", "rouge"]
 
 
 @pytest.fixture
