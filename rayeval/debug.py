@@ -113,6 +113,12 @@ def _no_release() -> None:
 
 
 def _pick_set(spec: TaskSpec, name: str | None) -> str:
+    if spec.mode == "custom":
+        raise SpecError(
+            "mode custom runs your own programs, whose metrics rayeval does not compute: try a program by running "
+            "its command with EVAL_OUTPUT_DIR and EVAL_INFERENCE_URL set",
+            field="mode",
+        )
     names = [s.name for s in spec.evaluation_sets]
     if name is None:
         if len(names) == 1:

@@ -20,6 +20,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -45,7 +46,7 @@ __all__ = [
 DEFAULT_OUTPUT = "rayeval-results"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _NAME_HINT = "use letters, digits, '.', '_' and '-' only (at most 128 characters)"
-Mode = Literal["evaluation_only", "inference_and_evaluation"]
+Mode = Literal["evaluation_only", "inference_and_evaluation", "custom"]
 
 
 class _Spec(BaseModel):
@@ -398,6 +399,86 @@ class ResourceSpec(_Spec):
     )
 
 
+class MountSpec(_Spec):
+    """A file or folder the evaluation program needs."""
+
+    path: str = Field(
+        description="A local file or folder, shipped to the node that runs the program (into its working "
+        "directory, under its own name); with `shared`, a path every node already sees."
+    )
+    shared: bool = Field(False, description="The path is on a filesystem all nodes share: used where it is.")
+
+    @model_validator(mode="after")
+    def _exists(self) -> MountSpec:
+        if not self.shared and not Path(self.path).exists():
+            raise ValueError(f"mount '{self.path}' does not exist here (a path all nodes share needs `shared: true`)")
+        return self
+
+
+class CustomResources(_Spec):
+    """What one run of the program reserves on the cluster."""
+
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved for the program.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs reserved for the program.")
+    memory_mb: int | None = Field(None, ge=1, description="Memory reserved for the program (MiB); none by default.")
+
+
+class CustomConfigSpec(_Spec):
+    """Custom Evaluation: one evaluation program, run once on each model."""
+
+    name: str = Field(pattern=_NAME, description="Name of the configuration, unique in the task.")
+    evaluation_sets: list[str] = Field(
+        min_length=1, description="Names of the evaluation sets the program covers (for progress and display)."
+    )
+    image: str | None = Field(
+        None, description="Container image the program runs in (Ray's `image_uri`; the image needs Ray)."
+    )
+    image_version: str | None = Field(None, description="The image's tag (appended as `image:version`).")
+    mounts: list[MountSpec] = Field(default_factory=list, description="Files and folders the program needs.")
+    command: str = Field(
+        min_length=1,
+        description="Start command, run by the shell in the program's working directory (where shipped mounts are).",
+    )
+    parameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Appended to the command as `--name value`."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables for the program.")
+    resources: CustomResources = Field(default_factory=CustomResources, description="What one run reserves.")
+    timeout_s: float | None = Field(None, gt=0, description="Seconds before a run is killed (none: no limit).")
+
+    @field_validator("mounts", mode="before")
+    @classmethod
+    def _mount_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"path": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_platform_variables(cls, value: dict[str, str]) -> dict[str, str]:
+        taken = sorted(k for k in value if k.startswith("EVAL_"))
+        if taken:
+            raise ValueError(f"EVAL_* variables are set by rayeval; rename {', '.join(taken)}")
+        return value
+
+    @model_validator(mode="after")
+    def _image(self) -> CustomConfigSpec:
+        if self.image_version and not self.image:
+            raise ValueError("`image_version` needs `image`")
+        names = [Path(m.path).name for m in self.mounts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"mounts share a name ({', '.join(dupes)}): each is reached by its name")
+        return self
+
+    @property
+    def image_uri(self) -> str | None:
+        """`image:version`, or the image as given."""
+        if not self.image:
+            return None
+        return f"{self.image}:{self.image_version}" if self.image_version else self.image
+
+
 class ReuseSpec(_Spec):
     """Reuse of earlier tasks' results: items stored for the same model name and set name with the same
     fingerprints (model, output settings, item content; metric configuration for scores) are taken
@@ -417,8 +498,15 @@ class TaskSpec(_Spec):
     name: str = Field(pattern=_NAME, description="Task name; the task id is derived from it.")
     remarks: str = Field("", description="Free text shown in task lists.")
     tags: list[str] = Field(default_factory=list, description="Labels to filter tasks by.")
-    mode: Mode = Field(description="'evaluation_only' (sets hold predictions) or 'inference_and_evaluation'.")
-    evaluation_sets: list[EvaluationSetSpec] = Field(min_length=1, description="The evaluation sets.")
+    mode: Mode = Field(
+        description="'evaluation_only' (sets hold predictions), 'inference_and_evaluation' or 'custom' (your programs)."
+    )
+    evaluation_sets: list[EvaluationSetSpec] = Field(
+        default_factory=list, description="The evaluation sets (modes evaluation_only and inference_and_evaluation)."
+    )
+    custom: list[CustomConfigSpec] = Field(
+        default_factory=list, description="Mode custom: the evaluation programs, each run on every model."
+    )
     models: list[ModelSpec] = Field(min_length=1, description="The models to evaluate.")
     judges: list[ModelSpec] = Field(
         default_factory=list,
@@ -447,7 +535,14 @@ class TaskSpec(_Spec):
     def _reuse_shorthand(cls, value: Any) -> Any:
         return {"enabled": value} if isinstance(value, bool) else value
 
-    @field_validator("evaluation_sets", "models", "judges")
+    @field_validator("evaluation_sets")
+    @classmethod
+    def _sets_unless_custom(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
+        if not value and info.data.get("mode") != "custom":
+            raise ValueError("list at least 1 evaluation set (mode custom names its sets in `custom` instead)")
+        return value
+
+    @field_validator("evaluation_sets", "models", "judges", "custom")
     @classmethod
     def _unique_names(cls, value: list[Any]) -> list[Any]:
         names = [v.name for v in value]
@@ -458,6 +553,20 @@ class TaskSpec(_Spec):
 
     @model_validator(mode="after")
     def _mode_requirements(self) -> TaskSpec:
+        if self.mode == "custom":
+            if not self.custom:
+                raise ValueError("mode custom needs `custom`: at least one configuration (a command to run)")
+            if self.evaluation_sets or self.judges:
+                raise ValueError(
+                    "mode custom runs your programs: name their sets in each `custom` entry's `evaluation_sets`, "
+                    "and leave the task's `evaluation_sets` and `judges` out"
+                )
+            for i, m in enumerate(self.models):
+                if m.kind == "service" and not m.url:
+                    raise ValueError(f"models.{i} ({m.name}) needs `url` (or `path`/`builtin` for rayeval to host it)")
+            return self
+        if self.custom:
+            raise ValueError("`custom` configurations belong to mode custom")
         model_names = {m.name for m in self.models}
         for i, s in enumerate(self.evaluation_sets):
             unknown = sorted((set(s.predictions) | set(s.prediction_files)) - model_names)
@@ -523,7 +632,7 @@ class TaskSpec(_Spec):
 
     def hosted_models(self) -> list[ModelSpec]:
         """The models and judges rayeval deploys for this task (in inference mode; judges always)."""
-        models = self.models if self.mode == "inference_and_evaluation" else []
+        models = self.models if self.mode != "evaluation_only" else []
         return [m for m in [*models, *self.judges] if m.hosted]
 
     @property
@@ -608,6 +717,14 @@ def _resolve_paths(data: Any, base: Path) -> Any:
     for m in [*(data.get("models") or []), *(data.get("judges") or [])]:
         if isinstance(m, dict) and isinstance(m.get("path"), str):
             m["path"] = _resolve_path(base, m["path"])
+    for c in data.get("custom") or []:
+        if isinstance(c, dict) and isinstance(c.get("mounts"), list):
+            c["mounts"] = [
+                _resolve_path(base, m) if isinstance(m, str) else
+                ({**m, "path": _resolve_path(base, m["path"])} if isinstance(m, dict) and isinstance(m.get("path"), str)
+                 and not m.get("shared") else m)
+                for m in c["mounts"]
+            ]  # fmt: skip
     for s in data.get("evaluation_sets") or []:
         if not isinstance(s, dict):
             continue

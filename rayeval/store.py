@@ -59,9 +59,10 @@ class ResultsStore:
 
     def write_json(self, task_id: str, name: str, data: Any) -> None:
         """Write a JSON document into the task's folder, replacing it atomically where the filesystem can."""
-        self.fs.create_dir(self.path(task_id), recursive=True)
         final = self.path(task_id, name)
-        tmp = self.path(task_id, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+        folder, base = final.rsplit("/", 1)  # `name` may hold folders ("custom/cfg/model/outcome.json")
+        self.fs.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.{base}.{uuid.uuid4().hex[:8]}.tmp"
         with self.fs.open_output_stream(tmp) as f:
             f.write(json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
         try:

@@ -9,10 +9,13 @@ import pytest
 from rayeval.metrics import JudgeParser
 from rayeval.spec import (
     ColumnMapping,
+    CustomConfigSpec,
+    CustomResources,
     EngineSpec,
     EvaluationSetSpec,
     JudgeSpec,
     ModelSpec,
+    MountSpec,
     Parameters,
     ResourceSpec,
     TaskSpec,
@@ -32,6 +35,9 @@ SPECS = [
     ResourceSpec,
     JudgeSpec,
     JudgeParser,
+    CustomConfigSpec,
+    MountSpec,
+    CustomResources,
 ]
 
 

@@ -129,8 +129,12 @@ class Coordinator:
                 self.tasks[task_id] = record
 
     def _recount(self, record: dict[str, Any]) -> None:
-        """An unfinished task's progress, counted again from its committed results."""
+        """An unfinished task's progress, counted again from its committed results (mode custom keeps
+        its count: each pair is reported only once its outcome is stored)."""
         from rayeval.resume import committed_counts
+
+        if record.get("mode") == "custom":
+            return
 
         try:  # files being replaced (`_new-`, `_old-`) are left to the task's restart to settle
             counts = committed_counts(ResultsStore(record["output"]), record["task_id"])

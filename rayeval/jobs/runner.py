@@ -7,6 +7,7 @@ every check has passed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import logging
@@ -14,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,13 @@ class PreparedTask:
         if spec.mode == "evaluation_only":
             return {m.name: GIVEN_PREDICTIONS for m in spec.models}
         return {m.name: inference_fingerprint(m, spec.model_parameters(m), self._source(m.name)) for m in spec.models}
+
+    @functools.cached_property
+    def custom_fps(self) -> dict[str, str]:
+        """Mode custom: configuration name -> the fingerprint of what decides its metrics."""
+        from rayeval.custom.runner import config_fingerprint
+
+        return {c.name: config_fingerprint(c) for c in self.spec.custom}
 
     @functools.cached_property
     def metric_fps(self) -> dict[str, dict[str, str]]:
@@ -202,7 +210,7 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
     """
     try:
         metrics_by_set, outputs = _check_metrics(spec)
-        plans = plan_sets(spec)
+        plans = plan_sets(spec)  # none in mode custom: its programs read their own data
         _check_placeholders(plans, metrics_by_set)
         auth_values = {
             m.name: resolve_secret(m.auth_header_value, field=f"models.{i}.auth_header_value")
@@ -219,7 +227,7 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
     except SpecError as e:
         raise e.with_source(spec.source) from None
     if check_services:
-        models = spec.models if spec.mode == "inference_and_evaluation" else []
+        models = spec.models if spec.mode != "evaluation_only" else []
         for m in [*models, *spec.judges]:
             if m.hosted:  # checked once deployed
                 continue
@@ -300,6 +308,27 @@ def _plan_reuse(task: PreparedTask, records: list[dict[str, Any]], done: DoneIte
 
 def _record(task: PreparedTask) -> dict[str, Any]:
     spec = task.spec
+    if spec.mode == "custom":
+        from rayeval.custom.runner import custom_progress
+
+        return {
+            **_base_record(task),
+            "eval_sets": sorted({s for c in spec.custom for s in c.evaluation_sets}),
+            "custom_fps": task.custom_fps,
+            "progress": custom_progress(spec),
+        }
+    return {
+        **_base_record(task),
+        "eval_sets": [s.name for s in spec.evaluation_sets],
+        "progress": {
+            m.name: {p.spec.name: {"done": 0, "errors": 0, "reused": 0, "total": p.entries(m.name)} for p in task.plans}
+            for m in spec.models
+        },
+    }
+
+
+def _base_record(task: PreparedTask) -> dict[str, Any]:
+    spec = task.spec
     return {
         "task_id": task.task_id,
         "name": spec.name,
@@ -307,16 +336,11 @@ def _record(task: PreparedTask) -> dict[str, Any]:
         "tags": spec.tags,
         "mode": spec.mode,
         "models": [m.name for m in spec.models],
-        "eval_sets": [s.name for s in spec.evaluation_sets],
         "output": spec.output,
         "creator": getpass.getuser(),
         "model_fps": task.model_fps,
         "job_id": _job_id(),
         "state": "pending",
-        "progress": {
-            m.name: {p.spec.name: {"done": 0, "errors": 0, "reused": 0, "total": p.entries(m.name)} for p in task.plans}
-            for m in spec.models
-        },
     }
 
 
@@ -437,7 +461,11 @@ def run_prepared(
     record = _record(task)
     record["submitted"] = submitted
     done, dropped = None, 0
-    if resume is not None:
+    if resume is not None and spec.mode == "custom":
+        from rayeval.custom.runner import resumed_progress
+
+        record["progress"] = resumed_progress(store, task.task_id, spec)
+    elif resume is not None:
         recover_replacements(store, task.task_id)
         if resume == "failed":
             dropped = drop_failed_rows(store, task.task_id)
@@ -461,6 +489,8 @@ def run_prepared(
                 done.total(),
                 f"; {dropped} failed rows taken out to run again" if resume == "failed" else "",
             )
+        if spec.mode == "custom":
+            return _run_custom(task, coordinator, resume is not None, caller_tags(tags), on_progress, progress_every)
         return _run_registered(task, coordinator, done, caller_tags(tags), on_progress, progress_every)
     finally:
         log.removeHandler(events)
@@ -492,19 +522,7 @@ def _run_registered(
     judging = spec.parameters.max_judging_concurrency
     limiters += [create_limiter(task.task_id, judge_limiter_key(j.name), judging) for j in spec.judges]
     ray.get([lim.leases.remote() for lim in limiters])
-    heartbeat = _Heartbeat(coordinator, task.task_id)
-    heartbeat.start()
-    monitor = None
-    if on_progress is not None:
-        monitor = _ProgressMonitor(coordinator, task.task_id, on_progress, progress_every)
-        monitor.start()
-    deployed: list[tuple[str, str, bool]] = []  # (model, Serve app, keep) to release at the end
-    try:
-        hosted = {}
-        for m in spec.hosted_models():
-            endpoint = _deploy(task, m, coordinator)
-            deployed.append((m.name, endpoint.app, m.engine.keep))
-            hosted[m.name] = endpoint.as_dict()
+    with _session(task, coordinator, on_progress, progress_every, limiters) as hosted:
         ds = build_dataset(
             spec,
             task.plans,
@@ -526,6 +544,60 @@ def _run_registered(
         ray.kill(writer)
         if outcome.stopped:
             log.warning("task %s: stopped on request; what was evaluated is kept", task.task_id)
+    summary = summarize(store, task.task_id, task.metrics_by_set)
+    record = ray.get(coordinator.get.remote(task.task_id))
+    progress = record["progress"]
+    for (model, eval_set), c in summary.counts.items():
+        progress[model][eval_set].update(c)
+    final_state = "stopped" if outcome.stopped else "succeeded"
+    _log_outcome(task, summary, final_state)
+    reused = {"total": sum(summary.reused_from.values()), "sources": dict(summary.reused_from)}
+    return _finish(task, coordinator, summary.rows, progress, final_state, reused, on_progress)
+
+
+def _finish(
+    task: PreparedTask,
+    coordinator: Any,
+    rows: list[dict[str, Any]],
+    progress: dict[str, Any],
+    state: str,
+    reused: dict[str, Any],
+    on_progress: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    """Store the summary, set the final progress and state; returns the final record."""
+    ray.get(coordinator.set_progress.remote(task.task_id, progress))
+    task.store.write_json(task.task_id, "summary.json", rows)
+    ray.get(coordinator.set_state.remote(task.task_id, state, summary=rows, reused=reused))
+    final = ray.get(coordinator.get.remote(task.task_id))
+    if on_progress is not None:
+        on_progress(final)
+    return final
+
+
+@contextlib.contextmanager
+def _session(
+    task: PreparedTask,
+    coordinator: Any,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    progress_every: float,
+    limiters: list[Any],
+) -> Iterator[dict[str, dict[str, Any]]]:
+    """A task's run on the cluster: heartbeat and progress monitor going, hosted models deployed
+    (yields their endpoints); a failure marks the task failed; everything is released at the end."""
+    heartbeat = _Heartbeat(coordinator, task.task_id)
+    heartbeat.start()
+    monitor = None
+    if on_progress is not None:
+        monitor = _ProgressMonitor(coordinator, task.task_id, on_progress, progress_every)
+        monitor.start()
+    deployed: list[tuple[str, str, bool]] = []  # (model, Serve app, keep) to release at the end
+    try:
+        hosted = {}
+        for m in task.spec.hosted_models():
+            endpoint = _deploy(task, m, coordinator)
+            deployed.append((m.name, endpoint.app, m.engine.keep))
+            hosted[m.name] = endpoint.as_dict()
+        yield hosted
     except BaseException as e:
         error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
         log.error("task %s failed: %s", task.task_id, error)
@@ -543,19 +615,33 @@ def _run_registered(
             deleted = release(app, user=task.task_id, coordinator=coordinator, keep=keep)
             state = "deleted" if deleted else ("kept" if keep else "released (still used by another task)")
             ray.get(coordinator.set_deployment.remote(task.task_id, name, state=state, message=f"{state} at task end"))
-    summary = summarize(store, task.task_id, task.metrics_by_set)
-    rows, counts = summary.rows, summary.counts
-    record = ray.get(coordinator.get.remote(task.task_id))
-    progress = record["progress"]
-    for (model, eval_set), c in counts.items():
-        progress[model][eval_set].update(c)
-    ray.get(coordinator.set_progress.remote(task.task_id, progress))
-    store.write_json(task.task_id, "summary.json", rows)
-    final_state = "stopped" if outcome.stopped else "succeeded"
-    _log_outcome(task, summary, final_state)
-    reused = {"total": sum(summary.reused_from.values()), "sources": dict(summary.reused_from)}
-    ray.get(coordinator.set_state.remote(task.task_id, final_state, summary=rows, reused=reused))
-    final = ray.get(coordinator.get.remote(task.task_id))
-    if on_progress is not None:
-        on_progress(final)
-    return final
+
+
+def _run_custom(
+    task: PreparedTask,
+    coordinator: Any,
+    resume: bool,
+    tags: list[str] | None,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    progress_every: float,
+) -> dict[str, Any]:
+    """Mode custom: every configuration x model pair's program (rayeval.custom.runner)."""
+    from rayeval.custom.runner import custom_summary, run_pairs
+
+    spec = task.spec
+    ray.get(coordinator.set_state.remote(task.task_id, "running"))
+    log.info("task %s running: %d configuration(s) x %d model(s)", task.task_id, len(spec.custom), len(spec.models))
+    records = ray.get(coordinator.list_tasks.remote(tags)) if spec.reuse.enabled else []
+    with _session(task, coordinator, on_progress, progress_every, []) as hosted:
+        stopped = run_pairs(task, coordinator, hosted, resume=resume, records=records)
+    rows, progress = custom_summary(task.store, task.task_id, spec)
+    state = "stopped" if stopped else "succeeded"
+    pairs = {(r["model"], r["eval_set"]) for r in rows}
+    failed = {(r["model"], r["eval_set"]) for r in rows if r["value"] is None}
+    log.info("task %s %s: %d pair(s) with metrics, %d without", task.task_id, state, len(pairs - failed), len(failed))
+    sources: dict[str, int] = {}
+    for r in rows:
+        if r.get("reused_from"):
+            sources[r["reused_from"]] = sources.get(r["reused_from"], 0) + 1
+    reused = {"total": sum(p.get("reused", 0) for sets in progress.values() for p in sets.values()), "sources": sources}
+    return _finish(task, coordinator, rows, progress, state, reused, on_progress)

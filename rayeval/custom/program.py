@@ -1,0 +1,218 @@
+"""One run of a user's evaluation program, on the node Ray picked: the body of a Ray task.
+
+This module imports only the standard library (and Ray, which any Ray worker has): with an image
+configuration the Ray task runs inside the user's container, where rayeval is not installed, so
+the function is shipped by value (`ship_by_value`).
+
+The program runs through the shell in its own process group, in a fresh working directory holding
+the configuration's shipped mounts (unpacked from the archive sent with the task), with the
+platform's variables set;
+its output goes line by line, credentials scrubbed, into `program.log` and to the task's event log;
+at its time limit, or when the Ray task is cancelled (a stop), the whole group is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from typing import Any
+
+__all__ = ["METRICS_FILE", "run_program", "ship_by_value"]
+
+METRICS_FILE = "metrics.json"
+#: Bytes of metrics.json read back (a program that writes more is wrong).
+_METRICS_LIMIT = 16 * 1024 * 1024
+#: Seconds between batches of output lines sent to the event log.
+_LOG_EVERY = 0.5
+
+
+def ship_by_value() -> None:
+    """Have cloudpickle send this module's code with the Ray task (not a reference to rayeval)."""
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    """Each secret, and the token after its auth scheme ("Bearer xyz" -> "xyz"), as '***'
+    (rayeval.client.scrub, which this module cannot import)."""
+    for value in secrets:
+        if not value or len(value) < 4:
+            continue
+        text = text.replace(value, "***")
+        token = value.split(" ", 1)[-1]
+        if len(token) >= 4:
+            text = text.replace(token, "***")
+    return text
+
+
+class _Output(threading.Thread):
+    """Reads the program's output: every line to program.log, batches of lines to `sink`."""
+
+    def __init__(self, stream: Any, log_path: str, secrets: list[str], sink: Any, prefix: str):
+        super().__init__(daemon=True, name="rayeval-program-output")
+        self.stream, self.log_path, self.secrets, self.sink, self.prefix = stream, log_path, secrets, sink, prefix
+        self.tail: list[str] = []
+
+    def run(self) -> None:
+        pending: list[str] = []
+        last = time.monotonic()
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            for raw in iter(self.stream.readline, ""):
+                line = _scrub(raw.rstrip("\n"), self.secrets)
+                log.write(line + "\n")
+                log.flush()
+                self.tail = (self.tail + [line])[-20:]
+                pending.append(line)
+                if time.monotonic() - last >= _LOG_EVERY:
+                    self._send(pending)
+                    pending, last = [], time.monotonic()
+            self._send(pending)
+
+    def _send(self, lines: list[str]) -> None:
+        if lines and self.sink is not None:
+            try:
+                self.sink(f"{self.prefix}: " + "\n".join(lines)[-4000:])
+            except Exception:  # the log must never break the run
+                pass
+
+
+def _kill(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """Terminate the program's whole process group: SIGTERM, then SIGKILL after `grace` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _copy_out(local: str, uri: str) -> None:
+    """Copy a local folder to a filesystem URI (outputs that are not local folders)."""
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(uri)
+    fs.create_dir(root, recursive=True)
+    pafs.copy_files(local, root, destination_filesystem=fs)
+
+
+def _workdir(mounts: bytes | None) -> str:
+    """A fresh working directory, with the mounts' tar archive unpacked in it."""
+    workdir = tempfile.mkdtemp(prefix="rayeval-program-")
+    if mounts:
+        archive = os.path.join(workdir, ".mounts.tar")
+        with open(archive, "wb") as f:
+            f.write(mounts)
+        with tarfile.open(archive) as tar:
+            tar.extractall(workdir, filter="data")  # no absolute paths, no links out of the folder
+        os.remove(archive)
+    return workdir
+
+
+def run_program(
+    command: str,
+    env: dict[str, str],
+    secret_env: dict[str, str],
+    pair_dir: str,
+    timeout: float | None,
+    events: tuple[Any, str] | None = None,
+    prefix: str = "program",
+    pair_uri: str | None = None,
+    mounts: bytes | None = None,
+) -> dict[str, Any]:
+    """Run `command` through the shell with `env` and `secret_env` added to the node's environment.
+
+    Args:
+        pair_dir: This configuration x model's folder: EVAL_OUTPUT_DIR is its `output/` (emptied
+            first), the program's output lines go to its `program.log` (secret values scrubbed).
+            With `pair_uri` (an output that is not a local folder), a scratch folder copied there.
+        timeout: Seconds before the program's process group is killed (None: no limit).
+        events: (coordinator, task id): batches of output lines go to the task's event log.
+        mounts: A tar archive of the shipped mounts, unpacked into the program's working directory.
+
+    Returns:
+        {"exit_code", "timed_out", "seconds", "metrics_text" (None: no metrics.json), "tail" (last
+        lines), "files" (what the program wrote)}.
+    """
+    secrets = [v for v in secret_env.values() if v]
+    if pair_uri is not None:
+        pair_dir = tempfile.mkdtemp(prefix="rayeval-custom-")
+    output_dir = os.path.join(pair_dir, "output")
+    log_path = os.path.join(pair_dir, "program.log")
+    shutil.rmtree(output_dir, ignore_errors=True)
+    os.makedirs(output_dir)
+    if os.path.exists(log_path):
+        os.remove(log_path)
+    variables = {**os.environ, **env, **secret_env, "EVAL_OUTPUT_DIR": output_dir}
+    # `python` in the command is the Python of the node's Ray worker (or of the image).
+    variables["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), variables.get("PATH", "")])
+    sink = None
+    if events is not None:
+        coordinator, task_id = events
+
+        def sink(message: str) -> None:
+            coordinator.log_event.remote(task_id, "info", message)
+
+    workdir = _workdir(mounts)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        cwd=workdir,
+        env=variables,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,  # its own process group, killed whole
+    )
+    reader = _Output(proc.stdout, log_path, secrets, sink, prefix)
+    reader.start()
+    timed_out = False
+    deadline = None if timeout is None else started + timeout
+    try:
+        # Short waits, not one long one: Ray's cancellation (a stop) arrives as an exception raised
+        # between Python instructions, which a thread blocked in waitpid would never run.
+        while proc.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                _kill(proc)
+                break
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:  # cancelled (a stop) or failed here: the program goes too
+            _kill(proc)
+        reader.join(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    metrics_path = os.path.join(output_dir, METRICS_FILE)
+    metrics_text = None
+    if os.path.isfile(metrics_path):
+        with open(metrics_path, "rb") as f:
+            metrics_text = f.read(_METRICS_LIMIT).decode("utf-8", errors="replace")
+    files = sorted(
+        os.path.relpath(os.path.join(d, f), output_dir) for d, _, names in os.walk(output_dir) for f in names
+    )
+    if pair_uri is not None:
+        try:
+            _copy_out(pair_dir, pair_uri)
+        finally:
+            shutil.rmtree(pair_dir, ignore_errors=True)
+    return {
+        "exit_code": proc.returncode,
+        "timed_out": timed_out,
+        "seconds": round(time.monotonic() - started, 3),
+        "metrics_text": metrics_text,
+        "tail": reader.tail,
+        "files": files,
+    }

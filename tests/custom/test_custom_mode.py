@@ -1,0 +1,334 @@
+"""Custom Evaluation mode on a real local Ray cluster: the user's program (tests/support/eval_program.py,
+shipped as a mount) calls the project's OpenAI-compatible test server with the credential rayeval
+hands it, and rayeval reads its metrics.json."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import re
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+import rayeval
+from rayeval.custom.runner import pack_mounts, parse_metrics, runtime_env
+from rayeval.errors import SpecError
+from rayeval.spec import CustomConfigSpec, parse_task
+from tests.conftest import REPO
+
+PROGRAM = Path(__file__).resolve().parents[1] / "support" / "eval_program.py"
+SECRET = "Bearer sk-custom-secret-98765"
+SECRET_VAR = "RAYEVAL_TEST_CUSTOM_KEY"
+
+
+@pytest.fixture
+def secret_env(monkeypatch):
+    monkeypatch.setenv(SECRET_VAR, SECRET)
+
+
+def _models(server, names=("m-a", "m-b")):
+    return [{"name": n, "url": server.url, "model": n, "auth_header_value": f"${{env:{SECRET_VAR}}}"} for n in names]
+
+
+def _config(name, sets, *args, **extra):
+    return {
+        "name": name,
+        "evaluation_sets": sets,
+        "mounts": [str(PROGRAM)],
+        "command": f"python eval_program.py {' '.join(args)}".strip(),
+        **extra,
+    }
+
+
+def _files_text(root: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in root.rglob("*") if p.is_file())
+
+
+def _record(task_id: str) -> dict:
+    import ray
+
+    from rayeval.actors.coordinator import get_coordinator
+
+    return ray.get(get_coordinator().get.remote(task_id))
+
+
+def test_programs_run_on_each_model_with_the_platform_variables(ray_cluster, stub_server, tmp_path, secret_env):
+    server = stub_server(api_key=SECRET.split()[1], models=("m-a", "m-b"))
+    task = {
+        "name": "custom-two-by-two",
+        "mode": "custom",
+        "output": str(tmp_path / "out"),
+        "models": _models(server),
+        "custom": [
+            _config("qa", ["qa"], parameters={"items": 2}, env={"GREETING": "hello"}),
+            _config("math", ["math", "arith"], "--items 3"),
+        ],
+    }
+    handle = rayeval.run(task)
+    record = _record(handle.task_id)
+    assert record["state"] == "succeeded"
+    rows = {(r["model"], r["eval_set"], r["metric"]): r for r in handle.results()}
+    for model in ("m-a", "m-b"):
+        for cfg, n in (("qa", 2), ("math", 3)):
+            questions = [f"Question {i}: what is {i} + {i}?" for i in range(n)]
+            # the stub answers "The answer is N." with N the prompt's length
+            expected = sum(len(f"The answer is {len(q)}.") for q in questions) / n
+            assert rows[(model, cfg, "answered")]["value"] == 1.0
+            assert rows[(model, cfg, "mean_chars")]["value"] == pytest.approx(expected)
+    assert server.total_requests == 2 * (2 + 3)
+    assert all(h.get("authorization") == SECRET for h in server.headers_seen)
+
+    pair = tmp_path / "out" / handle.task_id / "custom" / "qa" / "m-b"
+    seen = json.loads((pair / "output" / "env.json").read_text())
+    assert seen["EVAL_INFERENCE_URL"] == f"{server.url.rstrip('/')}/chat/completions"
+    assert seen["EVAL_MODEL_NAME"] == "m-b" and seen["EVAL_AUTHORIZATION_HEADER_KEY"] == "Authorization"
+    assert seen["auth_sha256"] == hashlib.sha256(SECRET.encode()).hexdigest()
+    assert seen["GREETING"] == "hello" and seen["argv"] == ["--items", "2"]
+    assert seen["EVAL_EVALUATION_SETS"] == "qa" and "eval_program.py" in seen["cwd_files"]
+    assert json.loads(seen["EVAL_MOUNTS"]) == {"eval_program.py": "eval_program.py"}
+    assert (pair / "output" / "answers.jsonl").exists()  # the program's other files are kept
+    outcome = json.loads((pair / "outcome.json").read_text())
+    assert sorted(outcome["files"]) == ["answers.jsonl", "env.json", "metrics.json"]
+
+    # Progress: (models x sets) done; the program's output reached the task's log, scrubbed.
+    assert record["progress"]["m-a"] == {
+        "qa": {"done": 1, "errors": 0, "reused": 0, "total": 1},
+        "math": {"done": 1, "errors": 0, "reused": 0, "total": 1},
+        "arith": {"done": 1, "errors": 0, "reused": 0, "total": 1},
+    }
+    events = "\n".join(e["message"] for e in record["events"])
+    assert "starting math on m-b" in events and "the credential is ***" in events
+    assert "the credential is ***" in (pair / "program.log").read_text()
+    token = SECRET.split()[1]
+    for text in (events, _files_text(tmp_path / "out"), json.dumps(record)):
+        assert token not in text
+
+
+def test_a_failing_program_fails_only_its_pair(ray_cluster, stub_server, tmp_path, secret_env):
+    server = stub_server(api_key=SECRET.split()[1], models=("m-a",))
+    behaviours = ["exit", "nometrics", "malformed", "wrongshape", "nonnumeric"]
+    task = {
+        "name": "custom-failures",
+        "mode": "custom",
+        "output": str(tmp_path / "out"),
+        "models": _models(server, ["m-a"]),
+        "custom": [_config(b, [b], f"--behave {b} --items 1") for b in behaviours]
+        + [_config("hang", ["hang"], "--behave hang", timeout_s=4), _config("fine", ["fine"], "--items 1")],
+    }
+    started = time.monotonic()
+    handle = rayeval.run(task)
+    assert time.monotonic() - started < 120
+    results = handle.results()
+    rows = {r["eval_set"]: r for r in results if r["metric"] in ("(no metrics)", "answered")}
+    errors = {name: rows[name].get("error", "") for name in [*behaviours, "hang"]}
+    assert errors["exit"].startswith("the program exited with status 3") and "something went wrong" in errors["exit"]
+    assert errors["nometrics"].startswith("the program wrote no $EVAL_OUTPUT_DIR/metrics.json")
+    assert errors["malformed"].startswith("metrics.json is not valid JSON")
+    assert "metrics: Field required" in errors["wrongshape"]
+    assert "metrics.0.value: Value error, must be a finite number" in errors["nonnumeric"]
+    assert errors["hang"].startswith("the program ran past its timeout of 4 s and was killed")
+    assert all(rows[n]["value"] is None and rows[n]["errors"] == 1 for n in errors)
+    assert rows["fine"]["value"] == 1.0 and _record(handle.task_id)["state"] == "succeeded"
+    progress = _record(handle.task_id)["progress"]["m-a"]
+    assert progress["fine"] == {"done": 1, "errors": 0, "reused": 0, "total": 1}
+    assert progress["exit"] == {"done": 1, "errors": 1, "reused": 0, "total": 1}
+
+
+def test_restart_runs_only_the_failed_pair_and_reuse_takes_earlier_metrics(
+    ray_cluster, stub_server, tmp_path, secret_env
+):
+    server = stub_server(api_key=SECRET.split()[1], models=("m-a", "m-b"))
+    flag = tmp_path / "recovered"
+    task = {
+        "name": "custom-restart",
+        "mode": "custom",
+        "output": str(tmp_path / "out"),
+        "models": _models(server),
+        "custom": [_config("qa", ["qa"], "--items 2 --fail-model m-b", env={"RECOVERED_FLAG": str(flag)})],
+    }
+    first = rayeval.run(task)
+    rows = {r["model"]: r for r in first.results() if r["metric"] in ("(no metrics)", "answered")}
+    assert rows["m-a"]["value"] == 1.0 and rows["m-b"]["value"] is None
+    assert server.total_requests == 2
+    a_outcome = tmp_path / "out" / first.task_id / "custom" / "qa" / "m-a" / "outcome.json"
+    before = a_outcome.read_text()
+
+    flag.touch()
+    record = rayeval.restart(first.task_id)
+    assert record["state"] == "succeeded" and server.total_requests == 4  # only m-b ran
+    assert a_outcome.read_text() == before
+    assert {r["model"]: r["value"] for r in first.results() if r["metric"] == "answered"} == {"m-a": 1.0, "m-b": 1.0}
+    assert record["progress"]["m-b"]["qa"]["done"] == 1 and record["progress"]["m-b"]["qa"]["errors"] == 0
+
+    again = rayeval.run({**task, "name": "custom-restart-2"})
+    assert server.total_requests == 4  # both pairs reused
+    reused = [r for r in again.results() if r["metric"] == "answered"]
+    assert {r["reused_from"] for r in reused} == {first.task_id} and all(r["value"] == 1.0 for r in reused)
+
+    changed = {**task, "name": "custom-restart-3", "custom": [{**task["custom"][0], "parameters": {"items": 1}}]}
+    rayeval.run(changed)
+    assert server.total_requests == 6  # another configuration: run again
+
+
+def test_stop_kills_the_running_program(ray_cluster, stub_server, tmp_path, secret_env):
+    server = stub_server(api_key=SECRET.split()[1], models=("m-a",))
+    task = {
+        "name": "custom-stop",
+        "mode": "custom",
+        "output": str(tmp_path / "out"),
+        "models": _models(server, ["m-a"]),
+        "custom": [_config("hang", ["hang"], "--behave hang"), _config("never", ["never"], "--items 1")],
+    }
+    handle = rayeval.run(task, wait=False)
+    log = tmp_path / "out" / handle.task_id / "custom" / "hang" / "m-a" / "program.log"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "thinking forever" in log.read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    record = rayeval.stop(handle.task_id, wait=60)
+    assert record["state"] == "stopped"
+    rows = {r["eval_set"]: r for r in handle.results()}
+    assert rows["hang"]["error"].startswith("stopped on request") and "never" not in rows
+    assert rows["hang"]["metric"] == "(no metrics)"
+    assert server.total_requests == 0
+    pid = int(re.search(r"pid (\d+)", log.read_text()).group(1))
+    deadline = time.monotonic() + 15
+    while _alive(pid):  # the program's process group was killed with the Ray task's cancellation
+        assert time.monotonic() < deadline, "the program outlived the stop"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_image_configurations_map_to_ray_runtime_env(tmp_path):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    (folder / "data.txt").write_text("x")
+    cfg = CustomConfigSpec.model_validate(
+        {
+            "name": "bfcl",
+            "evaluation_sets": ["bfcl_simple"],
+            "image": "registry.example.com/evaluators/bfcl",
+            "image_version": "2026.3",
+            "mounts": [str(folder), {"path": "/mnt/shared/weights", "shared": True}],
+            "command": "python /app/run.py",
+        }
+    )
+    assert runtime_env(cfg) == {"image_uri": "registry.example.com/evaluators/bfcl:2026.3"}
+    with tarfile.open(fileobj=io.BytesIO(pack_mounts(cfg, tmp_path))) as tar:
+        assert tar.getnames() == ["bench", "bench/data.txt"]  # the shared mount is not shipped
+    image_only = CustomConfigSpec.model_validate(
+        {"name": "x", "evaluation_sets": ["s"], "image": "evaluator", "command": "run"}
+    )
+    assert runtime_env(image_only) == {"image_uri": "evaluator"} and pack_mounts(image_only, tmp_path) is None
+    plain = CustomConfigSpec.model_validate({"name": "x", "evaluation_sets": ["s"], "command": "run"})
+    assert runtime_env(plain) == {}
+
+    base = {"name": "t", "mode": "custom", "models": [{"name": "m", "url": "http://127.0.0.1:9/v1"}]}
+    bad = {
+        "needs `image`": {"name": "c", "evaluation_sets": ["s"], "image_version": "1", "command": "x"},
+        "EVAL_* variables are set by rayeval": {
+            "name": "c", "evaluation_sets": ["s"], "command": "x", "env": {"EVAL_OUTPUT_DIR": "/tmp"}
+        },
+        "does not exist here": {"name": "c", "evaluation_sets": ["s"], "command": "x", "mounts": ["/no/such/dir"]},
+    }  # fmt: skip
+    for message, config in bad.items():
+        with pytest.raises(SpecError, match=re.escape(message)):
+            parse_task({**base, "custom": [config]})
+    with pytest.raises(SpecError, match="mode custom needs `custom`"):
+        parse_task(base)
+    with pytest.raises(SpecError, match="leave the task's `evaluation_sets` and `judges` out"):
+        parse_task({**base, "custom": [bad["needs `image`"] | {"image": "i"}], "evaluation_sets": [
+            {"name": "s", "path": str(folder), "metrics": ["exact_match"]}]})  # fmt: skip
+    with pytest.raises(SpecError, match="`custom` configurations belong to mode custom"):
+        sets = [{"name": "s", "path": str(folder), "metrics": ["exact_match"]}]
+        parse_task(
+            {**base, "mode": "inference_and_evaluation", "evaluation_sets": sets, "custom": [plain.model_dump()]}
+        )
+
+
+def test_metrics_files_are_checked():
+    assert parse_metrics('{"metrics": [{"name": "acc", "value": 0.5}, {"name": "n", "value": 3}]}') == [
+        {"name": "acc", "value": 0.5},
+        {"name": "n", "value": 3.0},
+    ]
+    for text, message in [
+        ("{", "not valid JSON"),
+        ('{"metrics": []}', "metrics: List should have at least 1 item"),
+        ('{"metrics": [{"name": "a", "value": true}]}', "must be a finite number"),
+        ('{"metrics": [{"name": "a", "value": NaN}]}', "must be a finite number"),
+        ('{"metrics": [{"value": 1}]}', "metrics.0.name: Field required"),
+        ('{"metrics": [{"name": "a", "value": 1}, {"name": "a", "value": 2}]}', "names a metric twice: a"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_metrics(text)
+
+
+def test_a_checkpoint_rayeval_hosts_is_reachable_by_the_program(ray_cluster, tmp_path):
+    from ray import serve
+
+    from rayeval.serve_apps.tiny_model import tiny_model_dir
+
+    checkpoint = tiny_model_dir()
+    task = {
+        "name": "custom-hosted",
+        "mode": "custom",
+        "output": str(tmp_path / "out"),
+        "models": [{"name": "tiny", "path": str(checkpoint), "engine": {"MAX_MODEL_LEN": 512}}],
+        "custom": [_config("qa", ["qa"], "--items 2")],
+    }
+    handle = rayeval.run(task)
+    rows = {r["metric"]: r for r in handle.results()}
+    assert rows["answered"]["errors"] == 0 and rows["answered"]["value"] is not None, rows
+    seen = json.loads(
+        (tmp_path / "out" / handle.task_id / "custom" / "qa" / "tiny" / "output" / "env.json").read_text()
+    )
+    assert seen["EVAL_INFERENCE_URL"].startswith("http://127.0.0.1:") and seen["EVAL_INFERENCE_URL"].endswith(
+        "/v1/chat/completions"
+    )
+    assert seen["auth_sha256"] == hashlib.sha256(b"").hexdigest()  # a hosted model needs no credential
+    assert not [a for a in serve.status().applications if checkpoint.name in a]  # taken down at the end
+
+
+def test_the_bfcl_example_program(ray_cluster, stub_server, tmp_path):
+    """examples/custom/bfcl_simple.yaml against a stub function-calling model that answers the even
+    questions right (BFCL's possible answers) and the odd ones in prose."""
+    from rayeval.spec import load_task
+    from tests.metrics.test_bfcl import perfect_calls, render
+
+    data = Path(importlib.util.find_spec("bfcl_eval").submodule_search_locations[0]) / "data"
+
+    def lines(path: Path) -> list[dict]:
+        return [json.loads(x) for x in path.read_text().splitlines() if x]
+
+    questions = lines(data / "BFCL_v4_simple_python.json")
+    answers = {r["id"]: r["ground_truth"] for r in lines(data / "possible_answer" / "BFCL_v4_simple_python.json")}
+    planned = {}
+    for i, q in enumerate(questions[:20]):
+        right = render(perfect_calls(answers[q["id"]], q["function"]))
+        planned[q["question"][0][0]["content"]] = right if i % 2 == 0 else "I cannot call any function for this."
+
+    def model(body: dict) -> str:
+        assert body["messages"][0]["role"] == "system" and "[func_name1(" in body["messages"][0]["content"]
+        return planned[body["messages"][1]["content"]]
+
+    server = stub_server(responder=model)
+    spec = load_task(REPO / "examples" / "custom" / "bfcl_simple.yaml").model_dump(mode="json", exclude_none=True)
+    spec["output"] = str(tmp_path / "out")
+    spec["models"] = [{"name": "stub", "url": server.url, "model": "stub-model"}]
+    spec["custom"][0]["parameters"]["limit"] = 20
+    rows = {r["metric"]: r["value"] for r in rayeval.run(spec).results()}
+    assert rows == {"bfcl_simple_ast_accuracy": 0.5, "request_errors": 0.0}
+    assert server.total_requests == 20
