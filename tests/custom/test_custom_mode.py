@@ -171,9 +171,15 @@ def test_restart_runs_only_the_failed_pair_and_reuse_takes_earlier_metrics(
     reused = [r for r in again.results() if r["metric"] == "answered"]
     assert {r["reused_from"] for r in reused} == {first.task_id} and all(r["value"] == 1.0 for r in reused)
 
-    changed = {**task, "name": "custom-restart-3", "custom": [{**task["custom"][0], "parameters": {"items": 1}}]}
-    rayeval.run(changed)
-    assert server.total_requests == 6  # another configuration: run again
+    # Copy with an override (by name): another configuration, so it runs again.
+    copied = rayeval.copy_spec(first.task_id, name="custom-restart-3", overrides={"custom.qa.parameters": {"items": 1}})
+    assert copied.custom[0].command == task["custom"][0]["command"] and copied.mode == "custom"
+    third = rayeval.run(copied)
+    assert server.total_requests == 6
+    assert all("reused_from" not in r for r in third.results())
+
+    rayeval.delete(first.task_id)
+    assert not (tmp_path / "out" / first.task_id).exists()
 
 
 def test_stop_kills_the_running_program(ray_cluster, stub_server, tmp_path, secret_env):
