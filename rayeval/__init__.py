@@ -3,12 +3,14 @@
 The public API is small: load or build a task spec, run or submit it, follow the handle.
 """
 
-from rayeval.api import TaskHandle, copy_spec, delete, list_tasks, restart, run, stop, submit
+from rayeval.api import TaskHandle, copy_spec, delete, list_tasks, restart, results, run, stop, submit
 from rayeval.debug import DebugSample, debug_metrics
 from rayeval.errors import DatasetError, MetricError, RayevalError, ServiceError, SpecError, TaskNotFoundError
-from rayeval.spec import EngineSpec, EvaluationSetSpec, ModelSpec, Parameters, TaskSpec, load_task
+from rayeval.spec import CustomConfigSpec, EngineSpec, EvaluationSetSpec, ModelSpec, Parameters, TaskSpec, load_task
+from rayeval.weights import Weights
 
 __all__ = [
+    "CustomConfigSpec",
     "DatasetError",
     "DebugSample",
     "EngineSpec",
@@ -22,12 +24,14 @@ __all__ = [
     "TaskHandle",
     "TaskNotFoundError",
     "TaskSpec",
+    "Weights",
     "copy_spec",
     "debug_metrics",
     "delete",
     "list_tasks",
     "load_task",
     "restart",
+    "results",
     "run",
     "stop",
     "submit",

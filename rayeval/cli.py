@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -408,18 +409,57 @@ def stop(task: str, address: str | None, no_wait: bool) -> None:
 @main.command()
 @click.argument("task")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option(
+    "--weights",
+    help="Weights on top of the task's: a YAML/JSON file, or set=W,... (metric:NAME=W for metrics). Re-ranks "
+    "without evaluating anything again.",
+)
+@click.option("--reference", help="Compare every model with this one, item by item (default: the task's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
+@click.option("--resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False),
+    help="Write scores, leaderboard, usage and comparison as CSV, and everything as results.json, here.",
+)
 @click.option("--output", help="Also look for the task in this output location.")
-def results(task: str, fmt: str, output: str | None) -> None:
-    """Print the summary of TASK (id or name): value, items and errors per model x set x metric."""
-    from rayeval.report import format_summary
+def results(
+    task: str,
+    fmt: str,
+    weights: str | None,
+    reference: str | None,
+    seed: int,
+    resamples: int,
+    export_dir: str | None,
+    output: str | None,
+) -> None:
+    """Print the results of TASK (id or name): the leaderboard (comprehensive score with its 95%
+    interval and rank), each model x set x metric with its interval and weight, token usage and
+    latency, and the comparison with the reference model."""
+    from rayeval.analysis import compute_results, format_results
     from rayeval.store import ResultsStore
     from rayeval.tasks import find_task
 
     record = find_task(task, output=output, tags=_tags())
-    rows = ResultsStore(record["output"]).read_json(record["task_id"], "summary.json")
-    if rows is None:
-        raise RayevalError(f"task {record['task_id']} has no summary yet (state: {record['state']})")
-    click.echo(format_summary(rows, fmt))
+    res = compute_results(
+        record["task_id"], weights=weights, reference=reference, seed=seed, resamples=resamples,
+        output=record["output"], tags=_tags(),
+    )  # fmt: skip
+    click.echo(format_results(res, fmt))
+    if export_dir:
+        folder = Path(export_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for view in ("scores", "leaderboard", "usage", "comparison"):
+            text = res.to_csv(view)
+            if text:
+                (folder / f"{view}.csv").write_text(text, encoding="utf-8")
+                written.append(f"{view}.csv")
+        (folder / "results.json").write_text(json.dumps(res.to_dict(), indent=2), encoding="utf-8")
+        written.append("results.json")
+        parquet = ResultsStore(record["output"]).uri(record["task_id"], "results")
+        click.echo(f"wrote {', '.join(written)} to {folder}; the per-item rows are the Parquet files in {parquet}")
     if fmt == "table" and _reuse_note(record):
         click.echo(_reuse_note(record))
 

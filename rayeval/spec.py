@@ -28,6 +28,7 @@ from pydantic import (
 from rayeval.errors import SpecError
 from rayeval.metrics._judge_parser import JudgeParser
 from rayeval.metrics_config import expand_metrics, resolve_metric_files
+from rayeval.weights import Weights
 
 __all__ = [
     "ColumnMapping",
@@ -518,6 +519,14 @@ class TaskSpec(_Spec):
         default_factory=ReuseSpec,
         description="Reuse of earlier tasks' results: `false` turns it off, `{tasks: [...]}` names the sources.",
     )
+    weights: Weights = Field(
+        default_factory=Weights,
+        description="Weights of the comprehensive score per set and metric (and the scale of metrics not on [0, 1]); "
+        "`rayeval results --weights` changes them afterwards.",
+    )
+    reference_model: str | None = Field(
+        None, description="A model of the task that the results compare the others with, item by item."
+    )
     metrics_config: str | None = Field(
         None,
         description="Quick-configuration YAML (relative to the task) mapping set names to metrics; they are added "
@@ -553,6 +562,11 @@ class TaskSpec(_Spec):
 
     @model_validator(mode="after")
     def _mode_requirements(self) -> TaskSpec:
+        if self.reference_model is not None and self.reference_model not in {m.name for m in self.models}:
+            raise ValueError(
+                f"reference_model '{self.reference_model}' is not one of the task's models "
+                f"({', '.join(m.name for m in self.models)})"
+            )
         if self.mode == "custom":
             if not self.custom:
                 raise ValueError("mode custom needs `custom`: at least one configuration (a command to run)")

@@ -105,13 +105,14 @@ def test_run_then_status_and_results_in_every_format(ray_cluster, stub_server, t
     assert result.exit_code == 0, result.output
     assert "numeric_match" in result.output and "1.0000" in result.output
 
-    as_json = json.loads(runner.invoke(main, ["results", "clitask", "--format", "json"]).output)
+    as_json = json.loads(runner.invoke(main, ["results", "clitask", "--format", "json"]).output)["scores"]
     assert {(r["metric"], r["value"], r["items"]) for r in as_json} == {
         ("numeric_match", 1.0, 12),
         ("exact_match", 0.0, 12),
     }
     csv_lines = runner.invoke(main, ["results", "clitask", "--format", "csv"]).output.splitlines()
-    assert csv_lines[0] == "model,eval_set,metric,value,items,scored,errors" and len(csv_lines) == 3
+    assert csv_lines[0].startswith("model,eval_set,metric,value,ci_low,ci_high,items,scored,errors")
+    assert len(csv_lines) == 3
 
     status = runner.invoke(main, ["status", "clitask"])
     assert status.exit_code == 0 and "succeeded" in status.output and "12/12" in status.output

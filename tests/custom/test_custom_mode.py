@@ -82,6 +82,15 @@ def test_programs_run_on_each_model_with_the_platform_variables(ray_cluster, stu
             assert rows[(model, cfg, "answered")]["value"] == 1.0
             assert rows[(model, cfg, "mean_chars")]["value"] == pytest.approx(expected)
     assert server.total_requests == 2 * (2 + 3)
+    # In the results with the other modes' metrics: mean_chars is not on [0, 1] until given a range.
+    board = rayeval.results(handle.task_id)
+    assert board.excluded == ["math/mean_chars", "qa/mean_chars"]
+    assert all(s.score == 1.0 and s.components == 2 for s in board.leaderboard)  # `answered` only
+    ranged = rayeval.results(handle.task_id, weights={"ranges": {"mean_chars": [0, 40]}})
+    chars = {cfg: rows[("m-a", cfg, "mean_chars")]["value"] for cfg in ("qa", "math")}
+    expected = (1 + 1 + chars["qa"] / 40 + chars["math"] / 40) / 4
+    assert [s.score for s in ranged.leaderboard] == pytest.approx([expected, expected])
+    assert all(s.ci_low is None for s in ranged.leaderboard) and not ranged.excluded  # no items to resample
     assert all(h.get("authorization") == SECRET for h in server.headers_seen)
 
     pair = tmp_path / "out" / handle.task_id / "custom" / "qa" / "m-b"
