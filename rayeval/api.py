@@ -18,7 +18,7 @@ from rayeval.spec import TaskSpec, load_task, parse_task
 from rayeval.store import ResultsStore
 
 if TYPE_CHECKING:
-    from rayeval.analysis import Results
+    from rayeval.analysis import ItemView, Results
 
 __all__ = ["TaskHandle", "checkpoint_task", "copy_spec", "delete", "list_tasks", "restart", "run", "stop", "submit"]
 
@@ -198,6 +198,30 @@ def results(
         task, weights=weights, reference=reference, seed=seed, resamples=resamples, output=output,
         tags=caller_tags(tags),
     )  # fmt: skip
+
+
+def item(
+    task: str,
+    item_id: str,
+    *,
+    model: str | None = None,
+    eval_set: str | None = None,
+    reference: str | None = None,
+    output: str | None = None,
+    tags: list[str] | None = None,
+) -> list[ItemView]:
+    """One item's evaluation step by step, per model (or `model`), each with the reference model's
+    response and scores beside it (`reference`, default the task's `reference_model`).
+
+    Raises:
+        TaskNotFoundError: no such task. RayevalError: no such item or model in its results.
+    """
+    from rayeval.analysis import item_view
+    from rayeval.tasks import caller_tags
+
+    return item_view(
+        task, item_id, model=model, eval_set=eval_set, reference=reference, output=output, tags=caller_tags(tags)
+    )
 
 
 def stop(

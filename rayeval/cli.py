@@ -464,6 +464,31 @@ def results(
         click.echo(_reuse_note(record))
 
 
+@main.command()
+@click.argument("task")
+@click.argument("item_id")
+@click.option("--model", help="Only this model (default: every model but the reference).")
+@click.option("--set", "eval_set", help="The item's evaluation set, when its id is in several.")
+@click.option("--reference", help="Show this model's response and scores beside (default: the task's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the steps as JSON.")
+@click.option("--output", help="Also look for the task in this output location.")
+def item(
+    task: str,
+    item_id: str,
+    model: str | None,
+    eval_set: str | None,
+    reference: str | None,
+    as_json: bool,
+    output: str | None,
+) -> None:
+    """Every step of one item of TASK, in order: query, prompt sent, response, inference facts, and each
+    metric's preprocessing output, judge prompt, raw judge answer, parsed score, postprocessing, errors."""
+    from rayeval.analysis import format_item, item_view
+
+    views = item_view(task, item_id, model=model, eval_set=eval_set, reference=reference, output=output, tags=_tags())
+    click.echo(json.dumps([v.to_dict() for v in views], indent=2, default=str) if as_json else format_item(views))
+
+
 @main.command("check-service")
 @click.argument("url")
 @click.option("--model", "model_id", help="Served model id expected in /v1/models (default: the first listed).")

@@ -27,6 +27,7 @@ __all__ = [
     "check_service",
     "infer_one",
     "item_system",
+    "prompt_fields",
     "request_body",
     "resolve_endpoint",
     "scrub",
@@ -111,6 +112,15 @@ def item_system(fields: str | None, column: str | None) -> str | None:
     return None if value is None else str(value)
 
 
+def prompt_fields(api: str, query: str, params: Parameters, system: str | None = None) -> dict[str, Any]:
+    """What carries the prompt in a request: `messages` (chat) or `prompt` (completions)."""
+    if api == "chat":
+        text = "\n\n".join(p for p in (system, params.system_prompt) if p)
+        messages = [{"role": "system", "content": text}] if text else []
+        return {"messages": [*messages, {"role": "user", "content": query}]}
+    return {"prompt": f"{system}\n\n{query}" if system else query}
+
+
 def request_body(endpoint: Endpoint, query: str, params: Parameters, system: str | None = None) -> dict[str, Any]:
     """The JSON body for one query, with the platform's meaning of each hyperparameter.
 
@@ -119,13 +129,7 @@ def request_body(endpoint: Endpoint, query: str, params: Parameters, system: str
     `do_sample=False` is greedy decoding: temperature 0, and top_p/top_k are not sent.
     `top_k` and `repetition_penalty` are vLLM's extra sampling parameters, sent at top level.
     """
-    body: dict[str, Any] = {"model": endpoint.model_id}
-    if endpoint.api == "chat":
-        text = "\n\n".join(p for p in (system, params.system_prompt) if p)
-        messages = [{"role": "system", "content": text}] if text else []
-        body["messages"] = [*messages, {"role": "user", "content": query}]
-    else:
-        body["prompt"] = f"{system}\n\n{query}" if system else query
+    body: dict[str, Any] = {"model": endpoint.model_id, **prompt_fields(endpoint.api, query, params, system)}
     if params.max_tokens is not None:
         body["max_tokens"] = params.max_tokens
     if params.repetition_penalty is not None:

@@ -10,5 +10,18 @@ from rayeval.analysis._board import (
     compute_results,
     format_results,
 )
+from rayeval.analysis._item import ItemView, Step, format_item, item_view
 
-__all__ = ["Comparison", "Results", "ScoreRow", "Standing", "Usage", "compute_results", "format_results"]
+__all__ = [
+    "Comparison",
+    "ItemView",
+    "Results",
+    "ScoreRow",
+    "Standing",
+    "Step",
+    "Usage",
+    "compute_results",
+    "format_item",
+    "format_results",
+    "item_view",
+]
