@@ -489,6 +489,37 @@ def item(
     click.echo(json.dumps([v.to_dict() for v in views], indent=2, default=str) if as_json else format_item(views))
 
 
+@main.command()
+@click.argument("task")
+@click.option("--out", "out", default="report.html", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--weights", help="Starting weights on top of the task's (the page changes them live).")
+@click.option("--reference", help="The reference model (default: the task's).")
+@click.option("--items", type=int, default=200, show_default=True, help="Items per set in the item browser (0: all).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
+@click.option("--resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--output", help="Also look for the task in this output location.")
+def report(
+    task: str,
+    out: str,
+    weights: str | None,
+    reference: str | None,
+    items: int,
+    seed: int,
+    resamples: int,
+    output: str | None,
+) -> None:
+    """Write TASK's report as one self-contained HTML file (opens without network): leaderboard with
+    live weight controls, scores with intervals, a chart, the item browser and the reference comparison."""
+    from rayeval.analysis import render_report
+
+    page = render_report(
+        task, weights=weights, reference=reference, seed=seed, resamples=resamples, items=items, output=output,
+        tags=_tags(),
+    )  # fmt: skip
+    Path(out).write_text(page, encoding="utf-8")
+    click.echo(f"wrote {out} ({len(page) / 1024:.0f} KiB)")
+
+
 @main.command("check-service")
 @click.argument("url")
 @click.option("--model", "model_id", help="Served model id expected in /v1/models (default: the first listed).")

@@ -10,6 +10,7 @@ from rayeval.analysis._board import (
     compute_results,
     format_results,
 )
+from rayeval.analysis._html import render_report
 from rayeval.analysis._item import ItemView, Step, format_item, item_view
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "format_item",
     "format_results",
     "item_view",
+    "render_report",
 ]

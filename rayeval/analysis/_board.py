@@ -29,6 +29,8 @@ __all__ = ["Comparison", "Results", "ScoreRow", "Standing", "Usage", "compute_re
 REPLAY_RESAMPLES = 200
 #: Items x replicates replayed for a corpus-level score, at most.
 REPLAY_BUDGET = 2_000_000
+#: Replicates of each score kept with the results (for intervals under other weights).
+REPORT_REPLICATES = 200
 
 
 @dataclass
@@ -107,6 +109,9 @@ class Results:
     seed: int
     resamples: int
     excluded: list[str] = field(default_factory=list)
+    #: "model|set|metric" -> bootstrap replicates of that score (the first REPORT_REPLICATES), for
+    #: intervals recomputed under other weights (the browser report).
+    replicates: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form of every view."""
@@ -345,7 +350,11 @@ def compute_results(
         )
         for m, u in usage.items()
     ]  # fmt: skip
-    return Results(task_id, rows, leaderboard, use, comparison, w, reference, seed, resamples, excluded)
+    kept = {
+        f"{m}|{st}|{o}": [None if np.isnan(x) else round(float(x), 6) for x in r[:REPORT_REPLICATES]]
+        for (m, st, o), r in replicates.items()
+    }
+    return Results(task_id, rows, leaderboard, use, comparison, w, reference, seed, resamples, excluded, kept)
 
 
 def _leaderboard(

@@ -1,0 +1,113 @@
+"""The HTML report in a real headless browser (Debian's chromium driven by selenium): it loads from
+the file, the leaderboard shows the API's order, moving a weight re-ranks as the API computes, and
+the item view shows each step beside the reference model's. Screenshots go to build/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import rayeval
+from rayeval.cli import main
+from tests.analysis.test_board import _task
+from tests.conftest import REPO
+
+webdriver = pytest.importorskip("selenium.webdriver")
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (apt packages)"
+)
+SHOTS = Path(os.environ.get("RAYEVAL_SCREENSHOTS", REPO / "build" / "screenshots"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1300,1000"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def _css(driver, selector):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def _board(driver) -> list[str]:
+    return [td.text for td in _css(driver, "#board tbody tr td:nth-child(2)")]
+
+
+def _report(task_id: str, out: Path, *args: str) -> Path:
+    result = CliRunner().invoke(main, ["report", task_id, "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_the_report_ranks_reweights_and_shows_steps(ray_cluster, browser, tmp_path):
+    task_id = rayeval.run(_task(tmp_path, reference_model="r")).task_id
+    page = _report(task_id, tmp_path / "report.html")
+    assert "http://" not in page.read_text() and "https://" not in page.read_text()  # nothing to fetch
+    browser.get(page.as_uri())
+    assert browser.title == f"rayeval report: {task_id}"
+    assert _board(browser) == [s.model for s in rayeval.results(task_id).leaderboard] == ["q", "p", "r"]
+    browser.save_screenshot(str(SHOTS / "report-leaderboard.png"))
+
+    (weight,) = [el for el in _css(browser, "#weights input") if el.get_attribute("data-name") == "a"]
+    weight.clear()
+    weight.send_keys("3")
+    assert _board(browser) == [s.model for s in rayeval.results(task_id, weights="a=3").leaderboard] == ["p", "q", "r"]
+    shown = {tr.find_elements("css selector", "td")[1].text: tr.find_elements("css selector", "td")[2].text
+             for tr in _css(browser, "#board tbody tr")}  # fmt: skip
+    expected = {s.model: f"{s.score:.4f}" for s in rayeval.results(task_id, weights="a=3").leaderboard}
+    assert shown == expected
+    browser.save_screenshot(str(SHOTS / "report-reweighted.png"))
+
+    _css(browser, 'nav button[data-view="items"]')[0].click()
+    model = _css(browser, "#f-model")[0]
+    assert [o.text for o in model.find_elements("css selector", "option")] == ["p", "q"]  # r is the reference
+    _css(browser, "#f-disagree")[0].click()
+    listed = [el.get_attribute("data-id") for el in _css(browser, "#itemlist div")]
+    assert listed == [f"a{i}" for i in range(10, 18)]  # p right on a0-a17, r on a0-a9
+    _css(browser, "#itemlist div")[0].click()
+    columns = _css(browser, "#itemview .steps > div")
+    assert len(columns) == 2 and "reference r" in columns[1].text
+    names = [h.text for h in columns[0].find_elements("css selector", ".step h4")]
+    assert names[:3] == ["query", "prompt sent", "response"] and "exact_match: score exact_match" in names
+    assert "yes" in columns[0].text and "no" in columns[1].text
+    browser.save_screenshot(str(SHOTS / "report-item.png"))
+    _css(browser, "#f-disagree")[0].click()
+    _css(browser, "#f-errors")[0].click()
+    assert _css(browser, "#itemlist div") == []
+
+    _css(browser, 'nav button[data-view="comparison"]')[0].click()
+    rows = [tr.text for tr in _css(browser, "#cmp tbody tr")]
+    assert any(r.startswith("p a exact_match 8 0 12") for r in rows)
+
+
+def test_the_gsm8k_report_renders(ray_cluster, browser, gsm8k_predictions, tmp_path):
+    from rayeval.spec import load_task
+
+    spec = load_task(REPO / "examples" / "gsm8k-eval-only.yaml")
+    spec = spec.model_copy(update={"output": str(tmp_path / "out"), "reference_model": "gpt3-6b-finetuning"})
+    task_id = rayeval.run(spec).task_id
+    page = _report(task_id, tmp_path / "gsm8k.html", "--items", "50")
+    browser.get(page.as_uri())
+    results = rayeval.results(task_id)
+    assert _board(browser) == [s.model for s in results.leaderboard]
+    cis = [td.text for td in _css(browser, "#board tbody tr td:nth-child(4)")]
+    assert cis == [f"{s.ci_low:.4f} – {s.ci_high:.4f}" for s in results.leaderboard]
+    assert len(_css(browser, "#chart rect")) == 4
+    browser.save_screenshot(str(SHOTS / "report-gsm8k.png"))
