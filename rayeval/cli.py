@@ -520,6 +520,28 @@ def report(
     click.echo(f"wrote {out} ({len(page) / 1024:.0f} KiB)")
 
 
+@main.command()
+@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS or a running local cluster).")
+@click.option("--detach", is_flag=True, help="Leave the UI running on the cluster and return.")
+def ui(address: str | None, detach: bool) -> None:
+    """Serve every task's report, and the progress of running tasks, from a Ray Serve application (on the
+    Serve proxy: 127.0.0.1 unless RAYEVAL_SERVE_HOST says otherwise). Ctrl-C takes it down."""
+    from rayeval.cluster import connect
+    from rayeval.serve_apps.ui import start_ui, stop_ui
+
+    connect(address, log_to_driver=False)
+    url = start_ui(tags=_tags())
+    click.echo(f"rayeval UI at {url}" + ("" if detach else " (Ctrl-C to stop)"))
+    if detach:
+        return
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        stop_ui()
+        click.echo("rayeval UI stopped")
+
+
 @main.command("check-service")
 @click.argument("url")
 @click.option("--model", "model_id", help="Served model id expected in /v1/models (default: the first listed).")

@@ -111,3 +111,62 @@ def test_the_gsm8k_report_renders(ray_cluster, browser, gsm8k_predictions, tmp_p
     assert cis == [f"{s.ci_low:.4f} – {s.ci_high:.4f}" for s in results.leaderboard]
     assert len(_css(browser, "#chart rect")) == 4
     browser.save_screenshot(str(SHOTS / "report-gsm8k.png"))
+
+
+def test_the_ui_serves_the_tasks_and_their_reports(ray_cluster, browser, tmp_path):
+    import httpx
+
+    from rayeval.serve_apps.ui import start_ui, stop_ui
+
+    task_id = rayeval.run(_task(tmp_path, reference_model="r")).task_id
+    url = start_ui()
+    try:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/rayeval/")
+        tasks = httpx.get(url + "api/tasks", timeout=30).json()
+        mine = next(t for t in tasks if t["task_id"] == task_id)
+        assert mine["state"] == "succeeded" and mine["progress"] == 1.0
+        index = httpx.get(url, timeout=30)
+        assert index.status_code == 200 and task_id in index.text and "succeeded" in index.text
+        assert httpx.get(url + "task/no-such-task", timeout=30).status_code == 404
+
+        browser.get(url)
+        link = [a for a in _css(browser, "#tasks a") if a.text == task_id]
+        link[0].click()
+        assert browser.title == f"rayeval report: {task_id}"
+        assert _board(browser) == [s.model for s in rayeval.results(task_id).leaderboard]
+        browser.save_screenshot(str(SHOTS / "ui-task.png"))
+    finally:
+        stop_ui()
+
+
+def test_the_ui_shows_a_running_tasks_progress(ray_cluster, stub_server, tmp_path):
+    import time
+
+    import httpx
+
+    from rayeval.serve_apps.ui import start_ui, stop_ui
+    from tests.support.tasks import inference_task, write_items
+
+    server = stub_server(latency=0.05)
+    data = write_items(tmp_path / "items.jsonl", 320)  # answers are reported by blocks of 64
+    task = inference_task(
+        data, tmp_path / "out", [{"name": "m", "url": server.url, "model": "stub-model"}], name="slow"
+    )
+    task["parameters"] = {"MAX_CONCURRENCY": 2}
+    task["reuse"] = False
+    url = start_ui()
+    handle = rayeval.run(task, wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            rows = {t["task_id"]: t for t in httpx.get(url + "api/tasks", timeout=30).json()}
+            row = rows.get(handle.task_id)
+            if row and row["state"] == "running" and 0 < row["progress"] < 1:
+                break
+            assert time.monotonic() < deadline, row
+            time.sleep(0.3)
+        page = httpx.get(url, timeout=30).text
+        assert 'http-equiv="refresh"' in page and handle.task_id in page and "running" in page and "done" in page
+    finally:
+        rayeval.stop(handle.task_id, wait=60)
+        stop_ui()
