@@ -99,6 +99,52 @@ class JudgeSpec(_Spec):
         return self
 
 
+DEFAULT_PAIRWISE_PROMPT = (
+    "You compare two answers to the same question.\n\nQuestion: {query}\n\nReference answer: {reference}\n\n"
+    "Answer A: {answer_a}\n\nAnswer B: {answer_b}\n\nWhich answer is better? Reply with 'Verdict: A', "
+    "'Verdict: B' or 'Verdict: tie'."
+)
+
+
+class PairwiseSpec(_Spec):
+    """Pairwise judging: a judge compares each item's answer with the reference model's, asked twice with
+    the two answers' order swapped; verdicts that disagree count as ties (and are reported)."""
+
+    name: str = Field(pattern=_NAME, description="Name of the metric output, e.g. 'vs_base'.")
+    judge: str = Field(description="Name of the judge, one of the task's `judges`.")
+    prompt: str = Field(
+        DEFAULT_PAIRWISE_PROMPT,
+        description="Prompt template: {answer_a} and {answer_b} are the two answers; {query}, {reference}, "
+        "{item_id} and the item's other columns are filled in too.",
+    )
+    system_prompt: str | None = Field(None, description="System message sent to the judge.")
+    pattern: str = Field(
+        r"(?i)verdict\W*(A|B|tie)\b",
+        description="Regular expression whose first group is the verdict: A, B or tie (case ignored).",
+    )
+    max_tokens: int | None = Field(None, gt=0, description="Most tokens the judge may write.")
+    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature (0: greedy).")
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as e:
+            raise ValueError(f"pattern is not a regular expression: {e}") from None
+        if compiled.groups < 1:
+            raise ValueError("pattern needs a group capturing the verdict (A, B or tie)")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _both_answers(cls, value: str) -> str:
+        missing = [p for p in ("{answer_a}", "{answer_b}") if p not in value]
+        if missing:
+            raise ValueError(f"the pairwise prompt must show both answers; it lacks {', '.join(missing)}")
+        return value
+
+
 class MetricRef(_Spec):
     """One metric applied to an evaluation set: a registered rule metric, or a judge metric (with `judge`)."""
 
@@ -164,6 +210,10 @@ class EvaluationSetSpec(_Spec):
         default_factory=list, description="Metrics computed on this set (a built-in set's defaults when omitted)."
     )
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N items (for quick trials).")
+    pairwise: list[PairwiseSpec] = Field(
+        default_factory=list,
+        description="Pairwise judging against the task's reference_model (run once every answer is stored).",
+    )
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -615,6 +665,20 @@ class TaskSpec(_Spec):
             if j.kind == "service" and not j.url:
                 raise ValueError(f"judges.{i} ({j.name}) needs `url` (or `path`/`builtin` for rayeval to host it)")
         judge_names = {j.name for j in self.judges}
+        for i, s in enumerate(self.evaluation_sets):
+            for k, p in enumerate(s.pairwise):
+                if self.reference_model is None:
+                    raise ValueError(
+                        f"evaluation_sets.{i}.pairwise.{k} ({p.name}) compares with the reference model: set the "
+                        "task's `reference_model`"
+                    )
+                if p.judge not in judge_names:
+                    raise ValueError(
+                        f"evaluation_sets.{i}.pairwise.{k} ({p.name}) uses judge '{p.judge}', which is not among the "
+                        f"task's judges ({', '.join(sorted(judge_names)) or 'none declared'})"
+                    )
+                if p.name in {o for ref in s.metrics for o in [ref.name]}:
+                    raise ValueError(f"evaluation_sets.{i}.pairwise.{k}: '{p.name}' is already a metric of the set")
         for i, s in enumerate(self.evaluation_sets):
             for k, ref in enumerate(s.metrics):
                 if ref.judge is not None and ref.judge.model not in judge_names:

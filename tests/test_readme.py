@@ -16,10 +16,12 @@ from rayeval.spec import (
     JudgeSpec,
     ModelSpec,
     MountSpec,
+    PairwiseSpec,
     Parameters,
     ResourceSpec,
     TaskSpec,
 )
+from rayeval.weights import Weights
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -38,6 +40,8 @@ SPECS = [
     CustomConfigSpec,
     MountSpec,
     CustomResources,
+    PairwiseSpec,
+    Weights,
 ]
 
 

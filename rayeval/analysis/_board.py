@@ -50,6 +50,8 @@ class ScoreRow:
     reused: int = 0
     weight: float = 0.0
     normalised: float | None = None
+    #: Pairwise metrics: the reference, wins, losses, ties and inconsistent verdict pairs behind the value.
+    pairwise: dict[str, Any] | None = None
 
 
 @dataclass
@@ -326,7 +328,10 @@ def compute_results(
                 diffs[(key[1], eval_set, key[2])] = r
             else:
                 replicates[(key[0], eval_set, key[1])] = r
+    replicates.update(_pairwise_replicates(store, task_id, spec, seed, resamples))
+    # Parts of a whole (BFCL's categories) and pairwise metrics (the reference has none) count 0 unless weighted.
     scoped = {(s, o) for s, outs in outputs.items() for o, m in outs if m.scoped and o != m.name}
+    scoped |= {(s.name, p.name) for s in spec.evaluation_sets for p in s.pairwise}
     rows = []
     for r in summary_rows:
         key = (r["model"], r["eval_set"], r["metric"])
@@ -337,7 +342,7 @@ def compute_results(
             ScoreRow(
                 r["model"], r["eval_set"], r["metric"], r["value"], lo, hi, r["items"], r["scored"], r["errors"],
                 r.get("parse_failures", 0), reused.get((r["model"], r["eval_set"]), 0), weight,
-                w.normalise(r["metric"], r["value"]),
+                w.normalise(r["metric"], r["value"]), r.get("pairwise"),
             )
         )  # fmt: skip
     leaderboard, excluded = _leaderboard(rows, replicates, w, models)
@@ -355,6 +360,26 @@ def compute_results(
         for (m, st, o), r in replicates.items()
     }
     return Results(task_id, rows, leaderboard, use, comparison, w, reference, seed, resamples, excluded, kept)
+
+
+def _pairwise_replicates(
+    store: ResultsStore, task_id: str, spec: TaskSpec, seed: int, resamples: int
+) -> dict[tuple[str, str, str], np.ndarray]:
+    """Bootstrap replicates of the pairwise metrics (win 1, tie 0.5, loss 0 per judged item)."""
+    from rayeval.jobs.pairwise import read_pairwise
+
+    out = {}
+    for s in spec.evaluation_sets:
+        for p in s.pairwise:
+            for model in (m.name for m in spec.models):
+                table = read_pairwise(store, task_id, p.name, model, s.name)
+                if table is None or not table.num_rows:
+                    continue
+                values = np.array([np.nan if x is None else x for x in table.column("score").to_pylist()])
+                chunks = [mean_replicates(values[:, None], idx)[:, 0] for idx in
+                          index_chunks(len(values), resamples, seed, f"{s.name}/{p.name}")]  # fmt: skip
+                out[(model, s.name, p.name)] = np.concatenate(chunks)
+    return out
 
 
 def _leaderboard(
@@ -504,6 +529,14 @@ def format_results(results: Results, fmt: str = "table") -> str:
     if any(r.parse_failures for r in results.rows):  # judge answers that gave no score (part of errors)
         names.append("parse_failures")
     parts += ["", _table(names, _columns(results.rows, names))]
+    for r in results.rows:
+        if r.pairwise:
+            pw = r.pairwise
+            parts.append(
+                f"pairwise {r.metric}: {r.model} against {pw['reference']} on {r.eval_set}: {pw['wins']} wins, "
+                f"{pw['losses']} losses, {pw['ties']} ties ({pw['inconsistent']} of them verdicts that changed "
+                "with the order of the answers)"
+            )
     if any(u.prompt_tokens or u.completion_tokens or u.latency_p50_ms is not None for u in results.usage):
         names = ["model", "items", "prompt_tokens", "completion_tokens", "latency_p50_ms", "latency_p95_ms"]
         parts += ["", "Usage (answered items)", _table(names, _columns(results.usage, names))]

@@ -56,7 +56,8 @@ def report_data(results: Results, store: ResultsStore, *, items: int = DEFAULT_I
 
     spec = _stored_spec(store, results.task_id)
     metrics_by_set = {s.name: [ref.model_dump() for ref in s.metrics] for s in spec.evaluation_sets}
-    parts = sorted({o for outs in metric_outputs(metrics_by_set).values() for o, m in outs if m.scoped and o != m.name})
+    parts = {o for outs in metric_outputs(metrics_by_set).values() for o, m in outs if m.scoped and o != m.name}
+    parts = sorted(parts | {p.name for s in spec.evaluation_sets for p in s.pairwise})
     if spec.mode == "custom":
         sets, rows, totals = [c.name for c in spec.custom], {}, {}
     else:

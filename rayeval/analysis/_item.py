@@ -160,6 +160,7 @@ def item_view(
     views = {r["model"]: item_steps(spec, r, outputs) for r in rows}
     for v in views.values():
         v.task_id = task_id
+        v.steps += _pairwise_steps(store, task_id, spec, v)
     if model is not None and model not in views:
         raise RayevalError(f"model '{model}' has no row for item '{item_id}' (models: {', '.join(sorted(views))})")
     chosen = (
@@ -170,6 +171,36 @@ def item_view(
             if v.model != reference:
                 v.reference = views[reference]
     return chosen
+
+
+def _pairwise_steps(store: ResultsStore, task_id: str, spec: TaskSpec, view: ItemView) -> list[Step]:
+    """The pairwise metrics' two asks and their outcome for this item (pairwise judging runs after scoring)."""
+    from rayeval.jobs.pairwise import read_pairwise
+
+    evaluation_set = next((s for s in spec.evaluation_sets if s.name == view.eval_set), None)
+    steps: list[Step] = []
+    for p in evaluation_set.pairwise if evaluation_set is not None else []:
+        table = read_pairwise(store, task_id, p.name, view.model, view.eval_set)
+        if table is None:
+            continue
+        row = next((r for r in table.to_pylist() if r["item_id"] == view.item_id), None)
+        if row is None:
+            continue
+        ref = spec.reference_model
+        if row["first"]:
+            steps.append(Step(f"{p.name}: first ask (A = {view.model})", json.loads(row["first"])))
+        if row["second"]:
+            steps.append(Step(f"{p.name}: second ask (A = {ref})", json.loads(row["second"])))
+        steps.append(
+            Step(
+                f"{p.name}: outcome",
+                {"outcome": row["outcome"], "inconsistent": row["inconsistent"], "score": row["score"]},
+            )
+        )
+        if row["error"]:
+            steps.append(Step(f"{p.name}: error", row["error"]))
+        view.scores[p.name] = row["score"]
+    return steps
 
 
 def format_item(views: list[ItemView]) -> str:

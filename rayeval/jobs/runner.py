@@ -31,6 +31,7 @@ from rayeval.client import check_service, resolve_endpoint, scrub
 from rayeval.datasets import SetPlan, plan_sets, read_items
 from rayeval.errors import MetricError, ServiceError, SpecError, TaskFailedError
 from rayeval.fingerprint import GIVEN_PREDICTIONS, inference_fingerprint, metric_fingerprint, model_identity
+from rayeval.jobs.pairwise import pairwise_rows, run_pairwise
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.jobs.sink import write_stream
 from rayeval.report import Summary, metric_outputs, summarize
@@ -544,6 +545,9 @@ def _run_registered(
         ray.kill(writer)
         if outcome.stopped:
             log.warning("task %s: stopped on request; what was evaluated is kept", task.task_id)
+        elif any(s.pairwise for s in spec.evaluation_sets):
+            log.info("task %s: pairwise judging against the reference model %s", task.task_id, spec.reference_model)
+            run_pairwise(task, hosted)
     summary = summarize(store, task.task_id, task.metrics_by_set)
     record = ray.get(coordinator.get.remote(task.task_id))
     progress = record["progress"]
@@ -552,7 +556,8 @@ def _run_registered(
     final_state = "stopped" if outcome.stopped else "succeeded"
     _log_outcome(task, summary, final_state)
     reused = {"total": sum(summary.reused_from.values()), "sources": dict(summary.reused_from)}
-    return _finish(task, coordinator, summary.rows, progress, final_state, reused, on_progress)
+    rows = summary.rows + pairwise_rows(store, task.task_id, spec)
+    return _finish(task, coordinator, rows, progress, final_state, reused, on_progress)
 
 
 def _finish(
