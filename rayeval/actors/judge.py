@@ -24,7 +24,16 @@ from rayeval.metrics import compile_script, render_prompt, run_script
 from rayeval.schema import item_dict
 from rayeval.spec import JudgeSpec, ModelSpec
 
-__all__ = ["JUDGE_PREFIX", "JudgeActor", "ask_judge", "judge_item", "judge_limiter_key", "judge_request"]
+__all__ = [
+    "JUDGE_PREFIX",
+    "JudgeActor",
+    "ask_judge",
+    "judge_connections",
+    "judge_item",
+    "judge_limiter_key",
+    "judge_request",
+    "judging_limits",
+]
 
 JUDGE_PREFIX = "judge:"
 ITEM_COLUMNS = ["item_id", "eval_set", "query", "reference", "prediction", "fields", "samples", "error", "carried"]
@@ -33,6 +42,30 @@ ITEM_COLUMNS = ["item_id", "eval_set", "query", "reference", "prediction", "fiel
 def judge_limiter_key(judge: str) -> str:
     """The limiter's model key of a judge (apart from candidate models of the same name)."""
     return JUDGE_PREFIX + judge
+
+
+def judge_connections(
+    judges: list[ModelSpec], auth_values: dict[str, str | None], hosted: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """judge name -> what a judging actor needs to reach it: its spec (without the credential), the
+    resolved credential, and where rayeval hosts it (or None)."""
+    return {
+        j.name: {
+            "spec": j.model_dump(mode="json", exclude={"auth_header_value"}),
+            "auth": auth_values.get(j.name),
+            "hosted": hosted.get(j.name),
+        }
+        for j in judges
+    }
+
+
+def judging_limits(params: Any) -> dict[str, Any]:
+    """The judging actors' limits from the task's parameters (MAX_JUDGING_CONCURRENCY and retries)."""
+    return {
+        "max_concurrency": params.max_judging_concurrency,
+        "max_retries": params.max_judging_retry_per_q,
+        "timeout": params.request_timeout,
+    }
 
 
 class _Judge:

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from rayeval.actors.judge import _Judge, ask_judge, judge_request
+from rayeval.actors.judge import _Judge, ask_judge, judge_connections, judge_request, judging_limits
+from rayeval.jobs.pipeline import request_actor_options
 from rayeval.schema import item_dict
 from rayeval.spec import JudgeParser, JudgeSpec, PairwiseSpec, TaskSpec
 from rayeval.store import ResultsStore
@@ -169,7 +170,7 @@ def run_pairwise(task: Any, hosted: dict[str, dict[str, Any]]) -> None:
 
     spec: TaskSpec = task.spec
     store, task_id, reference = task.store, task.task_id, spec.reference_model
-    params, res = spec.parameters, spec.resources
+    judges = judge_connections(spec.judges, task.auth_values, hosted)
     for s in spec.evaluation_sets:
         if not s.pairwise:
             continue
@@ -180,27 +181,17 @@ def run_pairwise(task: Any, hosted: dict[str, dict[str, Any]]) -> None:
                 continue
             columns = ["item_id", "query", "reference", "prediction", "fields", "error"]
             for p in s.pairwise:
-                judge = next(j for j in spec.judges if j.name == p.judge)
                 ds = ray.data.read_parquet(files, filesystem=store.fs, columns=columns, num_cpus=0.25)
                 judged = ds.map_batches(
                     PairwiseActor,
                     fn_constructor_kwargs={
                         "task_id": task_id,
                         "spec": p.model_dump(),
-                        "judge": {
-                            "spec": judge.model_dump(mode="json", exclude={"auth_header_value"}),
-                            "auth": task.auth_values.get(judge.name),
-                            "hosted": hosted.get(judge.name),
-                        },
+                        "judge": judges[p.judge],
                         "reference": theirs,
-                        "max_concurrency": params.max_judging_concurrency,
-                        "max_retries": params.max_judging_retry_per_q,
-                        "timeout": params.request_timeout,
+                        **judging_limits(spec.parameters),
                     },
-                    batch_format="pyarrow",
-                    batch_size=res.batch_size,
-                    compute=ray.data.ActorPoolStrategy(size=res.inference_actors, max_concurrent_calls_per_actor=4),
-                    num_cpus=res.actor_num_cpus,
+                    **request_actor_options(spec.resources),
                 )
                 tables = list(judged.iter_batches(batch_format="pyarrow"))  # pyarrow Tables
                 table = pa.concat_tables(tables) if tables else PAIRWISE_SCHEMA.empty_table()

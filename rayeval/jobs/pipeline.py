@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rayeval.actors.inference import InferenceActor
-from rayeval.actors.judge import JudgeActor
+from rayeval.actors.judge import JudgeActor, judge_connections, judging_limits
 from rayeval.actors.scoring import ScoringActor
 from rayeval.datasets import SetPlan, read_items
 from rayeval.metrics import ref_outputs
@@ -22,7 +22,7 @@ from rayeval.spec import TaskSpec
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["build_dataset"]
+__all__ = ["build_dataset", "request_actor_options"]
 
 MiB = 1024 * 1024
 #: Rows per block going into inference (see build_dataset).
@@ -31,6 +31,19 @@ INFERENCE_BLOCK_ROWS = 64
 
 def _union(parts: list[ray.data.Dataset]) -> ray.data.Dataset:
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def request_actor_options(res: Any) -> dict[str, Any]:
+    """map_batches options of the stages whose actors send requests (inference, judging): pyarrow
+    batches, an actor pool of `inference_actors`, each running several batches at once (async)."""
+    import ray.data
+
+    return {
+        "batch_format": "pyarrow",
+        "batch_size": res.batch_size,
+        "compute": ray.data.ActorPoolStrategy(size=res.inference_actors, max_concurrent_calls_per_actor=4),
+        "num_cpus": res.actor_num_cpus,
+    }
 
 
 def build_dataset(
@@ -98,10 +111,7 @@ def build_dataset(
                     "hosted": hosted.get(model.name),
                     "system_columns": system_columns,
                 },
-                batch_format="pyarrow",
-                batch_size=res.batch_size,
-                compute=ray.data.ActorPoolStrategy(size=res.inference_actors, max_concurrent_calls_per_actor=4),
-                num_cpus=res.actor_num_cpus,
+                **request_actor_options(res),
             )
         )
     if reuse is not None and reuse.take:
@@ -116,29 +126,15 @@ def build_dataset(
         if any(r.get("judge") for r in refs)
     }
     if judge_metrics:  # judged on the same stream, as soon as each prediction exists
-        params = spec.parameters
-        judges = {
-            j.name: {
-                "spec": j.model_dump(mode="json", exclude={"auth_header_value"}),
-                "auth": auth_values.get(j.name),
-                "hosted": hosted.get(j.name),
-            }
-            for j in spec.judges
-        }
         stream = stream.map_batches(
             JudgeActor,
             fn_constructor_kwargs={
                 "task_id": task_id,
                 "judge_metrics": judge_metrics,
-                "judges": judges,
-                "max_concurrency": params.max_judging_concurrency,
-                "max_retries": params.max_judging_retry_per_q,
-                "timeout": params.request_timeout,
+                "judges": judge_connections(spec.judges, auth_values, hosted),
+                **judging_limits(spec.parameters),
             },
-            batch_format="pyarrow",
-            batch_size=res.batch_size,
-            compute=ray.data.ActorPoolStrategy(size=res.inference_actors, max_concurrent_calls_per_actor=4),
-            num_cpus=res.actor_num_cpus,
+            **request_actor_options(res),
         )
     scored = stream.map_batches(
         ScoringActor,
