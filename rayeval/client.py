@@ -10,13 +10,14 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from rayeval.prompt_budget import context_error
+from rayeval.redaction import scrub
 from rayeval.spec import ModelSpec, Parameters
 
 __all__ = [
@@ -64,18 +65,6 @@ class Endpoint:
     def scrub(self, text: str) -> str:
         """Remove this endpoint's credential from a text before it is logged or stored."""
         return scrub(text, self.secrets)
-
-
-def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace each secret, and the token after its auth scheme ("Bearer xyz" -> "xyz"), by '***'."""
-    for value in secrets:
-        if not value or len(value) < 4:
-            continue
-        text = text.replace(value, "***")
-        token = value.split(" ", 1)[-1]
-        if len(token) >= 4:
-            text = text.replace(token, "***")
-    return text
 
 
 def resolve_endpoint(

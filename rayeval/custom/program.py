@@ -1,14 +1,14 @@
 """One run of a user's evaluation program, on the node Ray picked: the body of a Ray task.
 
-This module imports only the standard library (and Ray, which any Ray worker has): with an image
-configuration the Ray task runs inside the user's container, where rayeval is not installed, so
-the function is shipped by value (`ship_by_value`).
+This module imports only the standard library, rayeval.redaction (standard library only too) and
+Ray, which any Ray worker has: with an image configuration the Ray task runs inside the user's
+container, where rayeval is not installed, so both modules are shipped by value (`ship_by_value`).
 
 The program runs through the shell in its own process group, in a fresh working directory holding
 the configuration's shipped mounts (unpacked from the archive sent with the task), with the
-platform's variables set;
-its output goes line by line, credentials scrubbed, into `program.log` and to the task's event log;
-at its time limit, or when the Ray task is cancelled (a stop), the whole group is killed.
+platform's variables set; its output goes line by line, credentials scrubbed, into `program.log`
+and to the task's event log; at its time limit, or when the Ray task is cancelled (a stop), the
+whole group is killed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import threading
 import time
 from typing import Any
 
+from rayeval.redaction import scrub
+
 __all__ = ["METRICS_FILE", "run_program", "ship_by_value"]
 
 METRICS_FILE = "metrics.json"
@@ -34,23 +36,14 @@ _LOG_EVERY = 0.5
 
 
 def ship_by_value() -> None:
-    """Have cloudpickle send this module's code with the Ray task (not a reference to rayeval)."""
+    """Have cloudpickle send this module's code, and the redaction rule it uses, with the Ray task
+    (not references to rayeval)."""
     import ray.cloudpickle
 
+    from rayeval import redaction
+
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def _scrub(text: str, secrets: list[str]) -> str:
-    """Each secret, and the token after its auth scheme ("Bearer xyz" -> "xyz"), as '***'
-    (rayeval.client.scrub, which this module cannot import)."""
-    for value in secrets:
-        if not value or len(value) < 4:
-            continue
-        text = text.replace(value, "***")
-        token = value.split(" ", 1)[-1]
-        if len(token) >= 4:
-            text = text.replace(token, "***")
-    return text
+    ray.cloudpickle.register_pickle_by_value(redaction)
 
 
 class _Output(threading.Thread):
@@ -66,7 +59,7 @@ class _Output(threading.Thread):
         last = time.monotonic()
         with open(self.log_path, "a", encoding="utf-8") as log:
             for raw in iter(self.stream.readline, ""):
-                line = _scrub(raw.rstrip("\n"), self.secrets)
+                line = scrub(raw.rstrip("\n"), self.secrets)
                 log.write(line + "\n")
                 log.flush()
                 self.tail = (self.tail + [line])[-20:]
