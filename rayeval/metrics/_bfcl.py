@@ -26,12 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from rayeval.errors import MetricError
+from rayeval.evalsets._bfcl import CATEGORIES as BFCL_CATEGORIES
 from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
 from rayeval.metrics._registry import register_metric
 
 __all__ = ["BfclAst", "decode_calls", "is_call_list"]
 
-CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple")
+#: The categories' names, and each file stem (BFCL v4 and v3) -> its category, as the set defines them.
+CATEGORIES = tuple(BFCL_CATEGORIES)
+_STEMS = {stem: category for category, stems in BFCL_CATEGORIES.items() for stem in stems}
 #: The model name the checker is given (prompting mode: function names are kept as written).
 _PROMPTING = "rayeval-prompting"
 _INSTALL = "pip install --no-deps bfcl-eval==2026.3.23"
@@ -197,9 +200,7 @@ def check(functions: list[dict[str, Any]], answer: str, possible: list[Any], cat
 
 def category_of(item_id: str) -> str | None:
     """An item's BFCL category from its id (BFCL's own convention: `<category>_<n>`)."""
-    stem = item_id.rsplit("_", 1)[0]
-    stem = "simple" if stem in ("simple_python", "simple") else stem
-    return stem if stem in CATEGORIES else None
+    return _STEMS.get(item_id.rsplit("_", 1)[0])
 
 
 # ----------------------------------------------------------------------------- metric
