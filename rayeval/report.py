@@ -61,7 +61,7 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
     error_kinds: Counter[str] = Counter()
     retries = 0
     # Outputs over part of a set (Metric.applies) count their own items, found by item id.
-    scoped = any(m.scoped for outs in outputs.values() for _, m in outs)
+    scoped = {(s, o) for s, outs in outputs.items() for o, m in outs if m.scoped}
     applicable: dict[tuple[str, str, str], int] = defaultdict(int)
     columns = ["model", "eval_set", "error", "attempts", "details", "reused_from"] + (["item_id"] if scoped else [])
     columns += [score_column(o) for o in all_outputs]
@@ -93,7 +93,7 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
             details = json.loads(details_col[i]) if details_col[i] else {}
             for output, metric in outputs.get(eval_set, []):
                 key = (model, eval_set, output)
-                if id_col is not None and metric.scoped:
+                if id_col is not None and (eval_set, output) in scoped:
                     if not metric.applies(output, id_col[i]):
                         continue
                     applicable[key] += 1
@@ -106,11 +106,12 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
                     parse_failures[key] += 1
     rows = []
     for (model, eval_set), c in sorted(counts.items()):
-        for output, metric in outputs.get(eval_set, []):
+        for output, _ in outputs.get(eval_set, []):
             agg = aggregators.get((model, eval_set, output))
             scored = agg.count if agg else 0
-            items = applicable.get((model, eval_set, output), 0) if metric.scoped else c["done"]
-            if metric.scoped and not items:  # a part of the set this run has no items of
+            part = (eval_set, output) in scoped
+            items = applicable.get((model, eval_set, output), 0) if part else c["done"]
+            if part and not items:  # a part of the set this run has no items of
                 continue
             rows.append(
                 {
