@@ -3,7 +3,9 @@
 The public API is small: load or build a task spec, run or submit it, follow the handle.
 """
 
-from rayeval.api import TaskHandle, copy_spec, delete, item, list_tasks, restart, results, run, stop, submit
+from rayeval.analysis import compute_results as results
+from rayeval.analysis import item_view as item
+from rayeval.api import TaskHandle, copy_spec, delete, list_tasks, restart, run, stop, submit
 from rayeval.debug import DebugSample, debug_metrics
 from rayeval.errors import DatasetError, MetricError, RayevalError, ServiceError, SpecError, TaskNotFoundError
 from rayeval.spec import CustomConfigSpec, EngineSpec, EvaluationSetSpec, ModelSpec, Parameters, TaskSpec, load_task

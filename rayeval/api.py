@@ -10,15 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rayeval.actors.coordinator import TERMINAL, progress_fraction
 from rayeval.errors import RayevalError, ServiceError, SpecError
 from rayeval.spec import TaskSpec, load_task, parse_task
 from rayeval.store import ResultsStore
-
-if TYPE_CHECKING:
-    from rayeval.analysis import ItemView, Results
 
 __all__ = ["TaskHandle", "checkpoint_task", "copy_spec", "delete", "list_tasks", "restart", "run", "stop", "submit"]
 
@@ -162,66 +159,6 @@ def run(
     handle._thread = threading.Thread(target=target, name=f"rayeval-{prepared.task_id}", daemon=True)
     handle._thread.start()
     return handle
-
-
-def results(
-    task: str,
-    *,
-    weights: Any = None,
-    reference: str | None = None,
-    seed: int = 0,
-    resamples: int = 1000,
-    output: str | None = None,
-    tags: list[str] | None = None,
-) -> Results:
-    """Every view of a task's results: scores with 95% bootstrap intervals, the comprehensive score
-    per model and its ranking under `weights`, token usage and latency, and the comparison with a
-    reference model. Computed from the stored rows: other weights need no evaluation again.
-
-    Args:
-        task: Task id or name.
-        weights: On top of the task's own: a rayeval.Weights, a dict ({"sets": {...}, "metrics":
-            {...}, "ranges": {...}}), a YAML/JSON file, or "set=w,metric:NAME=w".
-        reference: Compare every model with this one (default: the task's `reference_model`).
-        seed: The bootstrap's seed (same seed, same intervals).
-        resamples: Bootstrap resamples.
-        output: Also look for the task in this output location.
-        tags: The tags you present (default $RAYEVAL_TAGS).
-
-    Raises:
-        TaskNotFoundError: no such task. SpecError: bad weights or reference model.
-    """
-    from rayeval.analysis import compute_results
-    from rayeval.tasks import caller_tags
-
-    return compute_results(
-        task, weights=weights, reference=reference, seed=seed, resamples=resamples, output=output,
-        tags=caller_tags(tags),
-    )  # fmt: skip
-
-
-def item(
-    task: str,
-    item_id: str,
-    *,
-    model: str | None = None,
-    eval_set: str | None = None,
-    reference: str | None = None,
-    output: str | None = None,
-    tags: list[str] | None = None,
-) -> list[ItemView]:
-    """One item's evaluation step by step, per model (or `model`), each with the reference model's
-    response and scores beside it (`reference`, default the task's `reference_model`).
-
-    Raises:
-        TaskNotFoundError: no such task. RayevalError: no such item or model in its results.
-    """
-    from rayeval.analysis import item_view
-    from rayeval.tasks import caller_tags
-
-    return item_view(
-        task, item_id, model=model, eval_set=eval_set, reference=reference, output=output, tags=caller_tags(tags)
-    )
 
 
 def stop(

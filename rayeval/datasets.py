@@ -274,7 +274,7 @@ def _builtin_as_file(s: EvaluationSetSpec, output: str, *, field: str) -> Evalua
     The file goes beside the task's results when they are on a local (shared) filesystem, so every
     node of the cluster reads the same one; else under $RAYEVAL_HOME.
     """
-    from rayeval.evalsets import get_builtin_set, materialize
+    from rayeval.evalsets import materialize
 
     cache = None if "://" in output else Path(output) / ".datasets"
     assert s.builtin is not None
@@ -283,7 +283,7 @@ def _builtin_as_file(s: EvaluationSetSpec, output: str, *, field: str) -> Evalua
         id="id",
         query="query",
         reference="reference",
-        system=get_builtin_set(s.builtin).system_column,
+        system=s.system_column,
         prediction=s.columns.prediction,
     )
     return s.model_copy(update={"path": str(path), "columns": columns})

@@ -56,6 +56,13 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
 
 
+def _strings_as(value: Any, key: str) -> Any:
+    """A list's bare strings as {key: string} (the short form of list entries)."""
+    if isinstance(value, list):
+        return [{key: v} if isinstance(v, str) else v for v in value]
+    return value
+
+
 class ColumnMapping(_Spec):
     """Which columns of the evaluation set's files hold what."""
 
@@ -218,9 +225,7 @@ class EvaluationSetSpec(_Spec):
     @field_validator("metrics", mode="before")
     @classmethod
     def _names_as_refs(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"name": v} if isinstance(v, str) else v for v in value]
-        return value
+        return _strings_as(value, "name")
 
     @model_validator(mode="before")
     @classmethod
@@ -251,6 +256,15 @@ class EvaluationSetSpec(_Spec):
         if self.builtin is not None and isinstance(self.path, list):
             raise ValueError("a built-in set's `path` is one folder (the set's folder in the OpenCompass layout)")
         return self
+
+    @property
+    def system_column(self) -> str | None:
+        """The column of each item's own system message: `columns.system`, or a built-in set's own."""
+        if self.builtin is not None:
+            from rayeval.evalsets import get_builtin_set
+
+            return get_builtin_set(self.builtin).system_column
+        return self.columns.system
 
     def paths(self) -> list[str]:
         """The declared data paths as a list (empty when only prediction files are given)."""
@@ -500,9 +514,7 @@ class CustomConfigSpec(_Spec):
     @field_validator("mounts", mode="before")
     @classmethod
     def _mount_shorthand(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"path": v} if isinstance(v, str) else v for v in value]
-        return value
+        return _strings_as(value, "path")
 
     @field_validator("env")
     @classmethod

@@ -114,6 +114,8 @@ class Results:
     #: "model|set|metric" -> bootstrap replicates of that score (the first REPORT_REPLICATES), for
     #: intervals recomputed under other weights (the browser report).
     replicates: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    #: Metric outputs that count 0 unless weighted: parts of a whole (BFCL's categories) and pairwise metrics.
+    parts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form of every view."""
@@ -143,6 +145,11 @@ class Results:
 
 
 # ----------------------------------------------------------------------------- loading
+
+
+def _per_item(metric: Any, output: str) -> bool:
+    """The output's value is the mean of its items' scores (else a corpus-level score, recomputed)."""
+    return isinstance(metric.aggregator(output), MeanAggregator)
 
 
 def _stored_spec(store: ResultsStore, task_id: str) -> TaskSpec:
@@ -181,7 +188,7 @@ def _load(
         u = usage.setdefault(model, {"items": 0, "prompt_tokens": 0, "completion_tokens": 0, "latency": []})
         for eval_set, outs in outputs.items():
             aligned = sets.setdefault(eval_set, _SetItems())
-            replayed = {o for o, m in outs if not isinstance(m.aggregator(o), MeanAggregator)}
+            replayed = {o for o, m in outs if not _per_item(m, o)}
             metric_of = {o: m for o, m in outs}
             columns = ["item_id", "error", "prompt_tokens", "completion_tokens", "latency_ms", "reused_from"]
             columns += [score_column(o) for o, _ in outs] + (["details"] if replayed else [])
@@ -242,7 +249,7 @@ def _bootstrap_set(
     n = len(aligned.ids)
     if n == 0:
         return {}
-    mean_outs = [o for o, m in outs if isinstance(m.aggregator(o), MeanAggregator)]
+    mean_outs = [o for o, m in outs if _per_item(m, o)]
     keys: list[tuple[str, ...]] = [(m, o) for m in models for o in mean_outs]
     cols = [aligned.column(m, o) for m, o in keys]
     if reference is not None:
@@ -293,6 +300,8 @@ def compute_results(
             `reference_model`, if any).
         seed: Seed of the bootstrap: the same seed gives the same intervals.
         resamples: Bootstrap resamples (corpus-level scores use at most REPLAY_RESAMPLES).
+        output: Also look for the task in this output location.
+        tags: The tags you present (default $RAYEVAL_TAGS): a task carrying none of them is not found.
 
     Raises:
         TaskNotFoundError: no such task. SpecError: bad weights, an unknown reference model.
@@ -359,7 +368,8 @@ def compute_results(
         f"{m}|{st}|{o}": [None if np.isnan(x) else round(float(x), 6) for x in r[:REPORT_REPLICATES]]
         for (m, st, o), r in replicates.items()
     }
-    return Results(task_id, rows, leaderboard, use, comparison, w, reference, seed, resamples, excluded, kept)
+    parts = sorted({o for _, o in scoped})
+    return Results(task_id, rows, leaderboard, use, comparison, w, reference, seed, resamples, excluded, kept, parts)
 
 
 def _pairwise_replicates(
@@ -440,7 +450,7 @@ def _compare(
     for eval_set, outs in outputs.items():
         aligned = sets[eval_set]
         for o, m in outs:
-            if not isinstance(m.aggregator(o), MeanAggregator):
+            if not _per_item(m, o):
                 continue
             ref = aligned.column(reference, o)
             for model in models:

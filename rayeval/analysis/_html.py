@@ -52,12 +52,7 @@ def _items(
 
 def report_data(results: Results, store: ResultsStore, *, items: int = DEFAULT_ITEMS) -> dict[str, Any]:
     """Everything the page shows, as JSON-able data."""
-    from rayeval.report import metric_outputs
-
     spec = _stored_spec(store, results.task_id)
-    metrics_by_set = {s.name: [ref.model_dump() for ref in s.metrics] for s in spec.evaluation_sets}
-    parts = {o for outs in metric_outputs(metrics_by_set).values() for o, m in outs if m.scoped and o != m.name}
-    parts = sorted(parts | {p.name for s in spec.evaluation_sets for p in s.pairwise})
     if spec.mode == "custom":
         sets, rows, totals = [c.name for c in spec.custom], {}, {}
     else:
@@ -70,7 +65,7 @@ def report_data(results: Results, store: ResultsStore, *, items: int = DEFAULT_I
         "sets": sets,
         "items": rows,
         "items_total": totals,
-        "part_outputs": parts,
+        "part_outputs": results.parts,
         "written": time.strftime("%Y-%m-%d %H:%M"),
     }
 

@@ -73,12 +73,7 @@ def item_steps(spec: TaskSpec, row: dict[str, Any], outputs: dict[str, list[str]
     steps = [Step("query", row.get("query"))]
     if spec.mode == "inference_and_evaluation" and model is not None:
         evaluation_set = next((s for s in spec.evaluation_sets if s.name == row["eval_set"]), None)
-        column = evaluation_set.columns.system if evaluation_set is not None else None
-        if evaluation_set is not None and evaluation_set.builtin:
-            from rayeval.evalsets import get_builtin_set
-
-            column = get_builtin_set(evaluation_set.builtin).system_column
-        system = item_system(row.get("fields"), column)
+        system = item_system(row.get("fields"), evaluation_set.system_column if evaluation_set else None)
         steps.append(
             Step(
                 "prompt sent", prompt_fields(_api(model), row.get("query") or "", spec.model_parameters(model), system)
@@ -135,7 +130,9 @@ def item_view(
     output: str | None = None,
     tags: list[str] | None = None,
 ) -> list[ItemView]:
-    """One item's steps for each model (or `model`), each with the reference model's beside it.
+    """One item's steps for each model (or `model`), each with the reference model's (`reference`,
+    default the task's `reference_model`) response and scores beside it. `tags`: the tags you present
+    (default $RAYEVAL_TAGS).
 
     Raises:
         TaskNotFoundError: no such task. RayevalError: no such item (or model) in its results.
