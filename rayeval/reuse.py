@@ -37,7 +37,15 @@ from rayeval.store import ResultsStore
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["ReusePlan", "ReuseSource", "candidate_sources", "plan_reuse", "reused_rows", "take_reused"]
+__all__ = [
+    "ReusePlan",
+    "ReuseSource",
+    "candidate_sources",
+    "plan_reuse",
+    "reusable_tasks",
+    "reused_rows",
+    "take_reused",
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,22 @@ class ReusePlan:
         return {key: sum(len(k) for _, k in parts) for key, parts in self.take.items()}
 
 
+def reusable_tasks(
+    records: Iterable[dict[str, Any]], task_id: str, named: list[str] | None, tags: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Earlier tasks a task may take results from, newest first: never itself; only those `named`
+    (by id or name) when the spec names some; with the task's `tags`, only tasks sharing one of them
+    or carrying none."""
+    mine = set(tags or [])
+    return [
+        r
+        for r in sorted(records, key=lambda r: r.get("created_at", 0), reverse=True)
+        if r["task_id"] != task_id
+        and (named is None or r["task_id"] in named or r.get("name") in named)
+        and (tags is None or not r.get("tags") or mine & set(r["tags"]))
+    ]
+
+
 def candidate_sources(
     records: Iterable[dict[str, Any]],
     task_id: str,
@@ -83,20 +107,17 @@ def candidate_sources(
     eval_set: str,
     named: list[str] | None,
     model_fp: str | None = None,
+    tags: list[str] | None = None,
 ) -> list[ReuseSource]:
-    """Earlier tasks that evaluated `model` on `eval_set`, newest first (only those `named`, by id
-    or name, when the spec names some); the task itself is never one. With `model_fp`, only tasks
-    that ran the model with that fingerprint (recorded as `model_fps`): no other can hold a match."""
-    chosen = []
-    for r in sorted(records, key=lambda r: r.get("created_at", 0), reverse=True):
-        if r["task_id"] == task_id or eval_set not in r.get("progress", {}).get(model, {}):
-            continue
-        if model_fp is not None and (r.get("model_fps") or {}).get(model) != model_fp:
-            continue
-        if named is not None and r["task_id"] not in named and r.get("name") not in named:
-            continue
-        chosen.append(ReuseSource(r["task_id"], r["output"]))
-    return chosen
+    """Earlier tasks (`reusable_tasks`) that evaluated `model` on `eval_set`, newest first. With
+    `model_fp`, only tasks that ran the model with that fingerprint (recorded as `model_fps`): no
+    other can hold a match."""
+    return [
+        ReuseSource(r["task_id"], r["output"])
+        for r in reusable_tasks(records, task_id, named, tags)
+        if eval_set in r.get("progress", {}).get(model, {})
+        and (model_fp is None or (r.get("model_fps") or {}).get(model) == model_fp)
+    ]
 
 
 def stored_fps(source: ReuseSource, model: str, eval_set: str) -> np.ndarray:

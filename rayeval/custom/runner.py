@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rayeval.client import resolve_endpoint, scrub
 from rayeval.errors import SpecError
+from rayeval.reuse import reusable_tasks
 from rayeval.spec import CustomConfigSpec, ModelSpec, TaskSpec
 from rayeval.store import ResultsStore
 
@@ -265,16 +266,7 @@ def custom_progress(spec: TaskSpec) -> dict[str, dict[str, dict[str, int]]]:
 
 def _earlier(records: list[dict[str, Any]], task_id: str, spec: TaskSpec) -> list[dict[str, Any]]:
     """Earlier custom tasks this task may take metrics from, newest first."""
-    wanted = spec.reuse.tasks
-    mine = set(spec.tags)
-    return [
-        r
-        for r in records
-        if r.get("mode") == "custom"
-        and r["task_id"] != task_id
-        and (not r.get("tags") or mine & set(r["tags"]))
-        and (wanted is None or r["task_id"] in wanted or r.get("name") in wanted)
-    ]
+    return [r for r in reusable_tasks(records, task_id, spec.reuse.tasks, spec.tags) if r.get("mode") == "custom"]
 
 
 def _reused(

@@ -261,14 +261,12 @@ def _reuse_sources(task: PreparedTask, records: list[dict[str, Any]]) -> dict[tu
     """(model, set) -> earlier tasks that may supply items, newest first. A task that carries tags
     supplies only tasks sharing one of them (an untagged task supplies any)."""
     spec = task.spec
-    mine = set(spec.tags)
-    allowed = [r for r in records if not r.get("tags") or mine & set(r["tags"])]
     found = {}
     fps = task.model_fps
     for m in spec.models:
         for plan in task.plans:
             sources = candidate_sources(
-                allowed, task.task_id, m.name, plan.spec.name, spec.reuse.tasks, model_fp=fps[m.name]
+                records, task.task_id, m.name, plan.spec.name, spec.reuse.tasks, model_fp=fps[m.name], tags=spec.tags
             )
             if sources:
                 found[(m.name, plan.spec.name)] = sources
