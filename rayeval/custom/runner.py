@@ -388,21 +388,26 @@ def _run_pair(
     return outcome
 
 
+def _stored(store: ResultsStore, task_id: str, spec: TaskSpec) -> Iterator[tuple[CustomConfigSpec, str, PairOutcome]]:
+    """(configuration, model, outcome) of every pair that has run, in the order pairs run."""
+    for cfg, model in _pairs(spec):
+        outcome = read_outcome(store, task_id, cfg.name, model.name)
+        if outcome is not None:
+            yield cfg, model.name, outcome
+
+
 def custom_summary(store: ResultsStore, task_id: str, spec: TaskSpec) -> tuple[list[dict[str, Any]], dict]:
     """Summary rows (one per pair and metric; a pair without metrics gives one row with its error)
     and progress counts (model -> set -> counts) from the stored outcomes."""
     rows: list[dict[str, Any]] = []
     progress = custom_progress(spec)
-    for cfg, model in _pairs(spec):
-        outcome = read_outcome(store, task_id, cfg.name, model.name)
-        if outcome is None:
-            continue
+    for cfg, model, outcome in _stored(store, task_id, spec):
         for s in cfg.evaluation_sets:
-            p = progress[model.name][s]
+            p = progress[model][s]
             p["done"] += 1
             p["errors"] += 0 if outcome.ok else 1
             p["reused"] += 1 if outcome.reused_from else 0
-        base = {"model": model.name, "eval_set": cfg.name, "sets": list(cfg.evaluation_sets), "items": 1}
+        base = {"model": model, "eval_set": cfg.name, "sets": list(cfg.evaluation_sets), "items": 1}
         if outcome.reused_from:
             base["reused_from"] = outcome.reused_from
         if outcome.ok:
@@ -419,10 +424,9 @@ def custom_summary(store: ResultsStore, task_id: str, spec: TaskSpec) -> tuple[l
 def resumed_progress(store: ResultsStore, task_id: str, spec: TaskSpec) -> dict[str, dict[str, dict[str, int]]]:
     """Progress of a task run again: the pairs that have metrics are done (the others run again)."""
     progress = custom_progress(spec)
-    for cfg, model in _pairs(spec):
-        outcome = read_outcome(store, task_id, cfg.name, model.name)
-        if outcome is not None and outcome.ok:
+    for cfg, model, outcome in _stored(store, task_id, spec):
+        if outcome.ok:
             for s in cfg.evaluation_sets:
-                progress[model.name][s]["done"] += 1
-                progress[model.name][s]["resumed"] = progress[model.name][s].get("resumed", 0) + 1
+                progress[model][s]["done"] += 1
+                progress[model][s]["resumed"] = progress[model][s].get("resumed", 0) + 1
     return progress
