@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -25,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 __all__ = [
     "CpuTracker",
+    "bench_workdir",
     "measured_run",
     "warm_up",
     "StubProcess",
@@ -35,6 +37,21 @@ __all__ = [
     "session_processes",
     "time_phases",
 ]
+
+
+def bench_workdir(given: Path | None, prefix: str) -> tuple[Path, bool]:
+    """The benchmark's folder (`given`, or a new temporary one: then True, the caller removes it), with
+    rayeval's home inside and a quiet, self-contained Ray environment; the repository importable."""
+    own = given is None
+    workdir = Path(tempfile.mkdtemp(prefix=prefix)) if own else given
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_enable_metrics_collection", "0")
+    os.environ["RAYEVAL_HOME"] = str(workdir / "home")
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return workdir, own
 
 
 def session_processes() -> list[Any]:
@@ -124,16 +141,21 @@ class CpuTracker:
 
 
 def time_phases() -> dict[str, float]:
-    """Time stamps of rayeval's run phases, by wrapping (not changing) three functions of the runner.
+    """Time stamps of rayeval's run phases, by wrapping (not changing) three functions where they are called.
 
     Returns a dict that fills in as the task runs: `prepare.end`, `build_dataset.start`,
     `summarize.start`; a function that is not found (renamed) simply leaves its marks out.
     """
-    import rayeval.jobs.runner as runner
+    import rayeval.jobs.prepare
+    import rayeval.jobs.runner
 
     marks: dict[str, float] = {}
-    for name in ("prepare", "build_dataset", "summarize"):
-        fn = getattr(runner, name, None)
+    for module, name in (
+        (rayeval.jobs.prepare, "prepare"),
+        (rayeval.jobs.runner, "build_dataset"),
+        (rayeval.jobs.runner, "summarize"),
+    ):
+        fn = getattr(module, name, None)
         if fn is None or getattr(fn, "_timed", False):
             continue
 
@@ -145,7 +167,7 @@ def time_phases() -> dict[str, float]:
                 marks[f"{_name}.end"] = time.perf_counter()
 
         timed._timed = True  # type: ignore[attr-defined]
-        setattr(runner, name, timed)
+        setattr(module, name, timed)
     return marks
 
 

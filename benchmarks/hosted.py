@@ -24,13 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import time_phases
+from _common import bench_workdir, time_phases
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.90
@@ -96,7 +94,8 @@ def pipeline_run(
     """
     import pyarrow.compute as pc
 
-    from rayeval.jobs.runner import prepare, run_prepared
+    from rayeval.jobs.prepare import prepare
+    from rayeval.jobs.runner import run_prepared
     from rayeval.spec import parse_task
 
     resources = {"inference_actors": args.actors} if args.actors else {}
@@ -132,16 +131,12 @@ def pipeline_run(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_enable_metrics_collection", "0")
-    work = Path(tempfile.mkdtemp(prefix="rayeval-hosted-"))
-    os.environ.setdefault("RAYEVAL_HOME", str(work / "home"))
+    work, _ = bench_workdir(None, "rayeval-hosted-")
 
     import ray
 
     from rayeval.actors.coordinator import get_coordinator
-    from rayeval.client import request_body, resolve_endpoint
+    from rayeval.inference.client import request_body, resolve_endpoint
     from rayeval.serve_apps.hosting import deploy, release
     from rayeval.spec import ModelSpec, Parameters
 
@@ -157,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = queries(args.items)
     data = work / "set.jsonl"
     data.write_text("".join(json.dumps({"query": q, "reference": ""}) + "\n" for q in texts), encoding="utf-8")
-    endpoint = resolve_endpoint(spec, None, hosted=hosted.as_dict())
+    endpoint = resolve_endpoint(spec, None, hosted=hosted)
     params = Parameters(max_tokens=args.max_tokens, do_sample=False)
     bodies = [request_body(endpoint, q, params) for q in texts]
 

@@ -49,7 +49,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import CpuTracker, kind_of, session_processes, time_phases
+from _common import CpuTracker, bench_workdir, kind_of, session_processes, time_phases
 
 REPO = Path(__file__).resolve().parents[1]
 MARK = "MEMORY-BENCH-RESULT "
@@ -210,13 +210,7 @@ def phase_of(marks: dict[str, float]) -> str:
 
 def single(args: argparse.Namespace) -> int:
     n = args.single
-    own_workdir = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="rayeval-memory-")) if own_workdir else args.workdir / f"n{n}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_enable_metrics_collection", "0")
-    os.environ["RAYEVAL_HOME"] = str(workdir / "home")
+    workdir, own_workdir = bench_workdir(None if args.workdir is None else args.workdir / f"n{n}", "rayeval-memory-")
     ray = None
     try:
         data = workdir / "set.jsonl"

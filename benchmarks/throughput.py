@@ -29,14 +29,12 @@ import argparse
 import json
 import os
 import shutil
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import CpuTracker, StubProcess, measured_run, time_phases, warm_up
+from _common import CpuTracker, StubProcess, bench_workdir, measured_run, time_phases, warm_up
 
 REPO = Path(__file__).resolve().parents[1]
 STEADY_TARGET = 0.95
@@ -102,14 +100,7 @@ class StatsPoller(threading.Thread):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    own_workdir = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="rayeval-throughput-")) if own_workdir else args.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_enable_metrics_collection", "0")
-    os.environ["RAYEVAL_HOME"] = str(workdir / "home")
-    sys.path.insert(0, str(REPO))
+    workdir, own_workdir = bench_workdir(args.workdir, "rayeval-throughput-")
 
     server = None
     ray = None

@@ -9,7 +9,7 @@ from rayeval.api import TaskHandle, copy_spec, delete, list_tasks, restart, run,
 from rayeval.debug import DebugSample, debug_metrics
 from rayeval.errors import DatasetError, MetricError, RayevalError, ServiceError, SpecError, TaskNotFoundError
 from rayeval.spec import CustomConfigSpec, EngineSpec, EvaluationSetSpec, ModelSpec, Parameters, TaskSpec, load_task
-from rayeval.weights import Weights
+from rayeval.spec.weights import Weights
 
 __all__ = [
     "CustomConfigSpec",

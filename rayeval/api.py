@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rayeval.actors.coordinator import TERMINAL, progress_fraction
-from rayeval.errors import RayevalError, ServiceError, SpecError
+from rayeval.errors import RayevalError, SpecError
+from rayeval.records import TERMINAL, TaskRecord, progress_fraction
 from rayeval.spec import TaskSpec, load_task, parse_task
-from rayeval.store import ResultsStore
+from rayeval.store.results import ResultsStore
 
 __all__ = ["TaskHandle", "checkpoint_task", "copy_spec", "delete", "list_tasks", "restart", "run", "stop", "submit"]
 
@@ -53,7 +49,7 @@ class TaskHandle:
         """The task's results store."""
         return ResultsStore(self.output)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> TaskRecord:
         """The task record: state, progress per model and set, summary once finished."""
         record = self.store.read_json(self.task_id, "task.json")
         if record is None:
@@ -79,7 +75,7 @@ class TaskHandle:
         """True once the task succeeded, failed or stopped."""
         return self.status()["state"] in TERMINAL
 
-    def wait(self, timeout: float | None = None, poll: float = 0.5) -> dict[str, Any]:
+    def wait(self, timeout: float | None = None, poll: float = 0.5) -> TaskRecord:
         """Block until the task ends; returns its final record.
 
         Raises:
@@ -110,7 +106,7 @@ class TaskHandle:
         """The per-item results as a pyarrow dataset (read lazily)."""
         return self.store.results_dataset(self.task_id)
 
-    def stop(self, *, wait: float | None = 60.0) -> dict[str, Any]:
+    def stop(self, *, wait: float | None = 60.0) -> TaskRecord:
         """Stop the task (see `rayeval.stop`); returns its record."""
         return stop(self.task_id, wait=wait)
 
@@ -120,7 +116,7 @@ def run(
     *,
     address: str | None = None,
     wait: bool = True,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[TaskRecord], None] | None = None,
     task_id: str | None = None,
     log_to_driver: bool = True,
     tags: list[str] | None = None,
@@ -140,7 +136,8 @@ def run(
         SpecError / ServiceError: before anything is written.
     """
     from rayeval.cluster import connect
-    from rayeval.jobs.runner import prepare, run_prepared
+    from rayeval.jobs.prepare import prepare
+    from rayeval.jobs.runner import run_prepared
 
     task_spec = _as_spec(spec)
     prepared = prepare(task_spec, task_id)
@@ -163,7 +160,7 @@ def run(
 
 def stop(
     task: str, *, address: str | None = None, wait: float | None = 60.0, tags: list[str] | None = None
-) -> dict[str, Any]:
+) -> TaskRecord:
     """Stop a running task: no new items go to inference or scoring, what was evaluated is committed
     to the results store and summarised, its hosted models are released, and its state becomes 'stopped'.
 
@@ -181,7 +178,7 @@ def stop(
     from rayeval.actors.coordinator import get_coordinator
     from rayeval.cluster import connect
     from rayeval.errors import TaskNotFoundError
-    from rayeval.tasks import caller_tags
+    from rayeval.records import caller_tags
 
     tags = caller_tags(tags)
     connect(address, log_to_driver=False)
@@ -211,12 +208,12 @@ def list_tasks(*, tags: list[str] | None = None, output: str | None = None) -> l
         tags: The tags you present (default $RAYEVAL_TAGS): only tasks carrying one of them are listed.
         output: Also list the tasks in this output location.
     """
-    from rayeval.tasks import list_tasks as listed
+    from rayeval.actors.index import list_tasks as listed
 
     return listed(tags=tags, output=output)
 
 
-def delete(task: str, *, tags: list[str] | None = None, output: str | None = None) -> dict[str, Any]:
+def delete(task: str, *, tags: list[str] | None = None, output: str | None = None) -> TaskRecord:
     """Delete a task: its record (in the coordinator too, when this process is connected to Ray), its
     index entry and its whole results folder; returns the record it had.
 
@@ -226,7 +223,8 @@ def delete(task: str, *, tags: list[str] | None = None, output: str | None = Non
     """
     import ray
 
-    from rayeval.tasks import caller_tags, delete_task
+    from rayeval.actors.index import delete_task
+    from rayeval.records import caller_tags
 
     tags = caller_tags(tags)
     record = delete_task(task, output=output, tags=tags)
@@ -237,22 +235,6 @@ def delete(task: str, *, tags: list[str] | None = None, output: str | None = Non
         if coordinator is not None:
             ray.get(coordinator.forget.remote(record["task_id"], tags))
     return record
-
-
-def _stored_spec(record: dict[str, Any]) -> dict[str, Any]:
-    """The spec a task was run with, as stored beside its results (usable only without literal secrets)."""
-    task_id = record["task_id"]
-    data = ResultsStore(record["output"]).read_json(task_id, "spec.json")
-    if data is None:
-        raise SpecError(f"task {task_id} has no stored spec; give its task file with --spec", field="spec")
-    hidden = [m["name"] for m in [*data["models"], *data.get("judges", [])] if m.get("auth_header_value") == "***"]
-    if hidden:
-        raise SpecError(
-            f"task {task_id}'s models {', '.join(hidden)} had a literal credential, which is never stored; "
-            "give the task file again with --spec FILE (or write credentials as ${env:NAME})",
-            field="spec",
-        )
-    return data
 
 
 def copy_spec(
@@ -276,39 +258,15 @@ def copy_spec(
     Raises:
         TaskNotFoundError / SpecError: no such task, a stored spec that cannot be reused, a bad override.
     """
-    from rayeval.tasks import find_task
+    from rayeval.actors.index import find_task
+    from rayeval.jobs.prepare import runnable_spec_data
+    from rayeval.spec.load import set_dotted
 
-    data = _stored_spec(find_task(task, output=output, tags=tags))
+    data = runnable_spec_data(find_task(task, output=output, tags=tags))
     data["name"] = name or f"{data['name']}-copy"
     for key, value in (overrides or {}).items():
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value)
     return parse_task(data, source=f"copy of {task}")
-
-
-def _set_dotted(data: Any, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(node, list):
-            match = [j for j, x in enumerate(node) if isinstance(x, dict) and x.get("name") == part]
-            if part.isdigit() and int(part) < len(node):
-                index = int(part)
-            elif match:
-                index = match[0]
-            else:
-                raise SpecError(f"override '{key}': no entry '{part}' in that list", field=key)
-            if last:
-                node[index] = value
-            else:
-                node = node[index]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                node = node.setdefault(part, {})
-        else:
-            raise SpecError(f"override '{key}': '{'.'.join(parts[:i])}' is a value, not a mapping or list", field=key)
 
 
 def restart(
@@ -317,10 +275,10 @@ def restart(
     failed: bool = False,
     spec: SpecLike | None = None,
     address: str | None = None,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[TaskRecord], None] | None = None,
     log_to_driver: bool = True,
     tags: list[str] | None = None,
-) -> dict[str, Any]:
+) -> TaskRecord:
     """Run a stopped, interrupted or finished task again under its id, here; returns its final record.
 
     Only what is not in its results yet runs: items committed before (by any earlier run) are not
@@ -342,23 +300,27 @@ def restart(
     """
     import ray
 
-    from rayeval.actors.coordinator import HEARTBEAT_STALE_S, driver_gone, get_coordinator
+    from rayeval.actors.coordinator import get_coordinator
+    from rayeval.actors.index import find_task
     from rayeval.cluster import connect
-    from rayeval.jobs.runner import prepare, run_prepared
-    from rayeval.tasks import caller_tags, find_task
+    from rayeval.jobs.prepare import prepare, runnable_spec_data
+    from rayeval.jobs.runner import run_prepared
+    from rayeval.records import ACTIVE, HEARTBEAT_STALE_S, caller_tags, driver_gone
 
     tags = caller_tags(tags)
     connect(address, log_to_driver=log_to_driver)
     record = ray.get(get_coordinator().get.remote(task, tags)) or find_task(task, tags=tags)
     task_id = record["task_id"]
-    if record.get("state") not in TERMINAL + ("interrupted",) and not driver_gone(record):
+    if record.get("state") in ACTIVE and not driver_gone(record):
         age = time.time() - record.get("heartbeat_at", time.time())
         raise RayevalError(
             f"task {task_id} is {record.get('state')} (its driver reported {age:.0f} s ago); stop it first: "
             f"`rayeval stop {task_id}` (a driver that was killed counts as gone after {HEARTBEAT_STALE_S:.0f} s "
             "of silence)"
         )
-    task_spec = _as_spec(spec) if spec is not None else parse_task(_stored_spec(record), source=f"{task_id}/spec.json")
+    task_spec = (
+        _as_spec(spec) if spec is not None else parse_task(runnable_spec_data(record), source=f"{task_id}/spec.json")
+    )
     if task_spec.name != record.get("name", task_spec.name):
         raise SpecError(f"the spec is task '{task_spec.name}', not '{record['name']}'", field="spec")
     prepared = prepare(task_spec, task_id)
@@ -422,17 +384,6 @@ def checkpoint_task(
     return parse_task(task, source=f"eval-checkpoint {path}")
 
 
-def _env_references(spec: TaskSpec) -> dict[str, str]:
-    """The values, in this process's environment, of the `${env:NAME}` references of the spec's credentials."""
-    from rayeval.spec import env_references
-
-    names = set()
-    for m in [*spec.models, *spec.judges]:
-        if m.auth_header_value is not None:
-            names.update(env_references(m.auth_header_value.get_secret_value()))
-    return {n: os.environ[n] for n in sorted(names) if n in os.environ}
-
-
 def submit(
     spec: SpecLike,
     *,
@@ -440,7 +391,7 @@ def submit(
     ship_package: bool = True,
     runtime_env: dict[str, Any] | None = None,
 ) -> TaskHandle:
-    """Submit a task as a Ray job through the Jobs API and return at once.
+    """Submit a task as a Ray job through the Jobs API and return at once (see `rayeval.jobs.submit`).
 
     Args:
         spec: A TaskSpec, a dict, or the path of a task file (relative paths become absolute:
@@ -455,37 +406,8 @@ def submit(
     shows), are set in the job's driver only, and the file is removed once read. A name not set
     here is resolved on the cluster.
     """
-    from ray.job_submission import JobSubmissionClient
-
-    from rayeval.jobs.runner import new_task_id
+    from rayeval.jobs.submit import submit_job
 
     task_spec = _as_spec(spec)
-    task_id = new_task_id(task_spec.name)
-    dashboard = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
-    try:
-        client = JobSubmissionClient(dashboard)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ServiceError(
-            f"cannot reach the Ray dashboard at {dashboard} ({e}); start a cluster with `ray start --head` "
-            "or pass --address http://HEAD:8265"
-        ) from None
-    workdir = tempfile.mkdtemp(prefix="rayeval-submit-")
-    Path(workdir, "task.json").write_text(json.dumps(task_spec.as_data(keep_secrets=True)), encoding="utf-8")
-    entrypoint = f"python -m rayeval.jobs.run_task task.json --task-id {task_id} --submitted"
-    forwarded = _env_references(task_spec)
-    if forwarded:  # in the job's package, not its runtime_env (which the dashboard shows)
-        Path(workdir, "env.json").write_text(json.dumps(forwarded), encoding="utf-8")
-        entrypoint += " --env-file env.json"
-    env: dict[str, Any] = {"working_dir": workdir, **(runtime_env or {})}
-    if ship_package:
-        env.setdefault("py_modules", [str(Path(__file__).resolve().parent)])
-    try:
-        client.submit_job(
-            entrypoint=entrypoint,
-            submission_id=task_id,
-            runtime_env=env,
-            metadata={"rayeval_task": task_spec.name},
-        )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    task_id, dashboard = submit_job(task_spec, address=address, ship_package=ship_package, runtime_env=runtime_env)
     return TaskHandle(task_id, task_spec.output, job_id=task_id, dashboard=dashboard)

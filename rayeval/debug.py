@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rayeval.errors import SpecError
-from rayeval.spec import ModelSpec, TaskSpec
+from rayeval.inference.client import HostedEndpoint
+from rayeval.spec import MetricRef, ModelSpec, TaskSpec
 
 __all__ = ["DebugSample", "debug_metrics", "format_debug", "load_responses"]
 
@@ -113,7 +114,7 @@ def _no_release() -> None:
 
 
 def _pick_set(spec: TaskSpec, name: str | None) -> str:
-    if spec.mode == "custom":
+    if spec.is_custom:
         raise SpecError(
             "mode custom runs your own programs, whose metrics rayeval does not compute: try a program by running "
             "its command with EVAL_OUTPUT_DIR and EVAL_INFERENCE_URL set",
@@ -164,8 +165,8 @@ def debug_metrics(
     Raises:
         SpecError / ServiceError: a bad task, set, model, responses file or unreachable service.
     """
-    from rayeval.datasets import head_items
-    from rayeval.jobs.runner import prepare
+    from rayeval.jobs.prepare import prepare
+    from rayeval.sets.read import head_items
     from rayeval.spec import load_task, parse_task
 
     if not isinstance(spec, TaskSpec):
@@ -177,18 +178,18 @@ def debug_metrics(
     task = prepare(spec, check_services=False)
     plan = next(p for p in task.plans if p.spec.name == name)
     given = load_responses(responses) if isinstance(responses, (str, Path)) else responses
-    eval_only = spec.mode == "evaluation_only"
+    eval_only = spec.predictions_given
     items = head_items(plan, chosen.name if eval_only else None, samples)
     refs = task.metrics_by_set[name]
     ask_model = given is None and not eval_only
-    judges = {r["judge"]["model"] for r in refs if r.get("judge")} if not show_prompt else set()
+    judges = {r.judge.model for r in refs if r.judge is not None} if not show_prompt else set()
     return asyncio.run(_debug(task, items, refs, chosen, given, ask_model, judges, show_prompt))
 
 
 async def _debug(
     task: Any,
     items: list[dict[str, Any]],
-    refs: list[dict[str, Any]],
+    refs: list[MetricRef],
     model: ModelSpec,
     given: list[str] | dict[str, str] | None,
     ask_model: bool,
@@ -197,7 +198,7 @@ async def _debug(
 ) -> list[DebugSample]:
     import httpx
 
-    from rayeval.client import resolve_endpoint
+    from rayeval.inference.client import resolve_endpoint
 
     spec = task.spec
     wanted = [model] if ask_model else []
@@ -210,7 +211,7 @@ async def _debug(
                 m,
                 task.auth_values.get(m.name),
                 spec.model_parameters(m).request_timeout,
-                hosted=hosted.get(m.name, (None, None))[1],
+                hosted=hosted.get(m.name),
             )
             for m in wanted
         }
@@ -223,7 +224,7 @@ async def _debug(
         _release_hosted(hosted, user)
 
 
-def _deploy_hosted(task: Any, models: list[ModelSpec], user: str) -> dict[str, tuple[str, dict[str, Any]]]:
+def _deploy_hosted(task: Any, models: list[ModelSpec], user: str) -> dict[str, HostedEndpoint]:
     """Host the models debugging needs on Ray Serve (joining a running deployment when there is one)."""
     if not models:
         return {}
@@ -236,19 +237,19 @@ def _deploy_hosted(task: Any, models: list[ModelSpec], user: str) -> dict[str, t
     hosted = {}
     for m in models:
         endpoint = deploy(m, user=user, coordinator=coordinator, source=task.sources[m.name])
-        hosted[m.name] = (endpoint.app, endpoint.as_dict())
+        hosted[m.name] = endpoint
     return hosted
 
 
-def _release_hosted(hosted: dict[str, tuple[str, dict[str, Any]]], user: str) -> None:
+def _release_hosted(hosted: dict[str, HostedEndpoint], user: str) -> None:
     if not hosted:
         return
     from rayeval.actors.coordinator import get_coordinator
     from rayeval.serve_apps.hosting import release
 
     coordinator = get_coordinator()
-    for app, _ in hosted.values():
-        release(app, user=user, coordinator=coordinator, keep=False)
+    for endpoint in hosted.values():
+        release(endpoint.app, user=user, coordinator=coordinator, keep=False)
 
 
 async def _sample(
@@ -257,14 +258,14 @@ async def _sample(
     endpoints: dict[str, Any],
     item: dict[str, Any],
     index: int,
-    refs: list[dict[str, Any]],
+    refs: list[MetricRef],
     model: ModelSpec,
     given: list[str] | dict[str, str] | None,
     ask_model: bool,
     show_prompt: bool,
 ) -> DebugSample:
-    from rayeval.actors.inference import infer_samples
-    from rayeval.client import infer_one, item_system, request_body
+    from rayeval.inference.client import infer_one, item_system, request_body
+    from rayeval.inference.stage import infer_samples
     from rayeval.metrics import MetricSteps
     from rayeval.schema import item_dict
 
@@ -314,24 +315,32 @@ async def _sample(
     for ref in refs:
         steps = MetricSteps.from_ref(ref)
         judged = None
-        if ref.get("judge"):
+        if ref.judge is not None:
             judged = await _judge(ref, row, endpoints, client, spec, show_prompt)
             if show_prompt:
-                sample.metrics[ref["name"]] = {"scores": {}, "steps": judged}
+                sample.metrics[ref.name] = {"scores": {}, "steps": judged}
                 continue
         scores, details = steps.run(row, judged)
-        sample.metrics[ref["name"]] = {"scores": scores, "steps": details}
+        sample.metrics[ref.name] = {"scores": scores, "steps": details}
     return sample
 
 
-async def _judge(ref, row, endpoints, client, spec, show_prompt) -> dict[str, Any]:
+async def _judge(
+    ref: MetricRef,
+    row: dict[str, Any],
+    endpoints: dict[str, Any],
+    client: Any,
+    spec: TaskSpec,
+    show_prompt: bool,
+) -> dict[str, Any]:
     """The judging stage's step for one item (per sample when there are several), as the judge actors make it."""
-    from rayeval.actors.judge import ask_judge, judge_item
     from rayeval.metrics import compile_script
-    from rayeval.spec import JudgeSpec
+    from rayeval.scoring.judge import ask_judge, judge_item
 
-    judge = JudgeSpec.model_validate(ref["judge"])
-    pre = compile_script(ref["preprocess_source"], ref["preprocess"], "preprocess") if ref.get("preprocess") else None
+    judge = ref.judge
+    assert judge is not None
+    source = ref.script_source("preprocess")
+    pre = compile_script(source, ref.preprocess, "preprocess") if source else None
     endpoint = endpoints.get(judge.model)
     model_id = endpoint.model_id if endpoint is not None else judge.model
 

@@ -39,7 +39,7 @@ INFERENCE_FIELDS = [
     pa.field("finish_reason", pa.string()),
     pa.field("attempts", pa.int64()),
     pa.field("error", pa.string()),
-    # The earlier task this row was taken from (rayeval.reuse), or null.
+    # The earlier task this row was taken from (rayeval.store.reuse), or null.
     pa.field("reused_from", pa.string()),
     # Reused rows only: metric name -> {"scores", "details"} still valid (JSON); the scoring stage
     # keeps them instead of computing them again, and drops the column.
@@ -49,7 +49,7 @@ INFERENCE_FIELDS = [
 #: The stream between inference and judging/scoring: items with their inference columns.
 STREAM_SCHEMA = pa.schema(list(ITEM_SCHEMA) + INFERENCE_FIELDS)
 
-#: Stored rows: the stream's columns but `carried`, the steps, and the fingerprints (rayeval.fingerprint);
+#: Stored rows: the stream's columns but `carried`, the steps, and the fingerprints (rayeval.store.fingerprint);
 #: then one `score__<output>` column per metric output.
 RESULT_BASE_SCHEMA = pa.schema(
     [f for f in STREAM_SCHEMA if f.name != "carried"]

@@ -1,4 +1,10 @@
-"""Shared fixtures: one real local Ray cluster per test session, stub model services on 127.0.0.1."""
+"""Shared fixtures: one real local Ray cluster per test session, stub model services on 127.0.0.1.
+
+Two tiers: tests that need a Ray cluster are marked `ray` (those using the `ray_cluster` fixture are
+marked here; modules that start Ray another way mark themselves), and tests that take long without Ray
+are marked `slow`. The rest is the fast tier (`pytest -m "not ray and not slow"`, under a minute),
+which runs first.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,15 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that use the shared Ray cluster `ray`, and run the fast tier first."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+    # A stable sort: file order is kept within each tier.
+    items.sort(key=lambda item: any(item.get_closest_marker(m) is not None for m in ("ray", "slow")))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 import rayeval
 from rayeval.cli import main
-from tests.jobs.test_judge import PROMPT, _task, judge_rule
+from tests.support.judged import PROMPT, judge_rule
+from tests.support.judged import judged_task as _task
 
 
 def _files(root) -> set[str]:

@@ -21,7 +21,7 @@ from rayeval.spec import (
     ResourceSpec,
     TaskSpec,
 )
-from rayeval.weights import Weights
+from rayeval.spec.weights import Weights
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

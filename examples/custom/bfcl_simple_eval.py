@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from rayeval.evalsets._bfcl import bfcl_system_prompt
+from rayeval.sets.builtin.bfcl import bfcl_system_prompt
 from rayeval.metrics._bfcl import check
 
 

@@ -8,71 +8,23 @@ restarted coordinator, or a restarted cluster, rebuilds its state from storage.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
 import ray
 
-from rayeval.store import ResultsStore
+from rayeval.paths import default_home, index_location
+from rayeval.records import TERMINAL, Progress, TaskRecord, TaskState, match_task, visible
+from rayeval.store.results import ResultsStore
 
-__all__ = [
-    "Coordinator",
-    "default_home",
-    "driver_gone",
-    "get_coordinator",
-    "match_task",
-    "progress_fraction",
-    "visible",
-]
+__all__ = ["MAX_EVENTS", "NAME", "NAMESPACE", "Coordinator", "get_coordinator"]
 
 NAME = "coordinator"
 NAMESPACE = "rayeval"
-TERMINAL = ("succeeded", "failed", "stopped")
-#: Seconds between a running task's heartbeats, and the silence after which its driver is taken for gone.
-HEARTBEAT_S = 2.0
-HEARTBEAT_STALE_S = 10.0
 #: Events kept in a task's record (rayeval logs).
 MAX_EVENTS = 2000
 _PERSIST_EVERY_S = 0.5
 log = logging.getLogger(__name__)
-
-
-def default_home() -> str:
-    """Where the coordinator keeps its task index: $RAYEVAL_HOME or ~/.rayeval."""
-    return os.environ.get("RAYEVAL_HOME") or os.path.join(os.path.expanduser("~"), ".rayeval")
-
-
-def driver_gone(record: dict[str, Any]) -> bool:
-    """True when a task that is not finished has had no heartbeat for HEARTBEAT_STALE_S (its driver died)."""
-    if record.get("state") in TERMINAL:
-        return False
-    return time.time() - record.get("heartbeat_at", record.get("updated_at", 0)) > HEARTBEAT_STALE_S
-
-
-def visible(record: dict[str, Any], tags: Any) -> bool:
-    """Whether a caller presenting `tags` may see a task: it presents none, or the task carries one of them."""
-    return tags is None or bool(set(record.get("tags") or ()) & set(tags))
-
-
-def match_task(records: Any, key: str, tags: Any = None) -> dict[str, Any] | None:
-    """Among `records` visible to `tags`: the task with id `key`, else the newest with name `key`."""
-    shown = [r for r in records if visible(r, tags)]
-    by_id = next((r for r in shown if r.get("task_id") == key), None)
-    if by_id is not None:
-        return by_id
-    named = [r for r in shown if r.get("name") == key]
-    return max(named, key=lambda r: r.get("created_at", 0)) if named else None
-
-
-def progress_fraction(record: dict[str, Any]) -> float:
-    """Evaluated entries / (models x entries); failed entries count as evaluated."""
-    done = total = 0
-    for sets in record.get("progress", {}).values():
-        for p in sets.values():
-            done += min(p["done"], p["total"])
-            total += p["total"]
-    return done / total if total else 0.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -82,8 +34,8 @@ class Coordinator:
     def __init__(self, home: str):
         from ray.util.metrics import Counter, Gauge
 
-        self.index = ResultsStore(home.rstrip("/") + "/tasks")
-        self.tasks: dict[str, dict[str, Any]] = {}
+        self.index = ResultsStore(index_location(home))
+        self.tasks: dict[str, TaskRecord] = {}
         self._last_persist: dict[str, float] = {}
         self._dirty: set[str] = set()
 
@@ -128,10 +80,10 @@ class Coordinator:
                         self._recount(record)
                 self.tasks[task_id] = record
 
-    def _recount(self, record: dict[str, Any]) -> None:
+    def _recount(self, record: TaskRecord) -> None:
         """An unfinished task's progress, counted again from its committed results (mode custom keeps
         its count: each pair is reported only once its outcome is stored)."""
-        from rayeval.resume import committed_counts
+        from rayeval.store.resume import committed_counts
 
         if record.get("mode") == "custom":
             return
@@ -162,7 +114,7 @@ class Coordinator:
             self._persist(task_id, force=True)
 
     # -- registry --------------------------------------------------------------------------
-    def register(self, record: dict[str, Any]) -> dict[str, Any]:
+    def register(self, record: TaskRecord) -> TaskRecord:
         """Add a task record (it must hold task_id, output and progress totals), or, for a task run
         again, replace it keeping its creation time and counting the run."""
         task_id = record["task_id"]
@@ -223,12 +175,12 @@ class Coordinator:
         record = self.tasks.get(task_id)
         if record is None or not visible(record, tags):
             return None
-        if record["state"] in ("pending", "running"):
+        if record["state"] in ("pending", "running"):  # a stopping task is on its way already
             record["state"] = "stopping"
             self._persist(task_id, force=True)
         return record["state"]
 
-    def _export(self, task_id: str, model: str, eval_set: str, p: dict[str, int]) -> dict[str, str]:
+    def _export(self, task_id: str, model: str, eval_set: str, p: Progress) -> dict[str, str]:
         """Set the Ray metrics (dashboard, Prometheus) of one model x set of a task; returns their tags."""
         tags = {"task_id": task_id, "model": model, "eval_set": eval_set}
         self._gauge.set(min(1.0, p["done"] / p["total"]) if p["total"] else 0.0, tags=tags)
@@ -236,7 +188,7 @@ class Coordinator:
         self._reused.set(p.get("reused", 0), tags=tags)
         return tags
 
-    def set_progress(self, task_id: str, progress: dict[str, dict[str, dict[str, int]]]) -> None:
+    def set_progress(self, task_id: str, progress: dict[str, dict[str, Progress]]) -> None:
         """Replace progress with counts taken from the results store (the truth at the end)."""
         self.tasks[task_id]["progress"] = progress
         for model, sets in progress.items():
@@ -244,7 +196,7 @@ class Coordinator:
                 self._export(task_id, model, eval_set, p)
         self._persist(task_id, force=True)
 
-    def set_state(self, task_id: str, state: str, **fields: Any) -> None:
+    def set_state(self, task_id: str, state: TaskState, **fields: Any) -> None:
         """Move a task to a new state, with extra fields (error, summary, job_id...)."""
         record = self.tasks[task_id]
         record["state"] = state
@@ -255,12 +207,12 @@ class Coordinator:
             record["finished_at"] = time.time()
         self._persist(task_id, force=True)
 
-    def get(self, key: str, tags: list[str] | None = None) -> dict[str, Any] | None:
+    def get(self, key: str, tags: list[str] | None = None) -> TaskRecord | None:
         """A task by id, or the newest task with that name, among those visible to `tags` (see `visible`)."""
         self.flush()
         return match_task(self.tasks.values(), key, tags)
 
-    def list_tasks(self, tags: list[str] | None = None) -> list[dict[str, Any]]:
+    def list_tasks(self, tags: list[str] | None = None) -> list[TaskRecord]:
         """Every known task visible to `tags`, newest first."""
         self.flush()
         shown = [r for r in self.tasks.values() if visible(r, tags)]
@@ -299,7 +251,7 @@ class Coordinator:
         self._dirty.discard(task_id)
         try:
             self.index.delete_task(task_id)
-        except FileNotFoundError:  # its index entry went already (rayeval.tasks.delete_task)
+        except FileNotFoundError:  # its index entry went already (rayeval.actors.index.delete_task)
             pass
         return True
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rayeval.store import ResultsStore, join_uri
+from rayeval.store.results import ResultsStore, join_uri
 
 __all__ = ["ResultWriter", "Committed"]
 

@@ -10,19 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rayeval.actors.inference import InferenceActor
-from rayeval.actors.judge import JudgeActor, judge_connections, judging_limits
-from rayeval.actors.scoring import ScoringActor
-from rayeval.datasets import SetPlan, read_items
+from rayeval.cluster.resources import request_actor_options
+from rayeval.inference.client import HostedEndpoint
+from rayeval.inference.stage import InferenceActor
 from rayeval.metrics import ref_outputs
-from rayeval.resume import DoneItems, skip_done
-from rayeval.reuse import ReusePlan, reused_rows
-from rayeval.spec import TaskSpec
+from rayeval.scoring.judge import JudgeActor, judge_connections, judging_limits
+from rayeval.scoring.stage import ScoringActor
+from rayeval.sets.plan import SetPlan
+from rayeval.sets.read import read_items
+from rayeval.spec import MetricRef, TaskSpec
+from rayeval.store.resume import DoneItems, skip_done
+from rayeval.store.reuse import ReusePlan, reused_rows
 
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["build_dataset", "request_actor_options"]
+__all__ = ["build_dataset"]
 
 MiB = 1024 * 1024
 #: Rows per block going into inference (see build_dataset).
@@ -33,28 +36,15 @@ def _union(parts: list[ray.data.Dataset]) -> ray.data.Dataset:
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
 
 
-def request_actor_options(res: Any) -> dict[str, Any]:
-    """map_batches options of the stages whose actors send requests (inference, judging): pyarrow
-    batches, an actor pool of `inference_actors`, each running several batches at once (async)."""
-    import ray.data
-
-    return {
-        "batch_format": "pyarrow",
-        "batch_size": res.batch_size,
-        "compute": ray.data.ActorPoolStrategy(size=res.inference_actors, max_concurrent_calls_per_actor=4),
-        "num_cpus": res.actor_num_cpus,
-    }
-
-
 def build_dataset(
     spec: TaskSpec,
     plans: list[SetPlan],
     task_id: str,
     *,
     auth_values: dict[str, str | None],
-    metrics_by_set: dict[str, list[dict[str, Any]]],
+    metrics_by_set: dict[str, list[MetricRef]],
     outputs: list[str],
-    hosted: dict[str, dict[str, Any]] | None = None,
+    hosted: dict[str, HostedEndpoint] | None = None,
     done: DoneItems | None = None,
     reuse: ReusePlan | None = None,
     model_fps: dict[str, str] | None = None,
@@ -62,11 +52,11 @@ def build_dataset(
 ) -> ray.data.Dataset:
     """The lazy, scored stream of every (model, item) of the task.
 
-    `hosted` maps the name of each model rayeval deployed to its endpoint (HostedEndpoint.as_dict()).
+    `hosted` maps the name of each model rayeval deployed to its endpoint.
     `done` holds the items already committed (a restart): they are left out in the read stage.
     `reuse` says which items come from earlier tasks: they are left out of the read stage too, and
-    their stored rows join the stream before judging and scoring (rayeval.reuse).
-    `model_fps` and `metric_fps` are the fingerprints stored with each row (rayeval.fingerprint).
+    their stored rows join the stream before judging and scoring (rayeval.store.reuse).
+    `model_fps` and `metric_fps` are the fingerprints stored with each row (rayeval.store.fingerprint).
     """
 
     def skipped(model: str) -> dict[str, Any]:
@@ -90,7 +80,7 @@ def build_dataset(
     system_columns = {p.spec.name: p.spec.columns.system for p in plans if p.spec.columns.system}
     branches = []
     for model in spec.models:
-        if spec.mode == "evaluation_only":  # the read tasks give rows ready to score
+        if spec.predictions_given:  # the read tasks give rows ready to score
             branches.extend(unfinished(read_items(plan, model.name), model.name) for plan in plans)
             continue
         # Small blocks into inference: an inference task's answers move on (to judging, scoring and
@@ -105,8 +95,8 @@ def build_dataset(
                 InferenceActor,
                 fn_constructor_kwargs={
                     "task_id": task_id,
-                    "model": model.model_dump(mode="json", exclude={"auth_header_value"}),
-                    "parameters": params.model_dump(),
+                    "model": model.model_copy(update={"auth_header_value": None}),  # the credential: auth_value
+                    "parameters": params,
                     "auth_value": auth_values.get(model.name),
                     "hosted": hosted.get(model.name),
                     "system_columns": system_columns,
@@ -116,14 +106,14 @@ def build_dataset(
         )
     if reuse is not None and reuse.take:
         outputs_by_metric = {
-            s: {ref["name"]: [o for o, _ in ref_outputs(ref)] for ref in refs} for s, refs in metrics_by_set.items()
+            s: {ref.name: [o for o, _ in ref_outputs(ref)] for ref in refs} for s, refs in metrics_by_set.items()
         }
         branches.extend(reused_rows(reuse, metric_fps or {}, outputs_by_metric, res.actor_num_cpus))
     stream = _union(branches)
     judge_metrics = {
-        s: [ref for ref in refs if ref.get("judge")]
+        s: [ref for ref in refs if ref.judge is not None]
         for s, refs in metrics_by_set.items()
-        if any(r.get("judge") for r in refs)
+        if any(r.judge is not None for r in refs)
     }
     if judge_metrics:  # judged on the same stream, as soon as each prediction exists
         stream = stream.map_batches(
@@ -144,7 +134,7 @@ def build_dataset(
             "outputs": outputs,
             "model_fps": model_fps,
             "metric_fps": metric_fps,
-            "given": spec.mode == "evaluation_only",
+            "given": spec.predictions_given,
         },
         batch_format="pyarrow",
         batch_size=res.batch_size * 4,

@@ -11,18 +11,19 @@ import argparse
 import logging
 import sys
 import time
-from typing import Any
+
+from rayeval.records import TaskRecord
 
 __all__ = ["main"]
 
 
 def _printer(every: float = 10.0):
-    from rayeval.actors.coordinator import progress_fraction
-    from rayeval.report import progress_lines
+    from rayeval.analysis.text import progress_lines
+    from rayeval.records import progress_fraction
 
     last = [0.0]
 
-    def show(record: dict[str, Any]) -> None:
+    def show(record: TaskRecord) -> None:
         now = time.monotonic()
         if now - last[0] >= every or record["state"] != "running":
             last[0] = now
@@ -60,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         _load_env(args.env_file)
     logging.basicConfig(level=logging.INFO, format="[rayeval] %(message)s")
 
+    from rayeval.analysis.text import format_summary
     from rayeval.cluster import connect
     from rayeval.errors import RayevalError
-    from rayeval.jobs.runner import prepare, run_prepared
-    from rayeval.report import format_summary
+    from rayeval.jobs.prepare import prepare
+    from rayeval.jobs.runner import run_prepared
     from rayeval.spec import load_task
 
     try:

@@ -8,10 +8,10 @@ Any metric takes pass@k outputs over an item's samples (MetricSteps).
 from rayeval.metrics import _bfcl, _bleu, _choice, _code, _numeric, _rouge, _text  # noqa: F401  (registration)
 from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
 from rayeval.metrics._judge import JudgeMetric, build_metric, placeholders, render_prompt
-from rayeval.metrics._judge_parser import JudgeParser, ParsedScore
 from rayeval.metrics._registry import get_metric, list_metrics, register_metric
 from rayeval.metrics._scripts import ScriptResult, checked_source, compile_script, load_script, run_script
 from rayeval.metrics._steps import MetricSteps, PassAtK, corpus_inputs, pass_at_k, pass_output, ref_outputs
+from rayeval.spec.judge_parser import JudgeParser, ParsedScore
 
 __all__ = [
     "Aggregator",

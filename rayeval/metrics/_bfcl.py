@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from rayeval.errors import MetricError
-from rayeval.evalsets._bfcl import CATEGORIES as BFCL_CATEGORIES
 from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
 from rayeval.metrics._registry import register_metric
+from rayeval.sets.builtin.bfcl import CATEGORIES as BFCL_CATEGORIES
 
 __all__ = ["BfclAst", "decode_calls", "is_call_list"]
 

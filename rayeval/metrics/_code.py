@@ -22,7 +22,7 @@ def extract_code(text: str) -> str:
 @register_metric
 class CodePass(Metric):
     """1 when the program passes the item's tests: HumanEval's assembly, prompt + completion + test +
-    `check(entry_point)`, run in rayeval.sandbox. Over several samples its mean is the unbiased pass@1;
+    `check(entry_point)`, run in rayeval.metrics.sandbox. Over several samples its mean is the unbiased pass@1;
     add `pass_at: [k]` for pass@k."""
 
     name = "code_pass"
@@ -30,7 +30,7 @@ class CodePass(Metric):
     defaults = {"timeout": 3.0, "memory_mb": 1024}
 
     def score(self, prediction: str, reference: str, item: dict[str, Any]) -> ItemScore:
-        from rayeval.sandbox import run_python
+        from rayeval.metrics.sandbox import run_python
 
         missing = [k for k in ("prompt", "test", "entry_point") if not item.get(k)]
         if missing:

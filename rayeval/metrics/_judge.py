@@ -1,6 +1,6 @@
 """Judge metrics: the prompt a judge model reads, and the score read back from its answer.
 
-The judge's request is made by the judging actors (rayeval.actors.judge) as soon as an item's
+The judge's request is made by the judging actors (rayeval.scoring.judge) as soon as an item's
 prediction exists; the scoring actors then parse the stored answer with the metric's parser and
 apply its postprocessing script. A judge metric has one output, named after the metric.
 """
@@ -11,6 +11,7 @@ import string
 from typing import Any
 
 from rayeval.metrics._base import ItemScore, Metric
+from rayeval.spec import MetricRef
 
 __all__ = ["JudgeMetric", "build_metric", "placeholders", "render_prompt"]
 
@@ -57,10 +58,10 @@ def placeholders(template: str) -> list[str]:
     return [field for _, field, _, _ in string.Formatter().parse(template) if field]
 
 
-def build_metric(ref: dict[str, Any]) -> Metric:
+def build_metric(ref: MetricRef) -> Metric:
     """The metric object of a metric reference: a judge metric when it has `judge`, else a registered one."""
     from rayeval.metrics._registry import get_metric
 
-    if ref.get("judge"):
-        return JudgeMetric(ref["name"])
-    return get_metric(ref["name"], **(ref.get("options") or {}))
+    if ref.judge is not None:
+        return JudgeMetric(ref.name)
+    return get_metric(ref.name, **ref.options)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rayeval.metrics._base import ItemScore, MeanAggregator, Metric
 from rayeval.metrics._judge import build_metric
-from rayeval.metrics._judge_parser import JudgeParser
 from rayeval.metrics._scripts import compile_script, run_script
+from rayeval.spec import JudgeParser, MetricRef
 
 __all__ = ["MetricSteps", "PassAtK", "corpus_inputs", "pass_at_k", "pass_output", "ref_outputs"]
 
@@ -63,12 +63,16 @@ class PassAtK(Metric):
         raise NotImplementedError("pass@k is computed from the samples' scores")
 
 
-def ref_outputs(ref: dict[str, Any], metric: Metric | None = None) -> list[tuple[str, Metric]]:
+def ref_outputs(ref: MetricRef) -> list[tuple[str, Metric]]:
     """(output name, metric object) of every output of a metric reference, pass@k outputs included."""
-    metric = metric or build_metric(ref)
+    return metric_outputs_at(build_metric(ref), ref.pass_at)
+
+
+def metric_outputs_at(metric: Metric, pass_at: list[int]) -> list[tuple[str, Metric]]:
+    """(output name, metric object) of every output of a metric, with pass@k outputs for each k of `pass_at`."""
     outs: list[tuple[str, Metric]] = [(o, metric) for o in metric.outputs()]
     for o in metric.outputs():
-        outs.extend((pass_output(o, k), PassAtK(metric, o, k)) for k in ref.get("pass_at") or [])
+        outs.extend((pass_output(o, k), PassAtK(metric, o, k)) for k in pass_at)
     return outs
 
 
@@ -104,27 +108,26 @@ class MetricSteps:
     pass_threshold: float = 1.0
 
     @classmethod
-    def from_ref(cls, ref: dict[str, Any]) -> MetricSteps:
-        """Build from a checked metric reference (scripts carried as `<kind>_source`)."""
+    def from_ref(cls, ref: MetricRef) -> MetricSteps:
+        """Build from a checked metric reference (its scripts' source carried with it)."""
 
-        def script(kind: str) -> Any:
-            source = ref.get(f"{kind}_source")
-            return None if source is None else compile_script(source, ref[kind], kind)
+        def script(kind: Literal["preprocess", "postprocess"]) -> Any:
+            source = ref.script_source(kind)
+            return None if source is None else compile_script(source, getattr(ref, kind), kind)
 
-        judge = ref.get("judge")
         return cls(
-            ref["name"],
+            ref.name,
             build_metric(ref),
-            None if judge else script("preprocess"),
+            None if ref.judge else script("preprocess"),
             script("postprocess"),
-            JudgeParser.model_validate(judge["parser"]) if judge else None,
-            list(ref.get("pass_at") or []),
-            float(ref.get("pass_threshold", 1.0)),
+            ref.judge.parser if ref.judge else None,
+            list(ref.pass_at),
+            float(ref.pass_threshold),
         )
 
     def outputs(self) -> list[str]:
         """Every score column this metric fills."""
-        return [o for o, _ in ref_outputs({"pass_at": self.pass_at}, self.metric)]
+        return [o for o, _ in metric_outputs_at(self.metric, self.pass_at)]
 
     def run(self, item: dict[str, Any], judged: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """(score by output, details of each step) for one item; `judged` is the judging stage's step.

@@ -17,11 +17,10 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from rayeval.client import check_service, resolve_endpoint
 from rayeval.errors import ServiceError
+from rayeval.inference.client import HostedEndpoint, check_service, resolve_endpoint
 from rayeval.serve_apps.builtins import ModelSource, resolve_source
 from rayeval.serve_apps.llm import app_name, effective_engine, openai_app, route_prefix
 from rayeval.spec import ModelSpec
@@ -32,31 +31,6 @@ log = logging.getLogger("rayeval")
 #: The Serve proxy's address when rayeval starts Serve (RAYEVAL_SERVE_HOST / RAYEVAL_SERVE_PORT override).
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-
-
-@dataclass(frozen=True)
-class HostedEndpoint:
-    """How inference actors reach a deployed model.
-
-    Attributes:
-        app: The Serve application name.
-        base_url: The OpenAI /v1 base under the Serve proxy.
-        model_id: The served model id.
-        max_model_len: MAX_MODEL_LEN of the engine.
-        tokenizer: Local folder of the model's tokenizer (to count prompt tokens), if there is one.
-        shared: True when the deployment existed already (another task's or a kept one).
-    """
-
-    app: str
-    base_url: str
-    model_id: str
-    max_model_len: int
-    tokenizer: str | None
-    shared: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data, for actor constructor arguments."""
-        return dict(self.__dict__)
 
 
 def ensure_serve() -> int:
@@ -153,7 +127,7 @@ def deploy(
             last_message = message
         time.sleep(1.0)
     hosted = HostedEndpoint(name, base_url, model.served_model, engine.max_model_len, source.tokenizer, shared)
-    report = check_service(resolve_endpoint(model, None, hosted=hosted.as_dict()))
+    report = check_service(resolve_endpoint(model, None, hosted=hosted))
     if not report.ok:
         _fail(name, model, f"deployed but not answering: {report.failure()}", user, coordinator, emit)
     emit({"state": "running", "app": name, "message": f"healthy after {time.monotonic() - started:.0f} s"})

@@ -16,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from rayeval.paths import models_dir
+
 __all__ = ["TINY_MODEL_NAME", "build_tiny_model", "tiny_model_dir"]
 
 TINY_MODEL_NAME = "tiny-random-llama"
@@ -98,7 +100,7 @@ def build_tiny_model(dest: str | os.PathLike[str], *, seed: int = 0, max_positio
 
 def tiny_model_dir(home: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Path:
     """The tiny model's folder under rayeval's home, built on first use (atomically, so concurrent callers agree)."""
-    base = Path(home or os.environ.get("RAYEVAL_HOME") or Path.home() / ".rayeval") / "models"
+    base = models_dir(home)
     final = base / f"{TINY_MODEL_NAME}-r{RECIPE_VERSION}-s{seed}"
     if (final / "rayeval_tiny_model.json").exists():
         return final

@@ -17,6 +17,8 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 from ray import serve
 
+from rayeval.records import ACTIVE, TaskRecord
+
 __all__ = ["APP_NAME", "ROUTE_PREFIX", "ReportUI", "start_ui", "stop_ui"]
 
 APP_NAME = "rayeval-ui"
@@ -25,9 +27,9 @@ ROUTE_PREFIX = "/rayeval"
 api = FastAPI(title="rayeval", docs_url=None, redoc_url=None)
 
 
-def _row(record: dict[str, Any]) -> dict[str, Any]:
-    from rayeval.actors.coordinator import progress_fraction
-    from rayeval.report import progress_lines
+def _row(record: TaskRecord) -> dict[str, Any]:
+    from rayeval.analysis.text import progress_lines
+    from rayeval.records import progress_fraction
 
     return {
         "task_id": record["task_id"],
@@ -66,7 +68,7 @@ class ReportUI:
     @api.get("/", response_class=HTMLResponse)
     def index(self) -> str:
         rows = [_row(r) for r in self._records()]
-        running = any(r["state"] in ("pending", "running", "stopping") for r in rows)
+        running = any(r["state"] in ACTIVE for r in rows)
         refresh = '<meta http-equiv="refresh" content="5">' if running else ""
         body = "".join(
             f"<tr><td><a href='task/{html.escape(r['task_id'])}'>{html.escape(r['task_id'])}</a></td>"

@@ -11,7 +11,8 @@ import time
 import ray
 
 import rayeval
-from rayeval.actors.coordinator import get_coordinator, progress_fraction
+from rayeval.actors.coordinator import get_coordinator
+from rayeval.records import progress_fraction
 from tests.support.tasks import gsm8k_task, inference_task, write_items
 
 SECOND_DRIVER = textwrap.dedent(

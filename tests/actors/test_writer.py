@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayeval.actors.writer import ResultWriter
-from rayeval.store import ResultsStore
+from rayeval.store.results import ResultsStore
 
 
 def _block(model: str, eval_set: str, ids: range, error_every: int = 0) -> pa.Table:

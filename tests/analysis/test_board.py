@@ -13,7 +13,7 @@ import rayeval
 from rayeval.analysis import compute_results
 from rayeval.cli import main
 from rayeval.errors import SpecError
-from rayeval.weights import parse_weights
+from rayeval.spec.weights import parse_weights
 
 # model -> (right answers of set a's 20 items, right answers of set b's 10 items)
 RIGHT = {"p": (18, 2), "q": (8, 9), "r": (10, 5)}

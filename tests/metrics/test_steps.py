@@ -9,6 +9,7 @@ import pytest
 import sacrebleu
 
 from rayeval.metrics import MetricSteps, corpus_inputs, get_metric, pass_at_k, ref_outputs
+from rayeval.spec import MetricRef
 
 
 def _pass_at_k_by_enumeration(n: int, c: int, k: int) -> float:
@@ -35,7 +36,7 @@ def test_pass_at_k_rejects_impossible_counts():
 
 
 def _steps(ref):
-    return MetricSteps.from_ref(ref)
+    return MetricSteps.from_ref(MetricRef.model_validate(ref))
 
 
 def test_samples_are_scored_one_by_one_with_mean_and_pass_at_k():
@@ -73,9 +74,9 @@ def test_a_failing_sample_leaves_the_item_unscored_with_its_error(tmp_path):
     )
     from rayeval.metrics import checked_source
 
-    ref = {"name": "exact_match", "pass_at": [1], "preprocess": str(script)}
-    ref["preprocess_source"] = checked_source(str(script), "preprocess", field="x")
-    scores, details = _steps(ref).run({"prediction": "ok", "reference": "ok", "samples": ["ok", "bad"]})
+    ref = MetricRef(name="exact_match", pass_at=[1], preprocess=str(script))
+    ref = ref.with_script_sources({"preprocess": checked_source(str(script), "preprocess", field="x")})
+    scores, details = MetricSteps.from_ref(ref).run({"prediction": "ok", "reference": "ok", "samples": ["ok", "bad"]})
     assert scores == {"exact_match": None, "exact_match_pass@1": None}
     assert details["error"].startswith("sample 1: preprocess script raised ValueError: no")
 
@@ -113,6 +114,6 @@ def test_corpus_bleu_over_samples_counts_every_sample():
 
 
 def test_ref_outputs_lists_pass_at_k_of_every_output():
-    outs = [o for o, _ in ref_outputs({"name": "rouge", "pass_at": [1]})]
+    outs = [o for o, _ in ref_outputs(MetricRef(name="rouge", pass_at=[1]))]
     assert outs[:3] == ["rouge1", "rouge2", "rougeL"]
     assert outs[3:] == ["rouge1_pass@1", "rouge2_pass@1", "rougeL_pass@1"]

@@ -15,10 +15,11 @@ import ray
 from ray import serve
 
 from rayeval.actors.coordinator import get_coordinator
-from rayeval.client import request_body, resolve_endpoint
 from rayeval.errors import SpecError, TaskFailedError
-from rayeval.jobs.runner import prepare, run_prepared
-from rayeval.prompt_budget import PromptBudget
+from rayeval.inference.client import request_body, resolve_endpoint
+from rayeval.inference.prompt_budget import PromptBudget
+from rayeval.jobs.prepare import prepare
+from rayeval.jobs.runner import run_prepared
 from rayeval.serve_apps.hosting import deploy, release
 from rayeval.spec import ModelSpec, Parameters, parse_task
 from tests.support.tasks import inference_task
@@ -63,7 +64,7 @@ def test_the_official_openai_client_gets_chat_completions_and_models(hosted):
 
 
 def test_greedy_repeats_and_top_k_and_repetition_penalty_reach_the_engine(hosted):
-    endpoint = resolve_endpoint(ModelSpec.model_validate(tiny()), None, hosted=hosted.as_dict())
+    endpoint = resolve_endpoint(ModelSpec.model_validate(tiny()), None, hosted=hosted)
 
     def answer(**params) -> str:
         body = request_body(endpoint, "natalia sold clips in april", Parameters(max_tokens=24, **params))

@@ -8,6 +8,10 @@ endpoints ``GET /_stats``, ``POST /_reset`` and ``POST /_config`` (no auth) let
 a test or benchmark drive a server that runs in another process::
 
     python -m tests.support.openai_server --port 8123 --latency 0.1
+
+The wire format (prompts, validation, error and response bodies) lives in
+``tests/support/openai_wire.py`` and fault injection in
+``tests/support/faults.py``; this module re-exports the names tests import.
 """
 
 from __future__ import annotations
@@ -17,12 +21,11 @@ import asyncio
 import contextlib
 import itertools
 import json
-import random
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -32,6 +35,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.support.faults import FAULT_KINDS, FaultInjector
+from tests.support.openai_wire import (
+    Responder,
+    completion_body,
+    default_responder,
+    error_response,
+    model_entry,
+    model_not_found,
+    prompt_text,
+    validate_request,
+    word_count,
+)
 
 __all__ = [
     "FAULT_KINDS",
@@ -46,11 +62,6 @@ __all__ = [
 HOST = "127.0.0.1"
 """The only address the stub server binds to."""
 
-FAULT_KINDS: tuple[str, ...] = ("500", "503", "429", "timeout", "malformed", "malformed_json")
-"""Fault kinds accepted by :meth:`OpenAIStubServer.set_faults` and ``fail_first``."""
-
-Responder = Callable[[dict[str, Any]], str]
-
 _CONFIG_KEYS = frozenset(
     {
         "latency",
@@ -63,68 +74,6 @@ _CONFIG_KEYS = frozenset(
         "fail_first_kind",
     }
 )
-
-
-def _content_text(content: Any) -> str:
-    """Returns the text of a chat message ``content`` (string or list of parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict):
-                parts.append(str(part.get("text", "")))
-            else:
-                parts.append(str(part))
-        return "\n".join(parts)
-    return str(content)
-
-
-def prompt_text(body: dict[str, Any]) -> str:
-    """Returns the prompt text of a completion request body.
-
-    Args:
-        body: The JSON body of a chat or text completion request.
-
-    Returns:
-        For chat, the content of the last user message; otherwise the
-        ``prompt`` field (list prompts joined by newlines).
-    """
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                return _content_text(message.get("content"))
-        return ""
-    prompt = body.get("prompt", "")
-    if isinstance(prompt, list):
-        return "\n".join(str(p) for p in prompt)
-    return "" if prompt is None else str(prompt)
-
-
-def word_count(text: str) -> int:
-    """Returns the stub's token count of ``text``: its whitespace-split words."""
-    return len(text.split())
-
-
-def default_responder(body: dict[str, Any]) -> str:
-    """Answers ``"The answer is N."`` where N is the prompt length in characters."""
-    return f"The answer is {len(prompt_text(body))}."
-
-
-def _error(
-    status: int,
-    message: str,
-    *,
-    type_: str = "invalid_request_error",
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """Builds an OpenAI-style error response."""
-    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class _QuietServer(uvicorn.Server):
@@ -184,17 +133,8 @@ class OpenAIStubServer:
         self._ids = itertools.count(1)
 
         self._lock = threading.Lock()
-        # Fault configuration (guarded by _lock).
-        self._fault_rate = 0.0
-        self._fault_kinds: tuple[str, ...] = ("500",)
-        self._retry_after: float | None = None
-        self._seed = 0
-        self._hang_seconds = 30.0
-        self._rng = random.Random(0)
-        self._fail_first_n = 0
-        self._per_prompt_failures: int | None = None
-        self._prompt_failures: dict[str, int] = {}
-        self._fail_first_kind = "500"
+        # Fault configuration and fault counts (guarded by _lock).
+        self._injector = FaultInjector(self._lock)
         # Counters (guarded by _lock).
         self._in_flight = 0
         self._max_in_flight = 0
@@ -202,7 +142,6 @@ class OpenAIStubServer:
         self._received: list[dict[str, Any]] = []
         self._headers_seen: list[dict[str, str]] = []
         self._hist: dict[int, float] = {}
-        self._faults: dict[str, int] = {}
         self._last_change = time.monotonic()
 
         self._app = self._build_app()
@@ -366,26 +305,14 @@ class OpenAIStubServer:
         Raises:
             ValueError: On a rate outside [0, 1] or an unknown kind.
         """
-        kinds = tuple(str(k) for k in kinds)
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError("fault rate must be within [0, 1]")
-        if not kinds:
-            raise ValueError("fault kinds must not be empty")
-        for kind in kinds:
-            _check_kind(kind)
-        if retry_after is not None and retry_after < 0:
-            raise ValueError("retry_after must be >= 0")
-        if hang_seconds < 0:
-            raise ValueError("hang_seconds must be >= 0")
-        with self._lock:
-            self._fault_rate = float(rate)
-            self._fault_kinds = kinds
-            self._retry_after = None if retry_after is None else float(retry_after)
-            self._seed = int(seed)
-            self._hang_seconds = float(hang_seconds)
-            self._rng = random.Random(self._seed)
-            self._per_prompt_failures = per_prompt_failures
-            self._prompt_failures: dict[str, int] = {}
+        self._injector.set_faults(
+            rate=rate,
+            kinds=kinds,
+            retry_after=retry_after,
+            seed=seed,
+            hang_seconds=hang_seconds,
+            per_prompt_failures=per_prompt_failures,
+        )
 
     def fail_first(self, n: int, kind: str = "500") -> None:
         """Makes the next ``n`` completion requests fail with ``kind``.
@@ -396,12 +323,7 @@ class OpenAIStubServer:
             n: Number of requests to fail (replaces any pending count).
             kind: Fault kind (see ``FAULT_KINDS``).
         """
-        if n < 0:
-            raise ValueError("n must be >= 0")
-        _check_kind(kind)
-        with self._lock:
-            self._fail_first_n = int(n)
-            self._fail_first_kind = kind
+        self._injector.fail_first(n, kind)
 
     def configure(self, options: dict[str, Any]) -> dict[str, Any]:
         """Applies a ``/_config`` style update; only the given keys change.
@@ -437,8 +359,7 @@ class OpenAIStubServer:
                 hang_seconds=float(options.get("hang_seconds", current["hang_seconds"])),
             )
         if "fail_first" in options or "fail_first_kind" in options:
-            with self._lock:
-                n, kind = self._fail_first_n, self._fail_first_kind
+            n, kind = self._injector.pending_fail_first()
             self.fail_first(int(options.get("fail_first", n)), str(options.get("fail_first_kind", kind)))
         return self.current_config()
 
@@ -450,13 +371,7 @@ class OpenAIStubServer:
     def _config_locked(self) -> dict[str, Any]:
         return {
             "latency": self._latency,
-            "fault_rate": self._fault_rate,
-            "fault_kinds": list(self._fault_kinds),
-            "retry_after": self._retry_after,
-            "seed": self._seed,
-            "hang_seconds": self._hang_seconds,
-            "fail_first": self._fail_first_n,
-            "fail_first_kind": self._fail_first_kind,
+            **self._injector.config_locked(),
             "models": list(self._models),
             "auth": self._api_key is not None,
         }
@@ -496,8 +411,7 @@ class OpenAIStubServer:
     @property
     def faults_injected(self) -> dict[str, int]:
         """How many faults of each kind were served."""
-        with self._lock:
-            return dict(self._faults)
+        return self._injector.counts()
 
     @property
     def in_flight_seconds(self) -> dict[int, float]:
@@ -531,7 +445,7 @@ class OpenAIStubServer:
             self._received = []
             self._headers_seen = []
             self._hist = {}
-            self._faults = {}
+            self._injector.reset_counts_locked()
             self._last_change = time.monotonic()
 
     def stats(self) -> dict[str, Any]:
@@ -549,7 +463,7 @@ class OpenAIStubServer:
                 "received_count": len(self._received),
                 "headers_seen_count": len(self._headers_seen),
                 "in_flight_seconds": {str(k): v for k, v in sorted(hist.items())},
-                "faults_injected": dict(self._faults),
+                "faults_injected": self._injector.counts_locked(),
                 "config": self._config_locked(),
             }
 
@@ -583,33 +497,7 @@ class OpenAIStubServer:
     @property
     def faulted_prompts(self) -> set[str]:
         """Prompts that got at least one fault in per-prompt mode."""
-        with self._lock:
-            return set(self._prompt_failures)
-
-    def _draw_prompt_fault(self, prompt: str) -> str | None:
-        rng = random.Random(f"{self._seed}:{prompt}")
-        if rng.random() >= self._fault_rate:
-            return None
-        done = self._prompt_failures.get(prompt, 0)
-        if done >= (self._per_prompt_failures or 0):
-            return None
-        self._prompt_failures[prompt] = done + 1
-        return rng.choice(self._fault_kinds)
-
-    def _draw_fault(self, body: dict[str, Any] | None = None) -> str | None:
-        with self._lock:
-            if self._fail_first_n > 0:
-                self._fail_first_n -= 1
-                kind: str | None = self._fail_first_kind
-            elif self._per_prompt_failures is not None:
-                kind = self._draw_prompt_fault(prompt_text(body or {}))
-            elif self._fault_rate > 0 and self._rng.random() < self._fault_rate:
-                kind = self._rng.choice(self._fault_kinds)
-            else:
-                kind = None
-            if kind is not None:
-                self._faults[kind] = self._faults.get(kind, 0) + 1
-            return kind
+        return self._injector.faulted_prompts
 
     # ------------------------------------------------------------------ HTTP app
 
@@ -630,23 +518,20 @@ class OpenAIStubServer:
             return None
         value = request.headers.get("authorization")
         if value is None:
-            return _error(
+            return error_response(
                 401,
                 "You didn't provide an API key. Provide it in the Authorization header (Bearer auth).",
                 code="missing_api_key",
             )
         if value != self._auth_value:
-            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+            return error_response(401, "Incorrect API key provided.", code="invalid_api_key")
         return None
-
-    def _model_entry(self, model: str) -> dict[str, Any]:
-        return {"id": model, "object": "model", "created": self._created, "owned_by": "stub"}
 
     async def _list_models(self, request: Request) -> Response:
         denied = self._check_auth(request)
         if denied is not None:
             return denied
-        return JSONResponse({"object": "list", "data": [self._model_entry(m) for m in self._models]})
+        return JSONResponse({"object": "list", "data": [model_entry(m, self._created) for m in self._models]})
 
     async def _get_model(self, request: Request) -> Response:
         denied = self._check_auth(request)
@@ -654,8 +539,8 @@ class OpenAIStubServer:
             return denied
         model = request.path_params["model"]
         if model not in self._model_set:
-            return _model_not_found(model)
-        return JSONResponse(self._model_entry(model))
+            return model_not_found(model)
+        return JSONResponse(model_entry(model, self._created))
 
     async def _chat_completions(self, request: Request) -> Response:
         return await self._handle_completion(request, chat=True)
@@ -678,11 +563,11 @@ class OpenAIStubServer:
             if denied is not None:
                 return denied
             if not isinstance(body, dict):
-                return _error(400, "We could not parse the JSON body of your request.")
-            invalid = self._validate(body, chat=chat)
+                return error_response(400, "We could not parse the JSON body of your request.")
+            invalid = validate_request(body, chat=chat, models=self._model_set)
             if invalid is not None:
                 return invalid
-            fault = self._draw_fault(body)
+            fault = self._injector.draw(body)
             if self._latency > 0:
                 await self._sleep(self._latency)
             if fault is not None:
@@ -690,73 +575,17 @@ class OpenAIStubServer:
                 if faulted is not None:
                     return faulted
             try:
-                return JSONResponse(self._answer(body, chat=chat))
+                return JSONResponse(completion_body(body, chat=chat, responder=self._responder, ids=self._ids))
             except Exception as exc:  # a user responder failed
-                return _error(500, f"responder failed: {exc!r}", type_="server_error")
+                return error_response(500, f"responder failed: {exc!r}", type_="server_error")
         finally:
             self._leave()
 
-    def _validate(self, body: dict[str, Any], *, chat: bool) -> Response | None:
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return _error(400, "You must provide a model parameter.")
-        if model not in self._model_set:
-            return _model_not_found(model)
-        if body.get("stream"):
-            return _error(400, "The stub server does not support stream=true.")
-        n = body.get("n")
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-            return _error(400, "n must be a positive integer.")
-        if chat:
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages:
-                return _error(400, "'messages' must be a non-empty list.")
-            if not all(isinstance(m, dict) for m in messages):
-                return _error(400, "Each message must be an object.")
-        return None
-
     async def _fault_response(self, kind: str, body: dict[str, Any], *, chat: bool) -> Response | None:
-        if kind == "500":
-            return _error(500, "The server had an error while processing your request.", type_="server_error")
-        if kind == "503":
-            return _error(
-                503,
-                "The engine is currently overloaded, please try again later.",
-                type_="server_error",
-                code="service_unavailable",
-            )
-        if kind == "429":
-            with self._lock:
-                retry_after = self._retry_after
-            headers = None
-            if retry_after is not None:
-                headers = {
-                    "Retry-After": f"{retry_after:g}",
-                    "retry-after-ms": str(round(retry_after * 1000)),
-                }
-            return _error(
-                429,
-                "Rate limit reached for requests.",
-                type_="requests",
-                code="rate_limit_exceeded",
-                headers=headers,
-            )
         if kind == "timeout":
-            with self._lock:
-                hang = self._hang_seconds
-            await self._sleep(hang)
+            await self._sleep(self._injector.hang_seconds)
             return None
-        if kind == "malformed":
-            return Response(b'{"id": "cmpl-broken", "choices": [{"index": 0, "mess', media_type="application/json")
-        # "malformed_json": valid JSON without "choices".
-        return JSONResponse(
-            {
-                "id": self._next_id(chat),
-                "object": "chat.completion" if chat else "text_completion",
-                "created": int(time.time()),
-                "model": body["model"],
-            }
-        )
+        return self._injector.response(kind, body, chat=chat, ids=self._ids)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleeps ``seconds``; long sleeps end early when the server stops."""
@@ -769,52 +598,6 @@ class OpenAIStubServer:
             if remaining <= 0:
                 return
             await asyncio.sleep(min(remaining, 0.05))
-
-    def _next_id(self, chat: bool) -> str:
-        return f"{'chatcmpl' if chat else 'cmpl'}-stub{next(self._ids)}"
-
-    def _answer(self, body: dict[str, Any], *, chat: bool) -> dict[str, Any]:
-        n = body.get("n") or 1
-        choices: list[dict[str, Any]] = []
-        completion_tokens = 0
-        if chat:
-            text = self._responder(body)
-            prompt_tokens = sum(word_count(_content_text(m.get("content"))) for m in body["messages"])
-            for i in range(n):
-                choices.append(
-                    {
-                        "index": i,
-                        "message": {"role": "assistant", "content": text},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                )
-            completion_tokens = n * word_count(text)
-        else:
-            prompt = body.get("prompt")
-            if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-                prompts: list[str] = prompt
-                texts = [self._responder({**body, "prompt": p}) for p in prompts]
-            else:
-                prompts = [prompt_text(body)]
-                texts = [self._responder(body)]
-            prompt_tokens = sum(word_count(p) for p in prompts)
-            for text in texts:
-                for _ in range(n):
-                    choices.append({"index": len(choices), "text": text, "logprobs": None, "finish_reason": "stop"})
-                completion_tokens += n * word_count(text)
-        return {
-            "id": self._next_id(chat),
-            "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
 
     async def _stats_endpoint(self, request: Request) -> Response:
         return JSONResponse(self.stats())
@@ -829,26 +612,13 @@ class OpenAIStubServer:
         try:
             options = json.loads(await request.body() or b"{}")
         except ValueError:
-            return _error(400, "We could not parse the JSON body of your request.")
+            return error_response(400, "We could not parse the JSON body of your request.")
         if not isinstance(options, dict):
-            return _error(400, "The config body must be a JSON object.")
+            return error_response(400, "The config body must be a JSON object.")
         try:
             return JSONResponse(self.configure(options))
         except (TypeError, ValueError) as exc:
-            return _error(400, str(exc))
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in FAULT_KINDS:
-        raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
-
-
-def _model_not_found(model: str) -> JSONResponse:
-    return _error(
-        404,
-        f"The model `{model}` does not exist or you do not have access to it.",
-        code="model_not_found",
-    )
+            return error_response(400, str(exc))
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -856,7 +626,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "Internal server error"
     code = "not_found" if status == 404 else None
-    return _error(status, f"{detail}: {request.method} {request.url.path}", code=code)
+    return error_response(status, f"{detail}: {request.method} {request.url.path}", code=code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

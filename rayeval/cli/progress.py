@@ -1,0 +1,78 @@
+"""What a command shows while a task runs here: deployment steps and a progress bar on stderr, rayeval's
+own log lines in plain text, then where the results are and the summary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from rayeval.analysis.text import format_summary, progress_bar, reuse_note
+from rayeval.cli.group import caller_tags_option
+from rayeval.records import TaskRecord
+
+__all__ = ["progress_printer", "quiet_logging", "run_and_print"]
+
+
+def progress_printer(quiet: bool) -> Callable[[TaskRecord], None]:
+    """A callback printing a task's deployment steps, and its progress bar (in place on a terminal, every
+    10 s otherwise)."""
+    tty = sys.stderr.isatty()
+    last = [0.0]
+    deployments: dict[str, tuple[str, str]] = {}
+
+    def show(record: TaskRecord) -> None:
+        if quiet:
+            return
+        for model, d in record.get("deployments", {}).items():
+            seen = (d.get("state", ""), d.get("message", ""))
+            if deployments.get(model) != seen:  # deployment steps take minutes: say what is going on
+                deployments[model] = seen
+                click.echo(f"{chr(13) if tty else ''}model {model}: {seen[0]}: {seen[1]}", err=True)
+        now = time.monotonic()
+        final = record["state"] != "running"
+        if tty:
+            click.echo(f"\r{progress_bar(record)}", err=True, nl=final)
+        elif final or now - last[0] >= 10:
+            last[0] = now
+            click.echo(progress_bar(record), err=True)
+
+    return show
+
+
+def run_and_print(spec: Any, *, address: str | None, quiet: bool, verbose: bool, fmt: str) -> None:
+    """Run a task here with a progress bar, then say where its results are (and what it reused) and
+    print its summary."""
+    import ray
+
+    from rayeval.api import run as run_task
+
+    quiet_logging(verbose)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    handle = run_task(
+        spec, address=address, on_progress=progress_printer(quiet), log_to_driver=verbose, tags=caller_tags_option()
+    )
+    rows = handle.results()
+    click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
+    note = reuse_note(handle.status())
+    if note:
+        click.echo(note, err=True)
+    click.echo(format_summary(rows, fmt))
+
+
+def quiet_logging(verbose: bool) -> None:
+    """rayeval's own log lines in plain text (other libraries may install JSON handlers on the root logger)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("rayeval: %(message)s"))
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger = logging.getLogger("rayeval")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)  # every event reaches the task's event log; the console shows warnings
+    for noisy in ("httpx", "httpcore", "ray.serve"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)

@@ -1,0 +1,321 @@
+"""Commands on tasks: run, submit, eval-checkpoint, status, list, logs, stop, restart, copy, delete."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import click
+
+from rayeval.analysis.text import format_summary, progress_bar, progress_lines, reuse_note
+from rayeval.cli.group import caller_tags_option as _tags
+from rayeval.cli.group import main
+from rayeval.cli.progress import progress_printer, quiet_logging, run_and_print
+from rayeval.records import progress_fraction
+
+__all__ = ["copy", "delete", "eval_checkpoint", "list_cmd", "logs", "restart", "run", "status", "stop", "submit"]
+
+
+@main.command()
+@click.argument("task_file", type=click.Path(dir_okay=False))
+@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--verbose", is_flag=True, help="Also print the workers' logs (Serve replicas, vLLM engines, actors).")
+def run(task_file: str, address: str | None, as_json: bool, quiet: bool, verbose: bool) -> None:
+    """Run TASK_FILE on the current Ray cluster (or a local one) and print its summary."""
+    run_and_print(task_file, address=address, quiet=quiet, verbose=verbose, fmt="json" if as_json else "table")
+
+
+@main.command()
+@click.argument("task_file", type=click.Path(dir_okay=False))
+@click.option("--address", help="Ray dashboard address (default: RAY_ADDRESS or http://127.0.0.1:8265).")
+@click.option("--wait", is_flag=True, help="Wait for the task to end and print its summary.")
+@click.option("--no-ship", is_flag=True, help="Use the rayeval installed on the cluster instead of uploading this one.")
+def submit(task_file: str, address: str | None, wait: bool, no_ship: bool) -> None:
+    """Submit TASK_FILE as a Ray job; prints the task id (also the job's submission id)."""
+    from rayeval.api import submit as submit_task
+
+    handle = submit_task(task_file, address=address, ship_package=not no_ship)
+    click.echo(handle.task_id)
+    if wait:
+        handle.wait()
+        click.echo(format_summary(handle.results()))
+
+
+@main.command()
+@click.argument("task", required=False)
+@click.option("--output", help="Also look for tasks in this output location.")
+@click.option("--address", help="Ask the coordinator of this Ray cluster instead of reading the local index.")
+@click.option("--json", "as_json", is_flag=True, help="Print records as JSON.")
+def status(task: str | None, output: str | None, address: str | None, as_json: bool) -> None:
+    """Show one task's state and progress per model and set, or list every task."""
+    from rayeval.actors.index import find_task, list_tasks
+    from rayeval.errors import TaskNotFoundError
+    from rayeval.records import shown_state
+
+    if address:
+        import ray
+
+        from rayeval.actors.coordinator import get_coordinator
+        from rayeval.cluster import connect
+
+        connect(address)
+        coordinator = get_coordinator()
+        if task:
+            record = ray.get(coordinator.get.remote(task, _tags()))
+            if record is None:
+                raise TaskNotFoundError(f"the coordinator knows no task '{task}' (visible to the tags you present)")
+            records = [record]
+        else:
+            records = ray.get(coordinator.list_tasks.remote(_tags()))
+    else:
+        records = [find_task(task, output=output, tags=_tags())] if task else list_tasks(tags=_tags())
+    records = [shown_state(r) for r in records]
+    if as_json:
+        click.echo(json.dumps(records if not task else records[0], indent=2, default=str))
+        return
+    if not task:
+        for r in records:
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("created_at", 0)))
+            click.echo(f"{r['task_id']:<48} {r['state']:<12} {progress_fraction(r):6.1%}  {created}  {r['mode']}")
+        if not records:
+            click.echo("no tasks yet")
+        return
+    r = records[0]
+    click.echo(f"task {r['task_id']} ({r['mode']}): {r['state']}")
+    click.echo(progress_bar(r))
+    for line in progress_lines(r):
+        click.echo(f"  {line}")
+    for model, d in r.get("deployments", {}).items():
+        click.echo(f"  deployment of {model}: {d.get('state')} (Serve app {d.get('app')}) {d.get('message', '')}")
+    if reuse_note(r):
+        click.echo(reuse_note(r))
+    if r.get("error"):
+        click.echo(f"error: {r['error']}")
+
+
+@main.command("list")
+@click.option("--state", help="Only tasks in this state (running, succeeded, failed, stopped, interrupted...).")
+@click.option("--tag", help="Only tasks with this tag.")
+@click.option("--output", help="Also list the tasks in this output location.")
+@click.option("--json", "as_json", is_flag=True, help="Print records as JSON.")
+def list_cmd(state: str | None, tag: str | None, output: str | None, as_json: bool) -> None:
+    """List tasks: name, state, progress, models, sets, mode, tags, creator, creation time, remarks."""
+    from rayeval.actors.index import filter_tasks
+    from rayeval.api import list_tasks
+
+    records = filter_tasks(list_tasks(output=output, tags=_tags()), state=state, tag=tag)
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
+    if not records:
+        click.echo("no tasks" + (" matching" if state or tag else " yet"))
+        return
+    click.echo(f"{'TASK':<44} {'STATE':<12} {'PROGRESS':>8}  {'MODE':<25} {'CREATED':<16} {'CREATOR':<10} DETAILS")
+    for r in records:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("created_at", 0)))
+        details = f"models {','.join(r.get('models', []))}; sets {','.join(r.get('eval_sets', []))}"
+        if r.get("tags"):
+            details += f"; tags {','.join(r['tags'])}"
+        if r.get("remarks"):
+            details += f"; {r['remarks']}"
+        click.echo(
+            f"{r['task_id']:<44} {r['state']:<12} {progress_fraction(r):>8.1%}  {r.get('mode', ''):<25} "
+            f"{created:<16} {r.get('creator', ''):<10} {details}"
+        )
+
+
+@main.command()
+@click.argument("task")
+@click.option("--output", help="Also look for the task in this output location.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(task: str, output: str | None, yes: bool) -> None:
+    """Delete TASK (id or name): its record and all its results. A running task must be stopped first."""
+    from rayeval.actors.index import find_task
+    from rayeval.api import delete as delete_task
+
+    record = find_task(task, output=output, tags=_tags())
+    if not yes:
+        click.confirm(f"delete task {record['task_id']} and its results in {record['output']}?", abort=True)
+    delete_task(record["task_id"], output=output, tags=_tags())
+    click.echo(f"deleted task {record['task_id']}")
+
+
+@main.command()
+@click.argument("task")
+@click.option("--name", help="The new task's name (default: the old one with '-copy').")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a field by its dotted path, "
+    "e.g. parameters.temperature=0.2 or models.m.url=http://... (values are read as YAML).",
+)
+@click.option(
+    "--to", "to_file", type=click.Path(dir_okay=False), help="Write the new task file here instead of running it."
+)
+@click.option("--output", help="Also look for the task in this output location.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def copy(
+    task: str, name: str | None, overrides: tuple[str, ...], to_file: str | None, output: str | None, quiet: bool
+) -> None:
+    """A new task from TASK's spec with overrides: run it now, or write it (--to) to edit and run later."""
+    import yaml
+
+    from rayeval.api import copy_spec
+
+    parsed = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        parsed[key.strip()] = yaml.safe_load(value)
+    spec = copy_spec(task, name=name, overrides=parsed, output=output, tags=_tags())
+    if to_file:
+        with open(to_file, "w", encoding="utf-8") as f:
+            yaml.safe_dump(spec.redacted(), f, sort_keys=False)
+        click.echo(f"wrote task {spec.name} to {to_file}")
+        return
+    run_and_print(spec, address=None, quiet=quiet, verbose=False, fmt="table")
+
+
+@main.command()
+@click.argument("task")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the task ends.")
+@click.option("--output", help="Also look for the task in this output location.")
+@click.option(
+    "--address", help="Ray dashboard of a submitted task's job, for its driver output (default: RAY_ADDRESS)."
+)
+def logs(task: str, follow: bool, output: str | None, address: str | None) -> None:
+    """TASK's event log (runs, deployments, stages, stops, errors by kind, retries), and for a task
+    submitted as a Ray job, its driver's output."""
+    from rayeval.actors.index import find_task
+    from rayeval.records import TERMINAL, driver_gone
+
+    record = find_task(task, output=output, tags=_tags())
+    shown = 0
+    while True:
+        events = record.get("events", [])
+        for e in events[shown:]:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["t"]))
+            click.echo(f"{stamp} {e['level']:<7} {e['message']}")
+        shown = len(events)
+        if not follow or record.get("state") in TERMINAL or driver_gone(record):
+            break
+        time.sleep(1.0)
+        record = find_task(record["task_id"], output=output, tags=_tags())
+    if record.get("submitted"):
+        _job_logs(record["task_id"], address)
+
+
+def _job_logs(job_id: str, address: str | None) -> None:
+    import os
+
+    from ray.job_submission import JobSubmissionClient
+
+    dashboard = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
+    try:
+        text = JobSubmissionClient(dashboard).get_job_logs(job_id)
+    except Exception as e:  # the cluster is gone, or the job was not submitted there
+        click.echo(f"(driver output of job {job_id} not available from {dashboard}: {e})", err=True)
+        return
+    click.echo(f"--- driver output of Ray job {job_id}")
+    click.echo(text.rstrip())
+
+
+@main.command()
+@click.argument("task")
+@click.option("--failed", is_flag=True, help="Also run the items that failed again.")
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="The task file, when the stored spec cannot be used (it held a literal credential).",
+)
+@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def restart(task: str, failed: bool, spec_file: str | None, address: str | None, as_json: bool, quiet: bool) -> None:
+    """Run TASK again where it stopped: only items not in its results yet (and, with --failed, failed ones)."""
+    import ray
+
+    from rayeval.api import restart as restart_task
+
+    quiet_logging(False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    record = restart_task(
+        task,
+        failed=failed,
+        spec=spec_file,
+        address=address,
+        on_progress=progress_printer(quiet),
+        log_to_driver=False,
+        tags=_tags(),
+    )
+    click.echo(f"task {record['task_id']}: {record['state']} (run {record.get('runs', 1)})", err=True)
+    click.echo(format_summary(record["summary"], "json" if as_json else "table"))
+
+
+@main.command()
+@click.argument("task")
+@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS or a running local cluster).")
+@click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for the task to stop.")
+def stop(task: str, address: str | None, no_wait: bool) -> None:
+    """Stop TASK (id or name): what was evaluated is kept and summarised, hosted models are released."""
+    from rayeval.api import stop as stop_task
+
+    record = stop_task(task, address=address, wait=None if no_wait else 120.0, tags=_tags())
+    click.echo(f"task {record['task_id']}: {record['state']}")
+
+
+@main.command("eval-checkpoint")
+@click.argument("checkpoint")
+@click.option("--sets", required=True, help="Built-in sets, comma-separated (e.g. gsm8k,humaneval).")
+@click.option("--name", help="Task name (default: eval-<checkpoint folder name>).")
+@click.option("--data", multiple=True, metavar="SET=FOLDER", help="A set's folder in the OpenCompass data layout.")
+@click.option("--limit", type=int, help="Evaluate only the first N items of each set.")
+@click.option("--max-model-len", type=int, help="The engine's MAX_MODEL_LEN (default 8192).")
+@click.option("--max-tokens", type=int, help="Most tokens per answer.")
+@click.option("--output", help="Results location (default: rayeval-results).")
+@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_checkpoint(
+    checkpoint: str,
+    sets: str,
+    name: str | None,
+    data: tuple[str, ...],
+    limit: int | None,
+    max_model_len: int | None,
+    max_tokens: int | None,
+    output: str | None,
+    address: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Evaluate a training CHECKPOINT: host it on Ray Serve with vLLM, run the built-in sets with their
+    default metrics (greedy decoding), print the summary, take the deployment down."""
+
+    from rayeval.api import checkpoint_task
+
+    folders = {}
+    for item in data:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise click.UsageError(f"--data takes SET=FOLDER, got {item!r}")
+        folders[key.strip()] = value.strip()
+    spec = checkpoint_task(
+        checkpoint,
+        [s.strip() for s in sets.split(",") if s.strip()],
+        name=name,
+        data=folders,
+        limit=limit,
+        max_model_len=max_model_len,
+        max_tokens=max_tokens,
+        output=output,
+    )
+    run_and_print(spec, address=address, quiet=quiet, verbose=False, fmt="json" if as_json else "table")

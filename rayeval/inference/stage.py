@@ -1,0 +1,148 @@
+"""The inference stage: an actor pool that sends each item's query to a model service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
+from rayeval.inference.client import HostedEndpoint, ItemOutcome, infer_one, item_system, request_body, resolve_endpoint
+from rayeval.inference.prompt_budget import PromptBudget
+from rayeval.schema import with_inference_columns
+from rayeval.spec import ModelSpec, Parameters
+
+__all__ = ["InferenceActor", "combine_samples", "infer_samples"]
+
+
+class InferenceActor:
+    """Ray Data callable class: one async HTTP client per actor, permits from the task's limiter.
+
+    Ray Data runs several batches at once in one actor; all of them share the client's
+    connection pool and the cluster-wide limiter, so MAX_CONCURRENCY is never exceeded.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        model: ModelSpec,
+        parameters: Parameters,
+        auth_value: str | None,
+        hosted: HostedEndpoint | None = None,
+        system_columns: dict[str, str] | None = None,
+    ):
+        self.model = model
+        self.params = parameters
+        self.endpoint = resolve_endpoint(self.model, auth_value, self.params.request_timeout, hosted=hosted)
+        # A model rayeval deployed: MAX_MODEL_LEN is enforced here, with the model's own tokenizer.
+        self.budget = None if hosted is None else PromptBudget(hosted.tokenizer, hosted.max_model_len)
+        self.limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
+        self.holder = ray.get_runtime_context().get_actor_id()
+        ray.get(self.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it
+        self._permits: LeasedPermits | None = None
+        self._client = None
+        #: eval set -> the column of its items' own system message (sets that have one).
+        self.system_columns = system_columns or {}
+
+    def _http(self):
+        import httpx
+
+        if self._client is None:
+            limit = self.params.max_concurrency
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                timeout=self.params.request_timeout,
+            )
+            handle = ray.get_runtime_context().current_actor
+            self._permits = LeasedPermits(self.limiter, self.holder, limit, handle=handle)
+        return self._client
+
+    async def _acquire(self) -> None:
+        await self._permits.acquire()
+
+    def _release(self) -> None:
+        self._permits.release()
+
+    async def __call__(self, batch: pa.Table) -> AsyncIterator[pa.Table]:
+        client = self._http()
+        queries = batch.column("query").to_pylist()
+        systems = self._systems(batch)
+        n = self.params.inference_count
+        outcomes = await asyncio.gather(*(self._item(client, q or "", s, n) for q, s in zip(queries, systems)))
+        columns = {
+            name: [getattr(o, name) for o in outcomes]
+            for name in (
+                "prediction",
+                "started_at",
+                "latency_ms",
+                "prompt_tokens",
+                "completion_tokens",
+                "finish_reason",
+                "attempts",
+                "error",
+            )
+        }
+        if n > 1:
+            columns["samples"] = [o.samples for o in outcomes]
+        yield with_inference_columns(batch, self.model.name, columns)
+
+    def _systems(self, batch: pa.Table) -> list[str | None]:
+        if not self.system_columns:
+            return [None] * batch.num_rows
+        sets = batch.column("eval_set").to_pylist()
+        fields = batch.column("fields").to_pylist()
+        return [item_system(f, self.system_columns.get(s)) for s, f in zip(sets, fields)]
+
+    async def _item(self, client: Any, query: str, system: str | None, n: int) -> ItemOutcome:
+        return await infer_samples(lambda: self._one(client, query, system), n)
+
+    async def _one(self, client: Any, query: str, system: str | None) -> ItemOutcome:
+        body = request_body(self.endpoint, query, self.params, system)
+        if self.budget is not None:
+            error = self.budget.fit(body)
+            if error is not None:  # never sent: the engine would refuse it
+                return ItemOutcome(attempts=0, error=error)
+        return await infer_one(
+            client,
+            self.endpoint,
+            body,
+            max_retries=self.params.max_retry_per_query,
+            acquire=self._acquire,
+            release=self._release,
+        )
+
+
+async def infer_samples(ask: Callable[[], Awaitable[ItemOutcome]], n: int) -> ItemOutcome:
+    """One response (`ask()`), or INFERENCE_COUNT of them at once folded into one outcome (`combine_samples`)."""
+    if n == 1:
+        return await ask()
+    return combine_samples(list(await asyncio.gather(*(ask() for _ in range(n)))))
+
+
+def combine_samples(outcomes: list[ItemOutcome]) -> ItemOutcome:
+    """Several responses to one query as one item: the first as `prediction`, all in `samples`,
+    tokens and attempts summed, latency the slowest; the item fails if any of its samples failed
+    (a partial set of samples would bias pass@k and the mean)."""
+    errors = [f"sample {i}: {o.error}" for i, o in enumerate(outcomes) if o.error]
+    samples = None if errors else [o.prediction or "" for o in outcomes]
+    starts = [o.started_at for o in outcomes if o.started_at is not None]
+    latencies = [o.latency_ms for o in outcomes if o.latency_ms is not None]
+
+    def total(name: str) -> int | None:
+        values = [getattr(o, name) for o in outcomes if getattr(o, name) is not None]
+        return sum(values) if values else None
+
+    return ItemOutcome(
+        prediction=outcomes[0].prediction if not errors else None,
+        started_at=min(starts) if starts else None,
+        latency_ms=max(latencies) if latencies else None,
+        prompt_tokens=total("prompt_tokens"),
+        completion_tokens=total("completion_tokens"),
+        finish_reason=outcomes[0].finish_reason,
+        attempts=total("attempts") or 0,
+        error="; ".join(errors) if errors else None,
+        samples=samples,
+    )

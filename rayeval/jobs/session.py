@@ -1,0 +1,121 @@
+"""A task's run on the cluster, around its pipeline: the driver's heartbeat, the progress monitor, the
+event log, and the hosted models deployed for the run and released after it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ray
+
+from rayeval.errors import TaskFailedError
+from rayeval.inference.client import HostedEndpoint
+from rayeval.jobs.prepare import PreparedTask
+from rayeval.records import HEARTBEAT_S, TaskRecord
+from rayeval.serve_apps.hosting import deploy, release
+from rayeval.spec import ModelSpec
+
+__all__ = ["EventLog", "Heartbeat", "ProgressMonitor", "deploy_model", "task_session"]
+
+log = logging.getLogger("rayeval")
+
+
+def deploy_model(task: PreparedTask, model: ModelSpec, coordinator: Any) -> HostedEndpoint:
+    """Deploy one hosted model, recording each step in the task record (visible in `rayeval status`)."""
+
+    def on_event(event: dict[str, Any]) -> None:
+        log.info("model %s: %s (%s)", model.name, event["state"], event.get("message", ""))
+        ray.get(coordinator.set_deployment.remote(task.task_id, model.name, **event))
+
+    return deploy(model, user=task.task_id, coordinator=coordinator, on_event=on_event, source=task.sources[model.name])
+
+
+class EventLog(logging.Handler):
+    """Forwards rayeval's log records of a running task to its event log (`rayeval logs`), secrets scrubbed."""
+
+    def __init__(self, coordinator: Any, task_id: str, scrub: Callable[[str], str]):
+        super().__init__(level=logging.INFO)
+        self.coordinator, self.task_id, self.scrub = coordinator, task_id, scrub
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.coordinator.log_event.remote(self.task_id, record.levelname.lower(), self.scrub(record.getMessage()))
+        except Exception:  # the event log must never break a run
+            pass
+
+
+class Heartbeat(threading.Thread):
+    """Tells the coordinator every HEARTBEAT_S that this driver is alive (a silent one died: restartable)."""
+
+    def __init__(self, coordinator: Any, task_id: str):
+        super().__init__(daemon=True, name="rayeval-heartbeat")
+        self.coordinator, self.task_id = coordinator, task_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            self.coordinator.heartbeat.remote(self.task_id)
+
+
+class ProgressMonitor(threading.Thread):
+    """Polls the coordinator and hands the task record to a callback until stopped."""
+
+    def __init__(self, coordinator: Any, task_id: str, callback: Callable[[TaskRecord], None], every: float):
+        super().__init__(daemon=True, name="rayeval-progress")
+        self.coordinator, self.task_id, self.callback, self.every = coordinator, task_id, callback, every
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                record = ray.get(self.coordinator.get.remote(self.task_id), timeout=10)
+            except Exception:  # coordinator restarting: try again next tick
+                continue
+            if record:
+                self.callback(record)
+
+
+@contextlib.contextmanager
+def task_session(
+    task: PreparedTask,
+    coordinator: Any,
+    on_progress: Callable[[TaskRecord], None] | None,
+    progress_every: float,
+    limiters: list[Any],
+) -> Iterator[dict[str, HostedEndpoint]]:
+    """A task's run on the cluster: heartbeat and progress monitor going, hosted models deployed
+    (yields their endpoints); a failure marks the task failed; everything is released at the end."""
+    heartbeat = Heartbeat(coordinator, task.task_id)
+    heartbeat.start()
+    monitor = None
+    if on_progress is not None:
+        monitor = ProgressMonitor(coordinator, task.task_id, on_progress, progress_every)
+        monitor.start()
+    deployed: list[tuple[str, str, bool]] = []  # (model, Serve app, keep) to release at the end
+    try:
+        hosted = {}
+        for m in task.spec.hosted_models():
+            endpoint = deploy_model(task, m, coordinator)
+            deployed.append((m.name, endpoint.app, m.engine.keep))
+            hosted[m.name] = endpoint
+        yield hosted
+    except BaseException as e:
+        error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
+        log.error("task %s failed: %s", task.task_id, error)
+        ray.get(coordinator.set_state.remote(task.task_id, "failed", error=error))
+        if isinstance(e, Exception):
+            raise TaskFailedError(f"task {task.task_id} failed: {error}") from e
+        raise
+    finally:
+        heartbeat.stopped.set()
+        if monitor is not None:
+            monitor.stopped.set()
+        for lim in limiters:
+            ray.kill(lim)
+        for name, app, keep in deployed:
+            deleted = release(app, user=task.task_id, coordinator=coordinator, keep=keep)
+            state = "deleted" if deleted else ("kept" if keep else "released (still used by another task)")
+            ray.get(coordinator.set_deployment.remote(task.task_id, name, state=state, message=f"{state} at task end"))

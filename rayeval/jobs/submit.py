@@ -1,0 +1,68 @@
+"""Submitting a task as a Ray job: the spec and forwarded credentials travel in the job's own package,
+the entry point is `python -m rayeval.jobs.run_task`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rayeval.errors import ServiceError
+from rayeval.jobs.prepare import new_task_id
+from rayeval.spec import TaskSpec, env_references
+
+__all__ = ["submit_job"]
+
+
+def _env_references(spec: TaskSpec) -> dict[str, str]:
+    """The values, in this process's environment, of the `${env:NAME}` references of the spec's credentials."""
+    names = set()
+    for m in [*spec.models, *spec.judges]:
+        if m.auth_header_value is not None:
+            names.update(env_references(m.auth_header_value.get_secret_value()))
+    return {n: os.environ[n] for n in sorted(names) if n in os.environ}
+
+
+def submit_job(
+    task_spec: TaskSpec,
+    *,
+    address: str | None = None,
+    ship_package: bool = True,
+    runtime_env: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """Submit a task as a Ray job through the Jobs API; returns (task id, dashboard address) at once.
+    The arguments and how credentials travel: `rayeval.api.submit`."""
+    from ray.job_submission import JobSubmissionClient
+
+    task_id = new_task_id(task_spec.name)
+    dashboard = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
+    try:
+        client = JobSubmissionClient(dashboard)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ServiceError(
+            f"cannot reach the Ray dashboard at {dashboard} ({e}); start a cluster with `ray start --head` "
+            "or pass --address http://HEAD:8265"
+        ) from None
+    workdir = tempfile.mkdtemp(prefix="rayeval-submit-")
+    Path(workdir, "task.json").write_text(json.dumps(task_spec.as_data(keep_secrets=True)), encoding="utf-8")
+    entrypoint = f"python -m rayeval.jobs.run_task task.json --task-id {task_id} --submitted"
+    forwarded = _env_references(task_spec)
+    if forwarded:  # in the job's package, not its runtime_env (which the dashboard shows)
+        Path(workdir, "env.json").write_text(json.dumps(forwarded), encoding="utf-8")
+        entrypoint += " --env-file env.json"
+    env: dict[str, Any] = {"working_dir": workdir, **(runtime_env or {})}
+    if ship_package:
+        env.setdefault("py_modules", [str(Path(__file__).resolve().parents[1])])
+    try:
+        client.submit_job(
+            entrypoint=entrypoint,
+            submission_id=task_id,
+            runtime_env=env,
+            metadata={"rayeval_task": task_spec.name},
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return task_id, dashboard

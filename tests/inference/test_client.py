@@ -1,0 +1,39 @@
+"""The service client: endpoints from URLs, and credentials kept out of error texts."""
+
+from __future__ import annotations
+
+from rayeval.inference.client import resolve_endpoint
+from rayeval.spec import ModelSpec
+
+
+def test_url_names_the_api_and_only_the_credential_is_scrubbed():
+    model = ModelSpec(name="m", url="http://127.0.0.1:9/v1/completions")
+    endpoint = resolve_endpoint(model, "Bearer sk-secret-1234")
+    assert (endpoint.base_url, endpoint.api, endpoint.url) == (
+        "http://127.0.0.1:9/v1",
+        "completions",
+        "http://127.0.0.1:9/v1/completions",
+    )
+    text = "HTTP 400: expected application/json; got token sk-secret-1234 (Bearer sk-secret-1234)"
+    assert endpoint.scrub(text) == "HTTP 400: expected application/json; got token *** (***)"
+    assert "sk-secret" not in repr(endpoint)
+
+
+def test_an_items_system_message_goes_before_the_tasks():
+    import json
+
+    from rayeval.inference.client import item_system, request_body
+    from rayeval.spec import Parameters
+
+    chat = resolve_endpoint(ModelSpec(name="m", url="http://127.0.0.1:9/v1"), None)
+    both = request_body(chat, "Q?", Parameters(SYSTEM_PROMPT="Be brief."), "Use tools.")
+    assert both["messages"] == [
+        {"role": "system", "content": "Use tools.\n\nBe brief."},
+        {"role": "user", "content": "Q?"},
+    ]
+    assert request_body(chat, "Q?", Parameters(), None)["messages"] == [{"role": "user", "content": "Q?"}]
+    completions = resolve_endpoint(ModelSpec(name="m", url="http://127.0.0.1:9/v1/completions"), None)
+    assert request_body(completions, "Q?", Parameters(), "Use tools.")["prompt"] == "Use tools.\n\nQ?"
+    fields = json.dumps({"sys": "Use tools.", "topic": "x"})
+    assert item_system(fields, "sys") == "Use tools." and item_system(fields, None) is None
+    assert item_system(None, "sys") is None and item_system(json.dumps({"topic": "x"}), "sys") is None

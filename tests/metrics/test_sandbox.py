@@ -1,0 +1,57 @@
+"""The code sandbox: each program in its own process group, with time, memory, file and process limits,
+no network and a throwaway directory; a program that misbehaves fails alone."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from rayeval.metrics.sandbox import network_isolated, run_python
+
+
+def test_exit_status_decides_and_the_traceback_is_kept():
+    assert run_python("assert sorted([3, 1, 2]) == [1, 2, 3]").status == "passed"
+    failed = run_python("def f():\n    return 1\nassert f() == 2, 'wrong'")
+    assert failed.status == "failed" and "AssertionError: wrong" in failed.detail
+
+
+def test_a_hang_is_killed_at_the_time_limit_with_what_it_started():
+    started = time.monotonic()
+    result = run_python("import time\nwhile True:\n    time.sleep(0.01)", timeout=1.0)
+    assert result.status == "timed out" and time.monotonic() - started < 5
+    assert run_python("while True: pass", timeout=1.0).status == "timed out"
+
+
+def test_memory_files_and_processes_are_limited():
+    assert "MemoryError" in run_python("x = bytearray(8 * 1024**3)", memory_mb=512).detail
+    assert "File too large" in run_python("open('f', 'wb').write(b'x' * (64 * 1024 * 1024))").detail
+    bomb = run_python("import os\nwhile True:\n    os.fork()")
+    assert bomb.status == "failed" and "NoneType" in bomb.detail  # fork is taken away: it fails alone
+    assert run_python("import subprocess\nsubprocess.run(['true'])").status == "failed"
+    assert run_python("print('still fine')").status == "passed"  # the next program is not affected
+
+
+def test_no_network_even_to_a_server_on_this_machine():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    try:
+        result = run_python(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)")
+        assert result.status == "failed" and not accepted
+        assert ("unreachable" if network_isolated() else "disabled") in result.detail
+    finally:
+        server.close()
+
+
+def test_the_working_directory_is_thrown_away():
+    result = run_python("import os\nopen('left-behind', 'w').write('x')\nprint(os.getcwd())\nraise SystemExit(3)")
+    assert result.status == "failed"
+    where = run_python("import os, sys\nsys.stderr.write(os.getcwd())\nraise SystemExit(1)").detail.strip()
+    assert where.startswith("/") and "rayeval-sandbox-" in where
+    import os
+
+    assert not os.path.exists(where)
