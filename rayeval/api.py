@@ -173,27 +173,16 @@ def stop(
     Raises:
         TaskNotFoundError: the cluster's coordinator knows no such task (visible to your tags).
     """
-    import ray
-
-    from rayeval.actors.coordinator import get_coordinator
+    from rayeval.actors.coordinator import stop_task
     from rayeval.cluster import connect
     from rayeval.errors import TaskNotFoundError
     from rayeval.records import caller_tags
 
     tags = caller_tags(tags)
     connect(address, log_to_driver=False)
-    coordinator = get_coordinator(create=False)
-    record = ray.get(coordinator.get.remote(task, tags)) if coordinator is not None else None
+    record = stop_task(task, tags=tags, wait=wait)
     if record is None:
         raise TaskNotFoundError(f"the coordinator knows no task '{task}'{_visible_to(tags)}; `rayeval list` lists them")
-    task_id = record["task_id"]
-    ray.get(coordinator.request_stop.remote(task_id, tags))
-    deadline = None if wait is None else time.monotonic() + wait
-    while deadline is not None and time.monotonic() < deadline:
-        record = ray.get(coordinator.get.remote(task_id))
-        if record["state"] in TERMINAL:
-            break
-        time.sleep(0.25)
     return record
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "Event",
     "Progress",
     "Reused",
+    "Wait",
     "TaskRecord",
     "TaskState",
     "caller_tags",
@@ -75,6 +76,15 @@ class Deployment(TypedDict, total=False):
     updated_at: float
 
 
+class Wait(TypedDict):
+    """A stage of a task waiting for resources the cluster cannot give now (rayeval.cluster.waits)."""
+
+    stage: str  # inference, judging, scoring, writer
+    actors: int  # actors not placed
+    since: float  # waiting since (Unix time)
+    needs: dict[str, float]  # what each actor asks for
+
+
 class Reused(TypedDict):
     """What a task took from earlier tasks' results."""
 
@@ -102,6 +112,7 @@ class TaskRecord(TypedDict, total=False):
     model_fps: dict[str, str]  # model -> fingerprint of its answers (rayeval.store.fingerprint)
     custom_fps: dict[str, str]  # mode custom: configuration -> fingerprint
     resumed: int  # items already committed when the current run began
+    reported: dict[str, dict[str, list[int]]]  # model -> set -> [done, errors] the current run's driver reported
     runs: int  # runs of the task (1 + restarts)
     created_at: float
     started_at: float
@@ -110,8 +121,11 @@ class TaskRecord(TypedDict, total=False):
     heartbeat_at: float  # the driver's last sign of life
     events: list[Event]
     deployments: dict[str, Deployment]  # hosted model -> its deployment
+    placement: dict[str, list[str]]  # stage (inference, judging, scoring, writer) -> ids of the nodes its actors ran on
+    waiting: list[Wait]  # stages whose actors the cluster cannot place now
     summary: list[dict[str, Any]]  # the summary rows (rayeval.store.summary), once finished
     reused: Reused
+    costs: dict[str, Any]  # calls this run made to the singleton actors: writer, limiters, coordinator
 
 
 def driver_gone(record: TaskRecord) -> bool:

@@ -9,14 +9,23 @@ which runs first.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import pytest
 
+from tests.support.clusters import disconnect, free_port, local_cluster
+
 # Quiet, fast, self-contained Ray for tests (set before ray is imported anywhere).
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_enable_metrics_collection", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray's token authentication on, as a real cluster has it (Ray 2.60's default): every cluster the tests
+# start, and every client, uses this session's token, given the way Ray documents it.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+# No Ray call may start a cluster by itself (a thread left over from an earlier test, after its cluster
+# stopped): tests start the clusters they use.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 # No hub access from tests: a built-in set without a local source fails at once instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -30,8 +39,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
-    # A stable sort: file order is kept within each tier.
-    items.sort(key=lambda item: any(item.get_closest_marker(m) is not None for m in ("ray", "slow")))
+    # A stable sort: file order is kept within each tier; clusters of their own (tests/cluster) come last,
+    # so that the shared cluster is started once, and once again at most.
+    def tier(item) -> int:
+        if item.get_closest_marker("cluster") is not None:
+            return 2
+        return int(any(item.get_closest_marker(m) is not None for m in ("ray", "slow")))
+
+    items.sort(key=tier)
 
 
 @pytest.fixture(scope="session")
@@ -42,28 +57,22 @@ def rayeval_home(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(rayeval_home):
-    """A real local Ray cluster (4 logical CPUs on this 2-core machine; actors take 0.25 each)."""
-    import ray
-
+def _serve_port() -> None:
     # Serve's proxy defaults to port 8000 with SO_REUSEPORT: a free port keeps this cluster's apart.
     os.environ.setdefault("RAYEVAL_SERVE_PORT", str(free_port()))
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="warning")
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield ray.get_runtime_context().gcs_address
-    from ray import serve
-
-    serve.shutdown()
-    ray.shutdown()
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now (on 127.0.0.1)."""
-    import socket
+@pytest.fixture(scope="module")
+def ray_cluster(rayeval_home, _serve_port):
+    """The shared real local Ray cluster (4 logical CPUs on this 2-core machine; actors take 0.25 each),
+    started on first use and again after a test that needed a cluster of its own (tests/cluster)."""
+    return local_cluster()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_clusters():
+    yield
+    disconnect()
 
 
 @pytest.fixture

@@ -7,8 +7,10 @@ restarted coordinator, or a restarted cluster, rebuilds its state from storage.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
+from collections import defaultdict
 from typing import Any
 
 import ray
@@ -17,7 +19,7 @@ from rayeval.paths import default_home, index_location
 from rayeval.records import TERMINAL, Progress, TaskRecord, TaskState, match_task, visible
 from rayeval.store.results import ResultsStore
 
-__all__ = ["MAX_EVENTS", "NAME", "NAMESPACE", "Coordinator", "get_coordinator"]
+__all__ = ["MAX_EVENTS", "NAME", "NAMESPACE", "Coordinator", "get_coordinator", "report_placement", "stop_task"]
 
 NAME = "coordinator"
 NAMESPACE = "rayeval"
@@ -38,6 +40,8 @@ class Coordinator:
         self.tasks: dict[str, TaskRecord] = {}
         self._last_persist: dict[str, float] = {}
         self._dirty: set[str] = set()
+        #: task id -> method -> calls it made here (what one task costs this singleton: benchmarks/control_plane.py)
+        self._calls: dict[str, collections.Counter[str]] = defaultdict(collections.Counter)
 
         def metric(kind: Any, name: str, description: str) -> Any:
             return kind(name, description=description, tag_keys=("task_id", "model", "eval_set"))
@@ -127,21 +131,32 @@ class Coordinator:
         record.setdefault("created_at", time.time())
         record.setdefault("runs", 1)
         record["heartbeat_at"] = time.time()
+        record["reported"] = {}  # this run's reports start from nothing
         self.tasks[task_id] = record
         self.index.write_json(task_id, "task.json", {"task_id": task_id, "output": record["output"]})
         self._persist(task_id, force=True)
         return record
 
     def report(self, task_id: str, entries: list[tuple[str, str, int, int]]) -> str | None:
-        """Add evaluated items: (model, eval_set, done, errors) per entry; returns the task's state
-        (a driver seeing 'stopping' stops its stream)."""
+        """The items this run has evaluated so far: (model, eval_set, done, errors) per entry, counted from
+        the run's start; returns the task's state (a driver seeing 'stopping' stops its stream).
+
+        The counts are totals, not increments, so a report that was lost (this actor restarting) is made
+        good by the next one, and one that arrives twice counts once."""
+        self._calls[task_id]["report"] += 1
         record = self.tasks.get(task_id)
         if record is None:
             return None
-        for model, eval_set, done, errors in entries:
+        reported = record.setdefault("reported", {})
+        for model, eval_set, run_done, run_errors in entries:
             p = record["progress"][model][eval_set]
+            before = reported.setdefault(model, {}).get(eval_set, [0, 0])
+            done, errors = run_done - before[0], run_errors - before[1]
+            if done <= 0 and errors <= 0:
+                continue
             p["done"] += done
             p["errors"] += errors
+            reported[model][eval_set] = [run_done, run_errors]
             tags = self._export(task_id, model, eval_set, p)
             self._items.inc(done, tags=tags)
             if errors:
@@ -151,6 +166,7 @@ class Coordinator:
 
     def log_event(self, task_id: str, level: str, message: str) -> None:
         """Append to the task's event log (kept in its record; the oldest go past MAX_EVENTS)."""
+        self._calls[task_id]["log_event"] += 1
         record = self.tasks.get(task_id)
         if record is None:
             return
@@ -162,6 +178,7 @@ class Coordinator:
 
     def heartbeat(self, task_id: str) -> None:
         """The task's driver is alive (sent every few seconds while it runs)."""
+        self._calls[task_id]["heartbeat"] += 1
         record = self.tasks.get(task_id)
         if record is not None:
             record["heartbeat_at"] = time.time()
@@ -179,6 +196,33 @@ class Coordinator:
             record["state"] = "stopping"
             self._persist(task_id, force=True)
         return record["state"]
+
+    def note_placement(self, task_id: str, stage: str, node_id: str) -> None:
+        """An actor of a task's stage started on a node (`rayeval status` shows where each stage runs)."""
+        self._calls[task_id]["note_placement"] += 1
+        record = self.tasks.get(task_id)
+        if record is None:
+            return
+        nodes = record.setdefault("placement", {}).setdefault(stage, [])
+        if node_id not in nodes:
+            nodes.append(node_id)
+            self._persist(task_id)
+
+    def set_waiting(self, task_id: str, waits: list[dict[str, Any]]) -> None:
+        """The stages of a task waiting for resources the cluster cannot give now (rayeval.cluster.waits)."""
+        self._calls[task_id]["set_waiting"] += 1
+        record = self.tasks.get(task_id)
+        if record is not None:
+            record["waiting"] = waits
+            self._persist(task_id, force=True)
+
+    def calls(self, task_id: str) -> dict[str, int]:
+        """How many times each method was called for a task (its share of this actor's work)."""
+        return dict(self._calls.get(task_id, {}))
+
+    def node(self) -> str:
+        """The node this coordinator runs on (where it keeps the records of tasks with a local output)."""
+        return ray.get_runtime_context().get_node_id()
 
     def _export(self, task_id: str, model: str, eval_set: str, p: Progress) -> dict[str, str]:
         """Set the Ray metrics (dashboard, Prometheus) of one model x set of a task; returns their tags."""
@@ -205,6 +249,7 @@ class Coordinator:
             record.setdefault("started_at", time.time())
         if state in TERMINAL:
             record["finished_at"] = time.time()
+            record.pop("waiting", None)  # nothing waits for resources any more
         self._persist(task_id, force=True)
 
     def get(self, key: str, tags: list[str] | None = None) -> TaskRecord | None:
@@ -280,3 +325,30 @@ def get_coordinator(create: bool = True, home: str | None = None) -> ray.actor.A
         get_if_exists=True,
         resources=_head_resources(),
     ).remote(home or default_home())
+
+
+def report_placement(task_id: str, stage: str) -> None:
+    """Tell the coordinator which node this actor of `stage` runs on; never fails the actor."""
+    try:
+        coordinator = ray.get_actor(NAME, namespace=NAMESPACE)
+        coordinator.note_placement.remote(task_id, stage, ray.get_runtime_context().get_node_id())
+    except Exception:  # no coordinator (a test of the actor alone), or it is restarting
+        pass
+
+
+def stop_task(key: str, *, tags: list[str] | None, wait: float | None) -> TaskRecord | None:
+    """Ask the cluster's coordinator to stop a task (id, or name: the newest with it) and wait up to
+    `wait` seconds for it to end; its record, or None when no such task is visible to `tags`."""
+    coordinator = get_coordinator(create=False)
+    record = ray.get(coordinator.get.remote(key, tags)) if coordinator is not None else None
+    if record is None:
+        return None
+    task_id = record["task_id"]
+    ray.get(coordinator.request_stop.remote(task_id, tags))
+    deadline = None if wait is None else time.monotonic() + wait
+    while deadline is not None and time.monotonic() < deadline:
+        record = ray.get(coordinator.get.remote(task_id))
+        if record["state"] in TERMINAL:
+            break
+        time.sleep(0.25)
+    return record

@@ -15,6 +15,8 @@ from collections import defaultdict, deque
 
 import ray
 
+from rayeval.cluster.placement import node_id, pinned
+
 __all__ = ["ConcurrencyLimiter", "LeasedPermits", "create_limiter", "limiter_name"]
 
 NAMESPACE = "rayeval"
@@ -35,9 +37,11 @@ class ConcurrencyLimiter:
         self._handles: dict[str, ray.actor.ActorHandle] = {}
         self._changed = asyncio.Condition()
         self._check_every_s = check_every_s
+        self._calls = {"acquire": 0, "release": 0}
 
     async def acquire(self, holder: str, want: int, handle: ray.actor.ActorHandle | None = None) -> int:
         """Lease up to `want` permits to `holder`, waiting until at least one is free."""
+        self._calls["acquire"] += 1
         if handle is not None:
             self._handles[holder] = handle
         async with self._changed:
@@ -67,6 +71,7 @@ class ConcurrencyLimiter:
 
     async def release(self, holder: str, count: int) -> None:
         """Take `count` of a holder's permits back."""
+        self._calls["release"] += 1
         async with self._changed:
             count = min(count, self._held[holder])
             self._held[holder] -= count
@@ -76,6 +81,10 @@ class ConcurrencyLimiter:
     async def reset(self, holder: str) -> None:
         """Take back everything a holder leased (its previous incarnation died with them)."""
         await self.release(holder, self._held[holder])
+
+    async def calls(self) -> dict[str, int]:
+        """How many leases were asked for and given back (each one call to this actor)."""
+        return dict(self._calls)
 
     async def leases(self) -> dict[str, int]:
         """Permits currently leased, by holder."""
@@ -171,7 +180,8 @@ def limiter_name(task_id: str, model: str) -> str:
 
 
 def create_limiter(task_id: str, model: str, limit: int) -> ray.actor.ActorHandle:
-    """Create (or get) the named limiter; it lives as long as the driver that created it."""
+    """Create (or get) the named limiter; it lives as long as the driver that created it, on the driver's
+    node (a worker node lost mid-run must not take the permits' bookkeeping with it)."""
     return ConcurrencyLimiter.options(
-        name=limiter_name(task_id, model), namespace=NAMESPACE, get_if_exists=True
+        name=limiter_name(task_id, model), namespace=NAMESPACE, get_if_exists=True, **pinned(node_id())
     ).remote(limit)

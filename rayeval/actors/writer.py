@@ -40,6 +40,9 @@ class ResultWriter:
     """
 
     def __init__(self, location: str, task_id: str, run_id: str, flush_rows: int = 4096, flush_seconds: float = 10.0):
+        from rayeval.actors.coordinator import report_placement
+
+        report_placement(task_id, "writer")
         self.store = ResultsStore(location)
         self.root = self.store.results_path(task_id)  # a path on self.store.fs
         self.run_id = run_id
@@ -47,12 +50,16 @@ class ResultWriter:
         self._buffers: dict[tuple[str, str], list[pa.Table]] = {}
         self._since: dict[tuple[str, str], float] = {}
         self._files = 0
+        self._writes = 0
+        self._rows = 0
 
     def write(self, block: pa.Table, rows: tuple[int, int] | None = None) -> tuple[list[Committed], list[Committed]]:
         """Take one scored block (or its rows [start, end)); returns (received, committed), both lists of
         (model, eval_set, rows, errors)."""
+        self._writes += 1
         if rows is not None:
             block = block.slice(rows[0], rows[1] - rows[0])
+        self._rows += block.num_rows
         if block.num_rows == 0:  # e.g. every item of a restarted task was done already
             return [], self._flush(force=False)
         received = []
@@ -61,6 +68,10 @@ class ResultWriter:
             self._since.setdefault(key, time.monotonic())
             received.append((*key, part.num_rows, _errors(part)))
         return received, self._flush(force=False)
+
+    def stats(self) -> dict[str, int]:
+        """Calls taken (one a block), rows received and files committed so far."""
+        return {"writes": self._writes, "rows": self._rows, "files": self._files}
 
     def close(self) -> list[Committed]:
         """Commit everything buffered (end of the stream, or a stop)."""

@@ -10,9 +10,10 @@ import time
 from typing import Any
 
 from rayeval.analysis.board import Results
+from rayeval.cluster.waits import StageWait
 from rayeval.records import TaskRecord, progress_fraction, progress_totals
 
-__all__ = ["format_results", "format_summary", "progress_bar", "progress_lines", "reuse_note"]
+__all__ = ["format_results", "format_summary", "progress_bar", "progress_lines", "reuse_note", "waiting_line"]
 
 
 def format_summary(rows: list[dict[str, Any]], fmt: str = "table") -> str:
@@ -78,10 +79,20 @@ def progress_bar(record: TaskRecord, width: int = 30, now: float | None = None) 
     done, total = totals["done"], totals["total"]
     filled = int(frac * width)
     line = f"[{'#' * filled}{'.' * (width - filled)}] {frac:6.1%}  {done}/{total} entries, {totals['errors']} errors"
-    elapsed = _elapsed(record, time.time() if now is None else now)
+    now = time.time() if now is None else now
+    elapsed = _elapsed(record, now)
     if elapsed is not None:
         line += _rate(done - record.get("resumed", 0) - totals["reused"], max(0, total - done), elapsed)
-    return line
+    waiting = waiting_line(record, now)
+    return f"{line}; {waiting}" if waiting else line
+
+
+def waiting_line(record: TaskRecord, now: float | None = None) -> str | None:
+    """'waiting for resources: 2 inference actors (each CPU 0.25, io 0.01) for 35 s' while a stage waits."""
+    waits = record.get("waiting") or []
+    if not waits or record.get("state") not in ("running", "pending"):
+        return None
+    return "waiting for resources: " + "; ".join(StageWait(**w).describe(now) for w in waits)
 
 
 def reuse_note(record: TaskRecord) -> str | None:

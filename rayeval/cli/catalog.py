@@ -18,15 +18,28 @@ __all__ = ["check_service_cmd", "datasets_group", "debug", "metrics_cmd", "model
 
 
 @main.command()
-@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS or a running local cluster).")
+@click.option(
+    "--address",
+    help="The cluster: its dashboard (http://HEAD:8265; the UI then stays up there) or its address; default "
+    "RAY_ADDRESS or a running local cluster.",
+)
 @click.option("--detach", is_flag=True, help="Leave the UI running on the cluster and return.")
 def ui(address: str | None, detach: bool) -> None:
     """Serve every task's report, and the progress of running tasks, from a Ray Serve application (on the
     Serve proxy: 127.0.0.1 unless RAYEVAL_SERVE_HOST says otherwise). Ctrl-C takes it down."""
+    import os
+
     from rayeval.cluster import connect
+    from rayeval.cluster.remote import cluster_errors, is_dashboard, query
     from rayeval.serve_apps.ui import start_ui, stop_ui
 
-    connect(address, log_to_driver=False)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if is_dashboard(address):
+        url = query(address, "ui", tags=_tags())
+        click.echo(f"rayeval UI on the cluster's Serve proxy: {url} (on the head node; it stays up)")
+        return
+    with cluster_errors(address or "the local cluster"):
+        connect(address, log_to_driver=False)
     url = start_ui(tags=_tags())
     click.echo(f"rayeval UI at {url}" + ("" if detach else " (Ctrl-C to stop)"))
     if detach:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 import click
@@ -12,7 +13,7 @@ from rayeval.analysis.text import format_summary, progress_bar, progress_lines, 
 from rayeval.cli.group import caller_tags_option as _tags
 from rayeval.cli.group import main
 from rayeval.cli.progress import progress_printer, quiet_logging, run_and_print
-from rayeval.records import progress_fraction
+from rayeval.records import TaskRecord, progress_fraction
 
 __all__ = ["copy", "delete", "eval_checkpoint", "list_cmd", "logs", "restart", "run", "status", "stop", "submit"]
 
@@ -47,32 +48,17 @@ def submit(task_file: str, address: str | None, wait: bool, no_ship: bool) -> No
 @main.command()
 @click.argument("task", required=False)
 @click.option("--output", help="Also look for tasks in this output location.")
-@click.option("--address", help="Ask the coordinator of this Ray cluster instead of reading the local index.")
+@click.option(
+    "--address",
+    help="The cluster: its dashboard (http://HEAD:8265, reached through the Jobs API) or its address "
+    "(HEAD:6379); default RAY_ADDRESS. Without one, the local index.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print records as JSON.")
 def status(task: str | None, output: str | None, address: str | None, as_json: bool) -> None:
     """Show one task's state and progress per model and set, or list every task."""
-    from rayeval.actors.index import find_task, list_tasks
-    from rayeval.errors import TaskNotFoundError
     from rayeval.records import shown_state
 
-    if address:
-        import ray
-
-        from rayeval.actors.coordinator import get_coordinator
-        from rayeval.cluster import connect
-
-        connect(address)
-        coordinator = get_coordinator()
-        if task:
-            record = ray.get(coordinator.get.remote(task, _tags()))
-            if record is None:
-                raise TaskNotFoundError(f"the coordinator knows no task '{task}' (visible to the tags you present)")
-            records = [record]
-        else:
-            records = ray.get(coordinator.list_tasks.remote(_tags()))
-    else:
-        records = [find_task(task, output=output, tags=_tags())] if task else list_tasks(tags=_tags())
-    records = [shown_state(r) for r in records]
+    records = [shown_state(r) for r in _records(task, address, output)]
     if as_json:
         click.echo(json.dumps(records if not task else records[0], indent=2, default=str))
         return
@@ -90,6 +76,8 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
         click.echo(f"  {line}")
     for model, d in r.get("deployments", {}).items():
         click.echo(f"  deployment of {model}: {d.get('state')} (Serve app {d.get('app')}) {d.get('message', '')}")
+    for stage, nodes in (r.get("placement") or {}).items():
+        click.echo(f"  {stage} actors ran on {len(nodes)} node(s): {', '.join(n[:12] for n in nodes)}")
     if reuse_note(r):
         click.echo(reuse_note(r))
     if r.get("error"):
@@ -100,13 +88,17 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
 @click.option("--state", help="Only tasks in this state (running, succeeded, failed, stopped, interrupted...).")
 @click.option("--tag", help="Only tasks with this tag.")
 @click.option("--output", help="Also list the tasks in this output location.")
+@click.option(
+    "--address",
+    help="The cluster: its dashboard (http://HEAD:8265, reached through the Jobs API) or its address "
+    "(HEAD:6379); default RAY_ADDRESS. Without one, the local index.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print records as JSON.")
-def list_cmd(state: str | None, tag: str | None, output: str | None, as_json: bool) -> None:
+def list_cmd(state: str | None, tag: str | None, output: str | None, address: str | None, as_json: bool) -> None:
     """List tasks: name, state, progress, models, sets, mode, tags, creator, creation time, remarks."""
     from rayeval.actors.index import filter_tasks
-    from rayeval.api import list_tasks
 
-    records = filter_tasks(list_tasks(output=output, tags=_tags()), state=state, tag=tag)
+    records = filter_tasks(_records(None, address, output), state=state, tag=tag)
     if as_json:
         click.echo(json.dumps(records, indent=2, default=str))
         return
@@ -187,15 +179,16 @@ def copy(
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the task ends.")
 @click.option("--output", help="Also look for the task in this output location.")
 @click.option(
-    "--address", help="Ray dashboard of a submitted task's job, for its driver output (default: RAY_ADDRESS)."
+    "--address",
+    help="The cluster: its dashboard (http://HEAD:8265, reached through the Jobs API) or its address "
+    "(HEAD:6379); default RAY_ADDRESS. Without one, the local index.",
 )
 def logs(task: str, follow: bool, output: str | None, address: str | None) -> None:
     """TASK's event log (runs, deployments, stages, stops, errors by kind, retries), and for a task
     submitted as a Ray job, its driver's output."""
-    from rayeval.actors.index import find_task
     from rayeval.records import TERMINAL, driver_gone
 
-    record = find_task(task, output=output, tags=_tags())
+    record = _records(task, address, output)[0]
     shown = 0
     while True:
         events = record.get("events", [])
@@ -206,19 +199,47 @@ def logs(task: str, follow: bool, output: str | None, address: str | None) -> No
         if not follow or record.get("state") in TERMINAL or driver_gone(record):
             break
         time.sleep(1.0)
-        record = find_task(record["task_id"], output=output, tags=_tags())
+        record = _records(record["task_id"], address, output)[0]
     if record.get("submitted"):
         _job_logs(record["task_id"], address)
 
 
+def _records(task: str | None, address: str | None, output: str | None) -> list[TaskRecord]:
+    """One task's record (`task`), or every task's, visible to the caller's tags: from the cluster's
+    coordinator when an address is given (or RAY_ADDRESS), through its dashboard for an http:// one;
+    else from the local index (and `output`)."""
+    from rayeval.actors.index import find_task, list_tasks
+    from rayeval.cluster.remote import cluster_errors, is_dashboard, query
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if is_dashboard(address):
+        return [query(address, "get", task, tags=_tags())] if task else query(address, "list", tags=_tags())
+    if address:
+        import ray
+
+        from rayeval.actors.coordinator import get_coordinator
+        from rayeval.cluster import connect
+        from rayeval.errors import TaskNotFoundError
+
+        with cluster_errors(address):
+            connect(address, log_to_driver=False)
+        coordinator = get_coordinator(create=False)
+        if task is None:
+            return ray.get(coordinator.list_tasks.remote(_tags())) if coordinator is not None else []
+        record = ray.get(coordinator.get.remote(task, _tags())) if coordinator is not None else None
+        if record is None:
+            raise TaskNotFoundError(f"the cluster's coordinator knows no task '{task}' visible to your tags")
+        return [record]
+    return [find_task(task, output=output, tags=_tags())] if task else list_tasks(tags=_tags(), output=output)
+
+
 def _job_logs(job_id: str, address: str | None) -> None:
-    import os
+    from rayeval.cluster.remote import is_dashboard, jobs_client
 
-    from ray.job_submission import JobSubmissionClient
-
-    dashboard = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
+    address = address or os.environ.get("RAY_ADDRESS")
+    dashboard = address if is_dashboard(address) else "http://127.0.0.1:8265"
     try:
-        text = JobSubmissionClient(dashboard).get_job_logs(job_id)
+        text = jobs_client(dashboard).get_job_logs(job_id)
     except Exception as e:  # the cluster is gone, or the job was not submitted there
         click.echo(f"(driver output of job {job_id} not available from {dashboard}: {e})", err=True)
         return
@@ -262,13 +283,24 @@ def restart(task: str, failed: bool, spec_file: str | None, address: str | None,
 
 @main.command()
 @click.argument("task")
-@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS or a running local cluster).")
+@click.option(
+    "--address",
+    help="The cluster: its dashboard (http://HEAD:8265, reached through the Jobs API) or its address "
+    "(HEAD:6379); default RAY_ADDRESS. Without one, a running local cluster.",
+)
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for the task to stop.")
 def stop(task: str, address: str | None, no_wait: bool) -> None:
     """Stop TASK (id or name): what was evaluated is kept and summarised, hosted models are released."""
     from rayeval.api import stop as stop_task
+    from rayeval.cluster.remote import cluster_errors, is_dashboard, query
 
-    record = stop_task(task, address=address, wait=None if no_wait else 120.0, tags=_tags())
+    address = address or os.environ.get("RAY_ADDRESS")
+    wait = None if no_wait else 120.0
+    if is_dashboard(address):
+        record = query(address, "stop", task, tags=_tags(), wait=wait)
+    else:
+        with cluster_errors(address or "the local cluster"):
+            record = stop_task(task, address=address, wait=wait, tags=_tags())
     click.echo(f"task {record['task_id']}: {record['state']}")
 
 

@@ -1,21 +1,24 @@
 """One run of a user's evaluation program, on the node Ray picked: the body of a Ray task.
 
-This module imports only the standard library, rayeval.redaction (standard library only too) and
-Ray, which any Ray worker has: with an image configuration the Ray task runs inside the user's
-container, where rayeval is not installed, so both modules are shipped by value (`ship_by_value`).
+This module imports only the standard library, rayeval.redaction and rayeval.processes (standard
+library only too) and Ray, which any Ray worker has: with an image configuration the Ray task runs
+inside the user's container, where rayeval is not installed, so these modules are shipped by value
+(`ship_by_value`).
 
-The program runs through the shell in its own process group, in a fresh working directory holding
-the configuration's shipped mounts (unpacked from the archive sent with the task), with the
-platform's variables set; its output goes line by line, credentials scrubbed, into `program.log`
-and to the task's event log; at its time limit, or when the Ray task is cancelled (a stop), the
-whole group is killed.
+The program runs through the shell under a supervisor (rayeval.processes), in a fresh working
+directory holding the configuration's shipped mounts (unpacked from the archive sent with the task),
+with the platform's variables set; its output goes line by line, credentials scrubbed, into
+`program.log` and to the task's event log. At its time limit, when the Ray task is cancelled (a stop),
+when the program exits, and when the Ray worker running this task dies, the supervisor ends the
+program's whole process tree: children, grandchildren, processes that detached with `setsid` and
+processes that ignore SIGTERM.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -24,26 +27,30 @@ import threading
 import time
 from typing import Any
 
+from rayeval.processes import stop_supervised, supervised
 from rayeval.redaction import scrub
 
-__all__ = ["METRICS_FILE", "run_program", "ship_by_value"]
+__all__ = ["METRICS_FILE", "run_program", "ship_by_value", "unpack"]
 
 METRICS_FILE = "metrics.json"
 #: Bytes of metrics.json read back (a program that writes more is wrong).
 _METRICS_LIMIT = 16 * 1024 * 1024
 #: Seconds between batches of output lines sent to the event log.
 _LOG_EVERY = 0.5
+#: Seconds a program's processes have between SIGTERM and SIGKILL.
+_GRACE_S = 3.0
 
 
 def ship_by_value() -> None:
-    """Have cloudpickle send this module's code, and the redaction rule it uses, with the Ray task
-    (not references to rayeval)."""
+    """Have cloudpickle send this module's code, and the redaction rule and supervisor it uses, with the
+    Ray task (not references to rayeval)."""
     import ray.cloudpickle
 
-    from rayeval import redaction
+    from rayeval import processes, redaction
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.cloudpickle.register_pickle_by_value(redaction)
+    ray.cloudpickle.register_pickle_by_value(processes)
 
 
 class _Output(threading.Thread):
@@ -77,20 +84,6 @@ class _Output(threading.Thread):
                 pass
 
 
-def _kill(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """Terminate the program's whole process group: SIGTERM, then SIGKILL after `grace` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _copy_out(local: str, uri: str) -> None:
     """Copy a local folder to a filesystem URI (outputs that are not local folders)."""
     import pyarrow.fs as pafs
@@ -98,6 +91,23 @@ def _copy_out(local: str, uri: str) -> None:
     fs, root = pafs.FileSystem.from_uri(uri)
     fs.create_dir(root, recursive=True)
     pafs.copy_files(local, root, destination_filesystem=fs)
+
+
+def _pack(folder: str) -> bytes:
+    """A folder as a tar archive (its contents at the archive's top)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in sorted(os.listdir(folder)):
+            tar.add(os.path.join(folder, name), arcname=name)
+    return buffer.getvalue()
+
+
+def unpack(archive: bytes, folder: str) -> None:
+    """Unpack what `_pack` made into `folder` (replacing what was there)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
 
 
 def _workdir(mounts: bytes | None) -> str:
@@ -123,6 +133,7 @@ def run_program(
     prefix: str = "program",
     pair_uri: str | None = None,
     mounts: bytes | None = None,
+    output_node: str | None = None,
 ) -> dict[str, Any]:
     """Run `command` through the shell with `env` and `secret_env` added to the node's environment.
 
@@ -133,13 +144,18 @@ def run_program(
         timeout: Seconds before the program's process group is killed (None: no limit).
         events: (coordinator, task id): batches of output lines go to the task's event log.
         mounts: A tar archive of the shipped mounts, unpacked into the program's working directory.
+        output_node: The node whose disk holds a local output: run elsewhere, the pair's folder is made in
+            a scratch folder and comes back as a tar archive (`archive`), for the caller to unpack.
 
     Returns:
         {"exit_code", "timed_out", "seconds", "metrics_text" (None: no metrics.json), "tail" (last
-        lines), "files" (what the program wrote)}.
+        lines), "files" (what the program wrote), "archive" (the pair's folder, or None)}.
     """
+    import ray
+
     secrets = [v for v in secret_env.values() if v]
-    if pair_uri is not None:
+    elsewhere = pair_uri is None and output_node is not None and ray.get_runtime_context().get_node_id() != output_node
+    if pair_uri is not None or elsewhere:
         pair_dir = tempfile.mkdtemp(prefix="rayeval-custom-")
     output_dir = os.path.join(pair_dir, "output")
     log_path = os.path.join(pair_dir, "program.log")
@@ -159,8 +175,9 @@ def run_program(
 
     workdir = _workdir(mounts)
     started = time.monotonic()
-    proc = subprocess.Popen(
+    proc = supervised(
         ["/bin/sh", "-c", command],
+        grace=_GRACE_S,
         cwd=workdir,
         env=variables,
         stdin=subprocess.DEVNULL,
@@ -168,7 +185,7 @@ def run_program(
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
-        start_new_session=True,  # its own process group, killed whole
+        start_new_session=True,  # apart from the Ray worker's process group and its signals
     )
     reader = _Output(proc.stdout, log_path, secrets, sink, prefix)
     reader.start()
@@ -180,12 +197,12 @@ def run_program(
         while proc.poll() is None:
             if deadline is not None and time.monotonic() >= deadline:
                 timed_out = True
-                _kill(proc)
+                stop_supervised(proc)
                 break
             time.sleep(0.1)
     finally:
         if proc.poll() is None:  # cancelled (a stop) or failed here: the program goes too
-            _kill(proc)
+            stop_supervised(proc)
         reader.join(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
     metrics_path = os.path.join(output_dir, METRICS_FILE)
@@ -196,9 +213,13 @@ def run_program(
     files = sorted(
         os.path.relpath(os.path.join(d, f), output_dir) for d, _, names in os.walk(output_dir) for f in names
     )
-    if pair_uri is not None:
+    archive = None
+    if pair_uri is not None or elsewhere:
         try:
-            _copy_out(pair_dir, pair_uri)
+            if pair_uri is not None:
+                _copy_out(pair_dir, pair_uri)
+            else:
+                archive = _pack(pair_dir)
         finally:
             shutil.rmtree(pair_dir, ignore_errors=True)
     return {
@@ -208,4 +229,5 @@ def run_program(
         "metrics_text": metrics_text,
         "tail": reader.tail,
         "files": files,
+        "archive": archive,
     }

@@ -15,14 +15,18 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import ray
 
+from rayeval.cluster.waits import describe_cluster, missing
 from rayeval.custom.outcome import PairOutcome, read_outcome, set_verdict, write_outcome
 from rayeval.custom.packing import command_line, digest, pack_mounts, program_env, runtime_env
+from rayeval.custom.program import unpack
 from rayeval.inference.client import HostedEndpoint, scrub
 from rayeval.spec import CustomConfigSpec, ModelSpec, TaskSpec
 from rayeval.store.results import ResultsStore, custom_name
@@ -33,6 +37,8 @@ __all__ = ["custom_progress", "custom_summary", "resumed_progress", "run_pairs"]
 log = logging.getLogger("rayeval")
 #: Seconds between checks for a stop request while a program runs.
 _POLL_S = 0.5
+#: Seconds a cancelled program's task has to end before its worker is killed.
+STOP_GRACE_S = 10.0
 
 
 # ----------------------------------------------------------------------------- the task
@@ -99,6 +105,8 @@ def run_pairs(
     ship_by_value()
     remote = ray.remote(run_program)
     local = "://" not in spec.output
+    ran: Counter[tuple[str, str]] = Counter()  # (model, set) -> pairs this run ran, and how many failed
+    failed: Counter[tuple[str, str]] = Counter()
     for cfg, model in _pairs(spec):
         if ray.get(coordinator.report.remote(task_id, [])) == "stopping":
             log.warning("task %s: stopped on request before %s x %s", task_id, cfg.name, model.name)
@@ -120,8 +128,10 @@ def run_pairs(
         write_outcome(store, task_id, outcome)
         if outcome.stopped:
             return True
-        errors = 0 if outcome.ok else 1
-        coordinator.report.remote(task_id, [(model.name, s, 1, errors) for s in cfg.evaluation_sets])
+        for s in cfg.evaluation_sets:  # the run's totals (see Coordinator.report)
+            ran[(model.name, s)] += 1
+            failed[(model.name, s)] += 0 if outcome.ok else 1
+        coordinator.report.remote(task_id, [(m, s, n, failed[(m, s)]) for (m, s), n in ran.items()])
     return False
 
 
@@ -158,16 +168,31 @@ def _run_pair(
                 options["memory"] = res.memory_mb * 1024 * 1024
             ref = remote.options(**options).remote(
                 command_line(cfg), env, secret, pair_dir, cfg.timeout_s, (coordinator, task_id),
-                f"[{cfg.name} x {model.name}]", pair_uri, mounts,
+                f"[{cfg.name} x {model.name}]", pair_uri, mounts, task.output_node,
             )  # fmt: skip
+            needs = {k: v for k, v in {"CPU": res.num_cpus, "GPU": res.num_gpus}.items() if v}
+            lacking_since = None
             while not ray.wait([ref], timeout=_POLL_S)[0]:
                 if ray.get(coordinator.report.remote(task_id, [])) == "stopping":
-                    ray.cancel(ref)  # KeyboardInterrupt in the task: it kills the program's group
+                    _cancel(ref)
                     outcome.stopped = True
                     outcome.error = "stopped on request before the program finished"
                     log.warning("task %s: stopped on request during %s x %s", task_id, cfg.name, model.name)
                     return outcome
-            set_verdict(outcome, ray.get(ref), cfg.timeout_s)
+                lacking = missing(needs)  # no node has them at all (busy nodes are worth waiting for)
+                lacking_since = (lacking_since or time.monotonic()) if lacking else None
+                if lacking and time.monotonic() - lacking_since > task.spec.resources.wait_timeout_s:
+                    ray.cancel(ref, force=True)
+                    outcome.error = (
+                        f"waited {task.spec.resources.wait_timeout_s:.0f} s (resources.wait_timeout_s) for a node "
+                        f"with {', '.join(f'{k} {needs[k]:g}' for k in lacking)} (the configuration's resources): no "
+                        f"node has it; the cluster has {describe_cluster()}"
+                    )
+                    return outcome
+            result = ray.get(ref)
+            if result.get("archive") is not None:  # it ran on another node than the local output's
+                unpack(result["archive"], pair_dir)
+            set_verdict(outcome, result, cfg.timeout_s)
         except Exception as e:  # the runtime environment, the node, a bad mount: this pair fails alone
             outcome.error = scrub(f"{type(e).__name__}: {e}", [auth])[:4000]
     if outcome.error:
@@ -177,6 +202,17 @@ def _run_pair(
         names = ", ".join(f"{m['name']}={m['value']:g}" for m in outcome.metrics)
         log.info("task %s: %s x %s: %s (%.1f s)", task_id, cfg.name, model.name, names, outcome.seconds or 0)
     return outcome
+
+
+def _cancel(ref: Any) -> None:
+    """Stop a running program's Ray task: cancelled (its supervisor then ends the program's whole tree);
+    a task still running after STOP_GRACE_S is force-cancelled, which kills its worker, and the
+    supervisor, told by the kernel that its parent died, ends the tree all the same."""
+    ray.cancel(ref)
+    if not ray.wait([ref], timeout=STOP_GRACE_S)[0]:
+        log.warning("a cancelled program's task did not end in %.0f s: killing its worker", STOP_GRACE_S)
+        ray.cancel(ref, force=True)
+        ray.wait([ref], timeout=STOP_GRACE_S)
 
 
 def _stored(store: ResultsStore, task_id: str, spec: TaskSpec) -> Iterator[tuple[CustomConfigSpec, str, PairOutcome]]:

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from rayeval.actors.coordinator import report_placement
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.inference.client import HostedEndpoint, ItemOutcome, infer_one, item_system, request_body, resolve_endpoint
 from rayeval.inference.prompt_budget import PromptBudget
@@ -40,6 +41,7 @@ class InferenceActor:
         # A model rayeval deployed: MAX_MODEL_LEN is enforced here, with the model's own tokenizer.
         self.budget = None if hosted is None else PromptBudget(hosted.tokenizer, hosted.max_model_len)
         self.limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
+        report_placement(task_id, "inference")
         self.holder = ray.get_runtime_context().get_actor_id()
         ray.get(self.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it
         self._permits: LeasedPermits | None = None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rayeval.cluster.resources import request_actor_options
+from rayeval.cluster.resources import request_actor_options, scoring_actor_options
 from rayeval.inference.client import HostedEndpoint
 from rayeval.inference.stage import InferenceActor
 from rayeval.metrics import ref_outputs
@@ -49,6 +49,7 @@ def build_dataset(
     reuse: ReusePlan | None = None,
     model_fps: dict[str, str] | None = None,
     metric_fps: dict[str, dict[str, str]] | None = None,
+    local_node: str | None = None,
 ) -> ray.data.Dataset:
     """The lazy, scored stream of every (model, item) of the task.
 
@@ -57,6 +58,7 @@ def build_dataset(
     `reuse` says which items come from earlier tasks: they are left out of the read stage too, and
     their stored rows join the stream before judging and scoring (rayeval.store.reuse).
     `model_fps` and `metric_fps` are the fingerprints stored with each row (rayeval.store.fingerprint).
+    `local_node` is where stored results on a local folder are read (rayeval.cluster.placement).
     """
 
     def skipped(model: str) -> dict[str, Any]:
@@ -74,7 +76,6 @@ def build_dataset(
         )
 
     hosted = hosted or {}
-    import ray.data
 
     res = spec.resources
     system_columns = {p.spec.name: p.spec.columns.system for p in plans if p.spec.columns.system}
@@ -101,14 +102,14 @@ def build_dataset(
                     "hosted": hosted.get(model.name),
                     "system_columns": system_columns,
                 },
-                **request_actor_options(res),
+                **request_actor_options(res, "inference"),
             )
         )
     if reuse is not None and reuse.take:
         outputs_by_metric = {
             s: {ref.name: [o for o, _ in ref_outputs(ref)] for ref in refs} for s, refs in metrics_by_set.items()
         }
-        branches.extend(reused_rows(reuse, metric_fps or {}, outputs_by_metric, res.actor_num_cpus))
+        branches.extend(reused_rows(reuse, metric_fps or {}, outputs_by_metric, res.actor_num_cpus, local_node))
     stream = _union(branches)
     judge_metrics = {
         s: [ref for ref in refs if ref.judge is not None]
@@ -124,7 +125,7 @@ def build_dataset(
                 "judges": judge_connections(spec.judges, auth_values, hosted),
                 **judging_limits(spec.parameters),
             },
-            **request_actor_options(res),
+            **request_actor_options(res, "judging"),
         )
     scored = stream.map_batches(
         ScoringActor,
@@ -136,10 +137,7 @@ def build_dataset(
             "metric_fps": metric_fps,
             "given": spec.predictions_given,
         },
-        batch_format="pyarrow",
-        batch_size=res.batch_size * 4,
-        compute=ray.data.ActorPoolStrategy(size=res.scoring_actors),
-        num_cpus=res.actor_num_cpus,
+        **scoring_actor_options(res),
     )
     if res.data_memory_mb is not None:
         # Blocks wait in the object store when one stage outruns the next; a fixed budget keeps

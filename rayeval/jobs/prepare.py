@@ -41,6 +41,9 @@ class PreparedTask:
     outputs: list[str]
     auth_values: dict[str, str | None]
     sources: dict[str, ModelSource] = field(default_factory=dict)
+    #: The node every process touching a local `output` runs on (set when the task runs on a cluster;
+    #: None for shared storage): rayeval.cluster.placement.
+    output_node: str | None = None
 
     @property
     def store(self) -> ResultsStore:

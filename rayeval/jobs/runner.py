@@ -17,7 +17,10 @@ import ray
 from rayeval.actors.coordinator import get_coordinator
 from rayeval.actors.limiter import create_limiter
 from rayeval.actors.writer import new_run_id, writer_actor
-from rayeval.errors import TaskFailedError
+from rayeval.cluster.placement import output_node, pinned
+from rayeval.cluster.resources import stage_options
+from rayeval.cluster.waits import ResourceWatch
+from rayeval.errors import SpecError, TaskFailedError
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.jobs.prepare import PreparedTask
 from rayeval.jobs.session import EventLog, task_session
@@ -135,6 +138,10 @@ def run_prepared(
     """
     spec, store = task.spec, task.store
     coordinator = get_coordinator()
+    try:  # before anything is written: a local output must be on this driver's and the coordinator's disk
+        task.output_node = output_node(spec.output, ray.get(coordinator.node.remote()))
+    except SpecError as e:
+        raise e.with_source(spec.source) from None
     store.write_json(task.task_id, "spec.json", spec.redacted())
     record = _record(task)
     record["submitted"] = submitted
@@ -195,11 +202,10 @@ def _run_registered(
         raise TaskFailedError(f"task {task.task_id} failed while planning reuse of earlier results: {error}") from e
     if reuse is not None and reuse.total():
         _note_reuse(task, coordinator, reuse)
-    limiters = []
-    if spec.runs_inference:
-        limiters = [create_limiter(task.task_id, m.name, spec.model_parameters(m).max_concurrency) for m in spec.models]
-    judging = spec.parameters.max_judging_concurrency
-    limiters += [create_limiter(task.task_id, judge_limiter_key(j.name), judging) for j in spec.judges]
+    concurrency = {m.name: spec.model_parameters(m).max_concurrency for m in spec.models} if spec.runs_inference else {}
+    concurrency.update({judge_limiter_key(j.name): spec.parameters.max_judging_concurrency for j in spec.judges})
+    limiter_keys = list(concurrency)
+    limiters = [create_limiter(task.task_id, key, limit) for key, limit in concurrency.items()]
     ray.get([lim.leases.remote() for lim in limiters])
     with task_session(task, coordinator, on_progress, progress_every, limiters) as hosted:
         ds = build_dataset(
@@ -214,12 +220,21 @@ def _run_registered(
             reuse=reuse,
             model_fps=task.model_fps,
             metric_fps=task.metric_fps,
+            local_node=task.output_node,
         )
-        writer = writer_actor(spec.resources.actor_num_cpus).remote(
-            spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS
+        placed = {**pinned(task.output_node), **stage_options(spec.resources, "writer")}
+        writer = (
+            writer_actor(spec.resources.actor_num_cpus)
+            .options(**placed)
+            .remote(spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS)
         )
         log.info("task %s: pipeline started (%s)", task.task_id, _stages(spec))
-        outcome = write_stream(ds, writer, coordinator, task.task_id)
+        watch = _resource_watch(task, coordinator)
+        outcome = write_stream(ds, writer, coordinator, task.task_id, check=watch.poll)
+        costs = {
+            "writer": ray.get(writer.stats.remote()),
+            "limiters": dict(zip(limiter_keys, ray.get([lim.calls.remote() for lim in limiters]))),
+        }
         ray.kill(writer)
         if outcome.stopped:
             log.warning("task %s: stopped on request; what was evaluated is kept", task.task_id)
@@ -235,7 +250,25 @@ def _run_registered(
     _log_outcome(task, summary, final_state)
     reused = {"total": sum(summary.reused_from.values()), "sources": dict(summary.reused_from)}
     rows = summary.rows + pairwise_rows(store, task.task_id, spec)
-    return _finish(task, coordinator, rows, progress, final_state, reused, on_progress)
+    costs["coordinator"] = ray.get(coordinator.calls.remote(task.task_id))
+    return _finish(task, coordinator, rows, progress, final_state, reused, on_progress, costs)
+
+
+def _resource_watch(task: PreparedTask, coordinator: Any) -> ResourceWatch:
+    """The watch that says what the task's actors wait for, and fails it past resources.wait_timeout_s."""
+    res = task.spec.resources
+    needs = {
+        stage: {"CPU": res.actor_num_cpus, **res.stage_resources.get(stage, {})}
+        for stage in ("inference", "judging", "scoring", "writer")
+    }
+
+    def report(waits: list[dict[str, Any]]) -> None:
+        coordinator.set_waiting.remote(task.task_id, waits)
+
+    def note(line: str) -> None:
+        log.warning("task %s: %s", task.task_id, line)
+
+    return ResourceWatch(needs, res.wait_timeout_s, report, note)
 
 
 def _finish(
@@ -246,11 +279,14 @@ def _finish(
     state: str,
     reused: dict[str, Any],
     on_progress: Callable[[TaskRecord], None] | None,
+    costs: dict[str, Any] | None = None,
 ) -> TaskRecord:
-    """Store the summary, set the final progress and state; returns the final record."""
+    """Store the summary, set the final progress and state (with what the run cost the cluster's
+    singleton actors, `costs`); returns the final record."""
     ray.get(coordinator.set_progress.remote(task.task_id, progress))
     task.store.write_json(task.task_id, "summary.json", rows)
-    ray.get(coordinator.set_state.remote(task.task_id, state, summary=rows, reused=reused))
+    extra = {"costs": costs} if costs is not None else {}
+    ray.get(coordinator.set_state.remote(task.task_id, state, summary=rows, reused=reused, **extra))
     final = ray.get(coordinator.get.remote(task.task_id))
     if on_progress is not None:
         on_progress(final)

@@ -11,7 +11,8 @@ from typing import Any
 
 import ray
 
-from rayeval.errors import TaskFailedError
+from rayeval.cluster.events import ClusterEvents
+from rayeval.errors import RayevalError, TaskFailedError
 from rayeval.inference.client import HostedEndpoint
 from rayeval.jobs.prepare import PreparedTask
 from rayeval.records import HEARTBEAT_S, TaskRecord
@@ -30,7 +31,14 @@ def deploy_model(task: PreparedTask, model: ModelSpec, coordinator: Any) -> Host
         log.info("model %s: %s (%s)", model.name, event["state"], event.get("message", ""))
         ray.get(coordinator.set_deployment.remote(task.task_id, model.name, **event))
 
-    return deploy(model, user=task.task_id, coordinator=coordinator, on_event=on_event, source=task.sources[model.name])
+    return deploy(
+        model,
+        user=task.task_id,
+        coordinator=coordinator,
+        on_event=on_event,
+        source=task.sources[model.name],
+        wait_timeout_s=task.spec.resources.wait_timeout_s,
+    )
 
 
 class EventLog(logging.Handler):
@@ -48,16 +56,22 @@ class EventLog(logging.Handler):
 
 
 class Heartbeat(threading.Thread):
-    """Tells the coordinator every HEARTBEAT_S that this driver is alive (a silent one died: restartable)."""
+    """Tells the coordinator every HEARTBEAT_S that this driver is alive (a silent one died: restartable),
+    and writes to the task's event log what happened to the cluster meanwhile (`events`: nodes lost and
+    joined, replicas of its hosted models replaced)."""
 
     def __init__(self, coordinator: Any, task_id: str):
         super().__init__(daemon=True, name="rayeval-heartbeat")
         self.coordinator, self.task_id = coordinator, task_id
         self.stopped = threading.Event()
+        levels = {"info": logging.INFO, "warning": logging.WARNING}
+        self.events = ClusterEvents(lambda level, line: log.log(levels[level], "task %s: %s", task_id, line))
 
     def run(self) -> None:
+        self.events.poll()
         while not self.stopped.wait(HEARTBEAT_S):
             self.coordinator.heartbeat.remote(self.task_id)
+            self.events.poll()
 
 
 class ProgressMonitor(threading.Thread):
@@ -101,9 +115,10 @@ def task_session(
             endpoint = deploy_model(task, m, coordinator)
             deployed.append((m.name, endpoint.app, m.engine.keep))
             hosted[m.name] = endpoint
+            heartbeat.events.watch_app(endpoint.app, m.name)
         yield hosted
     except BaseException as e:
-        error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
+        error = task.scrub(str(e) if isinstance(e, RayevalError) else f"{type(e).__name__}: {e}")[:4000]
         log.error("task %s failed: %s", task.task_id, error)
         ray.get(coordinator.set_state.remote(task.task_id, "failed", error=error))
         if isinstance(e, Exception):

@@ -8,21 +8,36 @@ coordinator says the task is stopping. Whatever the writer holds is committed at
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ray
 
+from rayeval.errors import RayevalError
+
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["SinkOutcome", "write_stream"]
+__all__ = ["SinkOutcome", "StreamAborted", "WriterLost", "write_stream"]
 
 #: Writes in flight to the writer actor (each one block).
 MAX_PENDING_WRITES = 8
 REPORT_EVERY_S = 0.5
+#: The end of the stream, in the queue between the puller thread and the driver's loop.
+_END = object()
+
+
+class StreamAborted(RayevalError):
+    """The stream was given up for a reason its check found (the message says what)."""
+
+
+class WriterLost(StreamAborted):
+    """The results writer died: what it had not committed is evaluated again by a restart."""
 
 
 @dataclass
@@ -45,38 +60,47 @@ class SinkOutcome:
 
 
 class _Progress:
-    """Received items, sent to the coordinator at most every REPORT_EVERY_S; learns the task's state back."""
+    """This run's received items, totals per (model, set) sent to the coordinator at most every
+    REPORT_EVERY_S (totals: a report lost by a restarting coordinator is made good by the next);
+    learns the task's state back."""
 
     def __init__(self, coordinator: Any, task_id: str):
         self.coordinator, self.task_id = coordinator, task_id
-        self.pending: Counter[tuple[str, str]] = Counter()
+        self.done: Counter[tuple[str, str]] = Counter()
         self.errors: Counter[tuple[str, str]] = Counter()
         self.last = 0.0
         self.state = "running"
 
     def add(self, received: list[tuple[str, str, int, int]]) -> None:
         for model, eval_set, rows, errors in received:
-            self.pending[(model, eval_set)] += rows
+            self.done[(model, eval_set)] += rows
             self.errors[(model, eval_set)] += errors
 
     def send(self, *, force: bool = False) -> str:
         now = time.monotonic()
         if force or now - self.last >= REPORT_EVERY_S:
-            report = [(m, s, n, self.errors[(m, s)]) for (m, s), n in self.pending.items()]
+            report = [(m, s, n, self.errors[(m, s)]) for (m, s), n in self.done.items()]
             self.state = ray.get(self.coordinator.report.remote(self.task_id, report)) or self.state
-            self.pending.clear()
-            self.errors.clear()
             self.last = now
         return self.state
 
 
 def _bundles(ds: ray.data.Dataset) -> tuple[Any, Any]:
-    """The stream's RefBundles, and a function that shuts its execution down.
+    """The stream's RefBundles, and a function that shuts its execution down (at any time, even before
+    its first output: a stage that waits for resources yields nothing for a while).
 
-    `Dataset.iter_internal_ref_bundles()` leaves the executor running when the consumer stops
-    early (it is not captured), so the executor is taken from the same (private) call it makes,
-    to be shut down when the task is stopped; without it, the public iterator is used.
+    `Dataset.iter_internal_ref_bundles()` leaves the executor running when the consumer stops early
+    (it is not captured), so the executor is made here with the same (private) calls it makes; on a
+    Ray version without them, the executor comes from `_execute_to_iterator` (once the first output
+    exists), and failing that the public iterator is used.
     """
+    create, build = getattr(ds, "_create_executor", None), getattr(ds, "_build_bundle_iterator", None)
+    if create is not None and build is not None:
+        try:
+            executor = create()
+            return build(executor), lambda: executor.shutdown(force=True)
+        except TypeError:  # another Ray version
+            pass
     execute = getattr(ds, "_execute_to_iterator", None)
     if execute is not None:
         try:
@@ -88,39 +112,113 @@ def _bundles(ds: ray.data.Dataset) -> tuple[Any, Any]:
     return ds.iter_internal_ref_bundles(), lambda: None
 
 
-def write_stream(ds: ray.data.Dataset, writer: Any, coordinator: Any, task_id: str) -> SinkOutcome:
+def _pull(ds: ray.data.Dataset, out: queue.Queue, quit: threading.Event, shutdowns: list[Any]) -> None:
+    """Start the stream and move its bundles into `out` (then _END, or the exception that ended it);
+    the function that shuts its execution down goes into `shutdowns` (starting it waits for its first
+    output, which is why this runs in a thread of its own)."""
+    try:
+        stream, shutdown = _bundles(ds)
+        shutdowns.append(shutdown)
+        if quit.is_set():
+            shutdown()
+            return
+        for bundle in stream:
+            while not quit.is_set():
+                try:
+                    out.put(bundle, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if quit.is_set():
+                return
+        out.put(_END)
+    except BaseException as e:  # handed to the driver's loop, which raises it
+        out.put(e)
+
+
+def write_stream(
+    ds: ray.data.Dataset,
+    writer: Any,
+    coordinator: Any,
+    task_id: str,
+    *,
+    check: Callable[[], str | None] = lambda: None,
+) -> SinkOutcome:
     """Send every block of `ds` to `writer` (a ResultWriter actor) and commit them all.
 
     Returns when the stream ends, or as soon as the coordinator marks the task 'stopping' (Ray
     Data then stops the pipeline); in both cases the writer's buffer is committed before returning.
+    The stream is pulled by a thread of its own, so this loop keeps reporting, sees a stop and runs
+    `check` (which returns an error to fail with, e.g. resources waited for too long) while no block
+    comes.
+
+    Raises:
+        StreamAborted: `check` gave an error; what was written is committed first.
     """
     outcome = SinkOutcome()
     progress = _Progress(coordinator, task_id)
     pending: list[Any] = []
 
     def settle(refs: list[Any]) -> None:
-        for received, committed in ray.get(refs):
+        try:
+            results = ray.get(refs)
+        except ray.exceptions.RayActorError as e:
+            raise WriterLost(
+                f"the results writer was lost ({e.__class__.__name__}: its node left the cluster, or it was "
+                f"killed); {sum(c[0] for c in outcome.committed.values())} rows were committed before. "
+                "`rayeval restart TASK` evaluates what it had not committed, and nothing is stored twice"
+            ) from None
+        for received, committed in results:
             progress.add(received)
             outcome.add(committed)
 
-    stream, shutdown = _bundles(ds)
+    bundles: queue.Queue = queue.Queue(maxsize=MAX_PENDING_WRITES)
+    quit = threading.Event()
+    shutdowns: list[Any] = []
+
+    def shutdown() -> None:
+        quit.set()
+        for stop in shutdowns:  # none yet: the puller shuts the stream down as soon as it has started it
+            stop()
+
+    puller = threading.Thread(target=_pull, args=(ds, bundles, quit, shutdowns), daemon=True, name="rayeval-stream")
+    puller.start()
     try:
-        for bundle in stream:
-            for entry, piece in zip(bundle.blocks, bundle.slices):
-                rows = None if piece is None else (piece.start_offset, piece.end_offset)
-                pending.append(writer.write.remote(entry.ref, rows))
-            while len(pending) > MAX_PENDING_WRITES:
-                done, pending = ray.wait(pending, num_returns=1)
+        while True:
+            try:
+                bundle = bundles.get(timeout=REPORT_EVERY_S)
+            except queue.Empty:
+                bundle = None
+            if bundle is _END:
+                break
+            if isinstance(bundle, BaseException):
+                raise bundle
+            if bundle is not None:
+                for entry, piece in zip(bundle.blocks, bundle.slices):
+                    rows = None if piece is None else (piece.start_offset, piece.end_offset)
+                    pending.append(writer.write.remote(entry.ref, rows))
+            while len(pending) > MAX_PENDING_WRITES:  # the writer is behind (or not placed yet)
+                done, pending = ray.wait(pending, num_returns=1, timeout=REPORT_EVERY_S)
                 settle(done)
+                error = None if done else check()
+                if error is not None:
+                    raise StreamAborted(error)
             if pending:  # the writes done by now: their items count as evaluated
                 done, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
                 settle(done)
             if progress.send() == "stopping":
                 outcome.stopped = True
                 break
+            error = check()
+            if error is not None:
+                raise StreamAborted(error)
         settle(pending)
+    except WriterLost:
+        shutdown()  # nothing more can be committed: Ray Data stops its tasks and actors now
+        raise
     finally:
-        shutdown()  # left early (stop, error): Ray Data stops its tasks and actors now
-        outcome.add(ray.get(writer.close.remote()))
+        if not quit.is_set():
+            shutdown()  # left early (stop, error): Ray Data stops its tasks and actors now
+            outcome.add(ray.get(writer.close.remote()))
     progress.send(force=True)
     return outcome

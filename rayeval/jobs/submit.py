@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rayeval.cluster.remote import cluster_errors, is_dashboard, jobs_client
 from rayeval.errors import ServiceError
 from rayeval.jobs.prepare import new_task_id
 from rayeval.spec import TaskSpec, env_references
@@ -35,17 +36,14 @@ def submit_job(
 ) -> tuple[str, str]:
     """Submit a task as a Ray job through the Jobs API; returns (task id, dashboard address) at once.
     The arguments and how credentials travel: `rayeval.api.submit`."""
-    from ray.job_submission import JobSubmissionClient
-
     task_id = new_task_id(task_spec.name)
     dashboard = address or os.environ.get("RAY_ADDRESS") or "http://127.0.0.1:8265"
-    try:
-        client = JobSubmissionClient(dashboard)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    if not is_dashboard(dashboard):
         raise ServiceError(
-            f"cannot reach the Ray dashboard at {dashboard} ({e}); start a cluster with `ray start --head` "
-            "or pass --address http://HEAD:8265"
-        ) from None
+            f"submit takes the cluster's dashboard address, http://HEAD:8265 (got {dashboard}); give it with "
+            "--address or RAY_ADDRESS"
+        )
+    client = jobs_client(dashboard)
     workdir = tempfile.mkdtemp(prefix="rayeval-submit-")
     Path(workdir, "task.json").write_text(json.dumps(task_spec.as_data(keep_secrets=True)), encoding="utf-8")
     entrypoint = f"python -m rayeval.jobs.run_task task.json --task-id {task_id} --submitted"
@@ -57,12 +55,13 @@ def submit_job(
     if ship_package:
         env.setdefault("py_modules", [str(Path(__file__).resolve().parents[1])])
     try:
-        client.submit_job(
-            entrypoint=entrypoint,
-            submission_id=task_id,
-            runtime_env=env,
-            metadata={"rayeval_task": task_spec.name},
-        )
+        with cluster_errors(dashboard):
+            client.submit_job(
+                entrypoint=entrypoint,
+                submission_id=task_id,
+                runtime_env=env,
+                metadata={"rayeval_task": task_spec.name},
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return task_id, dashboard

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import operator
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -151,9 +152,19 @@ class _PromptingModels(dict):
         return types.SimpleNamespace(underscore_to_dot=False)
 
 
-@functools.cache
+#: Loading the checker swaps a module in sys.modules for a moment: one thread at a time (a program may
+#: check answers from a thread pool).
+_LOADING = threading.Lock()
+
+
 def _checker() -> Any:
     """bfcl-eval's `ast_checker`, from a private copy of its module (see the module's docstring)."""
+    with _LOADING:
+        return _load_checker()
+
+
+@functools.cache
+def _load_checker() -> Any:
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
         raise MetricError(f"metric 'bfcl_ast' uses bfcl-eval's AST checker; install it: {_INSTALL}")

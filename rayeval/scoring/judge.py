@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from rayeval.actors.coordinator import report_placement
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.inference.client import HostedEndpoint, infer_one, resolve_endpoint
 from rayeval.metrics import compile_script, render_prompt, run_script
@@ -123,6 +124,7 @@ class JudgeActor:
         timeout: float,
     ):
         self.holder = ray.get_runtime_context().get_actor_id()
+        report_placement(task_id, "judging")
         self.judges = {
             name: JudgeClient(task_id, judge, limit=max_concurrency, timeout=timeout) for name, judge in judges.items()
         }

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from rayeval.cluster.placement import pinned
 from rayeval.cluster.resources import request_actor_options
 from rayeval.inference.client import HostedEndpoint
 from rayeval.schema import item_dict
@@ -184,7 +185,9 @@ def run_pairwise(task: Any, hosted: dict[str, HostedEndpoint]) -> None:
                 continue
             columns = ["item_id", "query", "reference", "prediction", "fields", "error"]
             for p in s.pairwise:
-                ds = ray.data.read_parquet(files, filesystem=store.fs, columns=columns, num_cpus=0.25)
+                ds = ray.data.read_parquet(
+                    files, filesystem=store.fs, columns=columns, num_cpus=0.25, ray_remote_args=pinned(task.output_node)
+                )
                 judged = ds.map_batches(
                     PairwiseActor,
                     fn_constructor_kwargs={
@@ -194,7 +197,7 @@ def run_pairwise(task: Any, hosted: dict[str, HostedEndpoint]) -> None:
                         "reference": theirs,
                         **judging_limits(spec.parameters),
                     },
-                    **request_actor_options(spec.resources),
+                    **request_actor_options(spec.resources, "judging"),
                 )
                 tables = list(judged.iter_batches(batch_format="pyarrow"))  # pyarrow Tables
                 table = pa.concat_tables(tables) if tables else PAIRWISE_SCHEMA.empty_table()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from rayeval.actors.coordinator import report_placement
 from rayeval.schema import item_dict, score_column
 from rayeval.spec import MetricRef
 
@@ -40,6 +41,7 @@ class ScoringActor:
         from rayeval.metrics import MetricSteps
 
         self.task_id = task_id
+        report_placement(task_id, "scoring")
         self.metrics = {s: [MetricSteps.from_ref(ref) for ref in refs] for s, refs in metrics_by_set.items()}
         self.outputs = outputs
         self.model_fps = model_fps or {}

@@ -70,6 +70,7 @@ def deploy(
     coordinator: Any | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     source: ModelSource | None = None,
+    wait_timeout_s: float | None = None,
 ) -> HostedEndpoint:
     """Deploy (or join) the model's Serve application, wait until it is healthy, and return its endpoint.
 
@@ -79,6 +80,8 @@ def deploy(
         coordinator: The coordinator actor handle, to count users (None: no sharing bookkeeping).
         on_event: Called with {"state", "app", "message"} as the deployment progresses.
         source: The resolved weights (resolved here when not given).
+        wait_timeout_s: Seconds the replicas may wait to be scheduled (resources the cluster does not have)
+            before the deployment is given up (None: only `deploy_timeout_s` applies).
 
     Raises:
         ServiceError: the deployment failed or did not become healthy in time; nothing is left running.
@@ -112,10 +115,21 @@ def deploy(
         emit({"state": "deploying", "app": name, "message": f"joining the running deployment {name}"})
     started = time.monotonic()
     last_message = ""
+    unscheduled_since = None
     while True:
         state, message = _status(name)
         if state == "RUNNING":
             break
+        if "to be scheduled" in message:  # Serve's word for replicas the cluster cannot place (after 30 s)
+            unscheduled_since = unscheduled_since or time.monotonic() - 30.0
+            waited = time.monotonic() - unscheduled_since
+            if wait_timeout_s is not None and waited > wait_timeout_s:
+                _fail(
+                    name, model, f"its replicas waited {waited:.0f} s (resources.wait_timeout_s) to be placed: "
+                    f"{message}", user, coordinator, emit,
+                )  # fmt: skip
+        else:
+            unscheduled_since = None
         if state in ("DEPLOY_FAILED", "UNHEALTHY", "NOT_STARTED") and time.monotonic() - started > 1.0:
             _fail(name, model, message or f"application {state}", user, coordinator, emit)
         if time.monotonic() - started > engine.deploy_timeout_s:

@@ -14,7 +14,7 @@ from rayeval.spec.models import EngineSpec, ModelSpec
 from rayeval.spec.parameters import Parameters
 from rayeval.spec.secrets import env_references, resolve_secret
 from rayeval.spec.sets import ColumnMapping, EvaluationSetSpec, JudgeSpec, MetricRef, PairwiseSpec
-from rayeval.spec.task import Mode, ResourceSpec, ReuseSpec, TaskSpec
+from rayeval.spec.task import Mode, ResourceSpec, ReuseSpec, Stage, TaskSpec
 from rayeval.spec.weights import Weights, parse_weights
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "ParsedScore",
     "ResourceSpec",
     "ReuseSpec",
+    "Stage",
     "TaskSpec",
     "Weights",
     "env_references",

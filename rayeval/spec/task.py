@@ -15,10 +15,12 @@ from rayeval.spec.secrets import redact_secret
 from rayeval.spec.sets import EvaluationSetSpec
 from rayeval.spec.weights import Weights
 
-__all__ = ["Mode", "ResourceSpec", "ReuseSpec", "TaskSpec"]
+__all__ = ["Mode", "ResourceSpec", "ReuseSpec", "Stage", "TaskSpec"]
 
 #: What a task runs: the sets hold predictions, rayeval asks the models, or the user's programs evaluate them.
 Mode = Literal["evaluation_only", "inference_and_evaluation", "custom"]
+#: The stages whose actors a task places on the cluster.
+Stage = Literal["inference", "judging", "scoring", "writer"]
 
 
 class ResourceSpec(SpecModel):
@@ -34,6 +36,32 @@ class ResourceSpec(SpecModel):
         description="Object store memory (MiB) the task's blocks in flight may take; bounds memory whatever the "
         "set's size. None leaves Ray Data's default share of the object store.",
     )
+    stage_resources: dict[Stage, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Custom Ray resources the actors of a stage ask for, e.g. {inference: {io: 0.01}}: they then run "
+        "only on nodes that declare them (`ray start --resources`). Stages: inference, judging, scoring, writer.",
+    )
+    wait_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds the task may wait for resources the cluster does not have (an actor pool, the writer, "
+        "a deployment) before it fails, naming what it waited for and what the cluster has.",
+    )
+
+    @field_validator("stage_resources")
+    @classmethod
+    def _positive_amounts(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for stage, wanted in value.items():
+            bad = sorted(name for name, amount in wanted.items() if not amount > 0)
+            if bad:
+                raise ValueError(f"stage {stage}: resource amounts must be above 0 ({', '.join(bad)})")
+            builtin = sorted({"CPU", "GPU", "memory", "object_store_memory"} & set(wanted))
+            if builtin:
+                raise ValueError(
+                    f"stage {stage}: {', '.join(builtin)} are set by actor_num_cpus and the engine; name custom "
+                    "resources here"
+                )
+        return value
 
 
 class ReuseSpec(SpecModel):

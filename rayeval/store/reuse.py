@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rayeval.cluster.placement import is_shared, pinned
 from rayeval.records import TaskRecord
 from rayeval.schema import STREAM_SCHEMA, score_column
 from rayeval.sets.plan import SetPlan
@@ -240,12 +241,14 @@ def reused_rows(
     metric_fps: dict[str, dict[str, str]],
     metric_outputs: dict[str, dict[str, list[str]]],
     num_cpus: float,
+    local_node: str | None = None,
 ) -> list[ray.data.Dataset]:
     """The reused rows, one lazy dataset per (model, set, source), read from the sources' results.
 
     Args:
         metric_fps: set -> metric name -> fingerprint in this task.
         metric_outputs: set -> metric name -> output names.
+        local_node: The node whose disk holds results stored in a local folder (their read tasks run there).
     """
     import ray.data
 
@@ -256,7 +259,10 @@ def reused_rows(
             files = store.result_files(source.task_id, partition=(model, eval_set))
             if not files:
                 continue
-            ds = ray.data.read_parquet(files, filesystem=store.fs, partitioning=None, num_cpus=num_cpus)
+            where = {} if is_shared(source.output) else pinned(local_node)
+            ds = ray.data.read_parquet(
+                files, filesystem=store.fs, partitioning=None, num_cpus=num_cpus, ray_remote_args=where
+            )
             parts.append(
                 ds.map_batches(
                     take_reused,

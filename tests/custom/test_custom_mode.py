@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import signal
 import tarfile
 import time
 from pathlib import Path
@@ -192,32 +193,72 @@ def test_restart_runs_only_the_failed_pair_and_reuse_takes_earlier_metrics(
     assert not (tmp_path / "out" / first.task_id).exists()
 
 
-def test_stop_kills_the_running_program(ray_cluster, stub_server, tmp_path, secret_env):
-    server = stub_server(api_key=SECRET.split()[1], models=("m-a",))
+def _hostile_tree(log: Path, seconds: float = 60) -> list[int]:
+    """The pids of a hostile program (eval_program.py --behave hostile) and its whole tree, once running."""
+    deadline = time.monotonic() + seconds
+    while not (log.exists() and "thinking forever" in log.read_text()):
+        assert time.monotonic() < deadline, "the program did not start"
+        time.sleep(0.2)
+    m = re.search(r"pid (\d+), tree ([\d ]+)\)", log.read_text())
+    pids = [int(m.group(1)), *map(int, m.group(2).split())]
+    assert len(pids) >= 6 and all(_alive(p) for p in pids)
+    return pids
+
+
+def _all_gone(pids: list[int], seconds: float = 20) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [p for p in pids if _alive(p)]
+
+
+def _start_hostile(server, tmp_path, name: str, then: str) -> tuple[rayeval.TaskHandle, list[int]]:
+    """A custom task whose first program starts a hostile tree (children, a setsid grandchild, a
+    double-forked daemon, SIGTERM ignored) and hangs, and whose second configuration is `then`; returns the
+    task's handle and the tree's pids once it runs."""
     task = {
-        "name": "custom-stop",
+        "name": name,
         "mode": "custom",
         "output": str(tmp_path / "out"),
         "models": _models(server, ["m-a"]),
-        "custom": [_config("hang", ["hang"], "--behave hang"), _config("never", ["never"], "--items 1")],
+        "custom": [_config("hang", ["hang"], "--behave hostile"), _config(then, [then], "--items 1")],
     }
     handle = rayeval.run(task, wait=False)
-    log = tmp_path / "out" / handle.task_id / "custom" / "hang" / "m-a" / "program.log"
-    deadline = time.monotonic() + 60
-    while not (log.exists() and "thinking forever" in log.read_text()):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    return handle, _hostile_tree(tmp_path / "out" / handle.task_id / "custom" / "hang" / "m-a" / "program.log")
+
+
+def test_stop_kills_the_running_program(ray_cluster, stub_server, tmp_path, secret_env):
+    server = stub_server(api_key=SECRET.split()[1], models=("m-a",))
+    handle, tree = _start_hostile(server, tmp_path, "custom-stop", then="never")
     record = rayeval.stop(handle.task_id, wait=60)
     assert record["state"] == "stopped"
     rows = {r["eval_set"]: r for r in handle.results()}
     assert rows["hang"]["error"].startswith("stopped on request") and "never" not in rows
     assert rows["hang"]["metric"] == "(no metrics)"
     assert server.total_requests == 0
-    pid = int(re.search(r"pid (\d+)", log.read_text()).group(1))
-    deadline = time.monotonic() + 15
-    while _alive(pid):  # the program's process group was killed with the Ray task's cancellation
-        assert time.monotonic() < deadline, "the program outlived the stop"
-        time.sleep(0.2)
+    assert _all_gone(tree) == [], "part of the program outlived the stop"
+
+
+def _ray_worker_of(pid: int) -> int:
+    """The Ray worker process a program runs under (its nearest `ray::` ancestor)."""
+    while pid > 1:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        if cmdline.startswith("ray::"):
+            return pid
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    raise AssertionError("the program does not run under a Ray worker")
+
+
+def test_a_killed_ray_worker_takes_the_program_with_it(ray_cluster, stub_server, tmp_path, secret_env):
+    server = stub_server(api_key=SECRET.split()[1], models=("m-a",))
+    handle, tree = _start_hostile(server, tmp_path, "custom-worker-killed", then="after")
+    os.kill(_ray_worker_of(tree[0]), signal.SIGKILL)  # no exception reaches the task: the kernel tells
+    assert _all_gone(tree) == [], "part of the program outlived its Ray worker"
+    record = handle.wait(timeout=120)
+    rows = {r["eval_set"]: r for r in handle.results()}
+    assert record["state"] == "succeeded"  # the pair failed alone; the next one ran
+    assert rows["hang"]["metric"] == "(no metrics)" and rows["hang"]["error"]
+    assert rows["after"]["metric"] in ("answered", "mean_chars")
 
 
 def _alive(pid: int) -> bool:
@@ -348,3 +389,24 @@ def test_the_bfcl_example_program(ray_cluster, stub_server, tmp_path):
     rows = {r["metric"]: r["value"] for r in rayeval.run(spec).results()}
     assert rows == {"bfcl_simple_ast_accuracy": 0.5, "request_errors": 0.0}
     assert server.total_requests == 20
+
+
+def test_a_program_no_node_can_run_fails_in_time_saying_what_it_needs(ray_cluster, stub_server, tmp_path, secret_env):
+    server = stub_server(api_key=SECRET.split()[1], models=("m-a",))
+    task = {
+        "name": "custom-no-gpu",
+        "mode": "custom",
+        "output": str(tmp_path / "out"),
+        "models": _models(server, ["m-a"]),
+        "resources": {"wait_timeout_s": 4},
+        "custom": [
+            _config("gpu", ["gpu"], "--items 1", resources={"num_gpus": 1}),  # this cluster has no GPU
+            _config("cpu", ["cpu"], "--items 1"),
+        ],
+    }
+    record = rayeval.run(task).status()
+    assert record["state"] == "succeeded"  # the pair failed alone
+    rows = {r["eval_set"]: r for r in record["summary"]}
+    assert "no node has it" in rows["gpu"]["error"] and "GPU 1" in rows["gpu"]["error"]
+    assert "(resources.wait_timeout_s)" in rows["gpu"]["error"] and "the cluster has 1 node" in rows["gpu"]["error"]
+    assert rows["cpu"]["metric"] in ("answered", "mean_chars")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -16,9 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from rayeval.cli import main
 from tests.conftest import free_port
 from tests.support.tasks import inference_task, write_items
 
@@ -29,11 +28,15 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def head_cluster(tmp_path_factory):
-    """A separate Ray cluster from `ray start --head --block`, stopped by PID (never `ray stop`)."""
+    """A separate Ray cluster from `ray start --head --block`, with Ray's token authentication on, as a
+    real cluster has it; stopped by PID (never `ray stop`). Yields its dashboard address and the
+    environment of a user who has the token the way Ray documents it (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN)."""
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray puts unix sockets in it
     home = tmp_path_factory.mktemp("job-home")
     env = {**os.environ, "RAYEVAL_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env["RAY_enable_metrics_collection"] = "1"  # this cluster exports metrics (the test session's does not)
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), HOME=str(home))
+    env["RAYEVAL_SERVE_PORT"] = str(free_port())  # its Serve proxy apart from any other cluster's
     env.pop("RAY_ADDRESS", None)
     proc = None
     for attempt in range(3):  # a port picked free may be taken by the time Ray binds it: try fresh ones
@@ -50,7 +53,7 @@ def head_cluster(tmp_path_factory):
         deadline = time.monotonic() + 90
         while proc.poll() is None and time.monotonic() < deadline:
             try:
-                if httpx.get(f"{address}/api/version", timeout=2).status_code == 200:
+                if httpx.get(f"{address}/api/version", headers=_auth(env), timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -71,6 +74,16 @@ def head_cluster(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _auth(env: dict) -> dict:
+    """The header a client with the cluster's token sends to its dashboard."""
+    return {"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"}
+
+
+def _rayeval(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The `rayeval` command line, as a user runs it in a shell with `env`."""
+    return subprocess.run([str(BIN / "rayeval"), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_ray_job_submit_runs_the_task_entrypoint(head_cluster, stub_server, tmp_path):
@@ -122,10 +135,10 @@ def _check_metrics_exported(url: str, task_id: str, *, items: int) -> None:
     assert found == wanted
 
 
-def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, tmp_path, monkeypatch):
+def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, tmp_path):
     address, env = head_cluster
     assert "RAYEVAL_TEST_JOB_KEY" not in env  # only the submitting shell has it: submit forwards it
-    monkeypatch.setenv("RAYEVAL_TEST_JOB_KEY", "job-secret-999")
+    shell = {**env, "RAYEVAL_TEST_JOB_KEY": "job-secret-999"}
     server = stub_server(api_key="job-secret-999")
     data = write_items(tmp_path / "items.jsonl", 25)
     auth = "Bearer ${env:RAYEVAL_TEST_JOB_KEY}"
@@ -134,20 +147,82 @@ def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, t
         name="submitted",
     )  # fmt: skip
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
-    result = CliRunner().invoke(main, ["submit", str(tmp_path / "task.yaml"), "--address", address, "--wait"])
-    assert result.exit_code == 0, result.output
-    task_id = result.output.splitlines()[0]
+    result = _rayeval(shell, "submit", str(tmp_path / "task.yaml"), "--address", address, "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    task_id = result.stdout.splitlines()[0]
     assert task_id.startswith("submitted-")
-    assert "numeric_match  1.0000  25" in result.output
+    assert "numeric_match  1.0000  25" in result.stdout
     record = json.loads((tmp_path / "out" / task_id / "task.json").read_text())
     assert record["state"] == "succeeded" and record["job_id"]
     stored = "".join(p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*.json"))
     assert "job-secret-999" not in stored
-    logs = CliRunner().invoke(main, ["logs", task_id, "--output", str(tmp_path / "out"), "--address", address])
-    assert logs.exit_code == 0, logs.output
-    assert "pipeline started (read -> inference -> scoring -> writer)" in logs.output
-    assert f"task {task_id} succeeded: 25 items stored, 0 with errors, 0 retries" in logs.output
-    assert f"--- driver output of Ray job {task_id}" in logs.output and f"[rayeval] task id: {task_id}" in logs.output
-    assert "job-secret-999" not in logs.output
-    job = httpx.get(f"{address}/api/jobs/{task_id}", timeout=10).json()
+    logs = _rayeval(env, "logs", task_id, "--address", address)  # the task found through the cluster
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    assert "pipeline started (read -> inference -> scoring -> writer)" in logs.stdout
+    assert f"task {task_id} succeeded: 25 items stored, 0 with errors, 0 retries" in logs.stdout
+    assert f"--- driver output of Ray job {task_id}" in logs.stdout and f"[rayeval] task id: {task_id}" in logs.stdout
+    assert "job-secret-999" not in logs.stdout
+    job = httpx.get(f"{address}/api/jobs/{task_id}", headers=_auth(env), timeout=10).json()
     assert "job-secret-999" not in json.dumps(job)  # not in the job's runtime_env or entrypoint either
+
+
+def test_status_list_stop_and_ui_through_the_dashboard_with_the_token(head_cluster, stub_server, tmp_path):
+    address, env = head_cluster
+    server = stub_server(latency=0.3)
+    data = write_items(tmp_path / "items.jsonl", 400)
+    task = inference_task(
+        data, tmp_path / "out", [{"name": "m", "url": server.url, "model": "stub-model"}],
+        parameters={"MAX_CONCURRENCY": 2}, name="remote-stop",
+    )  # fmt: skip
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    submitted = _rayeval(env, "submit", str(tmp_path / "task.yaml"), "--address", address)
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = submitted.stdout.strip()
+    deadline = time.monotonic() + 120
+    while server.total_requests < 10:
+        assert time.monotonic() < deadline, "the submitted task did not start"
+        time.sleep(0.5)
+    status = _rayeval(env, "status", task_id, "--address", address, "--json")  # no local index: the cluster's
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["state"] == "running"
+    listed = _rayeval(env, "list", "--address", address)
+    assert listed.returncode == 0 and task_id in listed.stdout and "running" in listed.stdout
+    stopped = _rayeval(env, "stop", task_id, "--address", address)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"task {task_id}: stopped"
+    ui = _rayeval(env, "ui", "--address", address)
+    assert ui.returncode == 0, ui.stderr
+    url = ui.stdout.split("proxy: ", 1)[1].split(" ", 1)[0]
+    page = httpx.get(url, timeout=30)
+    assert page.status_code == 200 and task_id in page.text
+    missing = _rayeval(env, "status", "no-such-task", "--address", address)
+    assert missing.returncode == 1 and missing.stderr.startswith("rayeval: error: ")
+    assert "no-such-task" in missing.stderr
+
+
+@pytest.mark.parametrize("token", ["none", "wrong"])
+def test_without_the_token_every_command_says_what_to_set_in_one_line(head_cluster, tmp_path, token):
+    address, env = head_cluster
+    shell = {k: v for k, v in env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    shell["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+    if token == "wrong":
+        shell.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    (tmp_path / "task.yaml").write_text(
+        yaml.safe_dump(inference_task(Path("items.jsonl"), tmp_path / "out", [{"name": "m", "url": "http://x/v1"}]))
+    )
+    (tmp_path / "items.jsonl").write_text('{"id": "1", "query": "q", "reference": "r"}\n')
+    commands = [
+        ["submit", str(tmp_path / "task.yaml")],
+        ["status", "some-task"],
+        ["list"],
+        ["logs", "some-task"],
+        ["stop", "some-task"],
+        ["ui"],
+    ]
+    for args in commands:
+        result = _rayeval(shell, *args, "--address", address, timeout=120)
+        where = f"rayeval {' '.join(args)}: {result.stderr[-2000:]}"
+        assert result.returncode == 2, where
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("rayeval: error: "), where  # no traceback
+        assert "RAY_AUTH_MODE=token" in lines[0] and "RAY_AUTH_TOKEN" in lines[0], where

@@ -280,3 +280,22 @@ def test_overall_is_the_unweighted_mean_of_categories():
     assert metric.applies("bfcl_ast_simple", "simple_python_3") and metric.applies("bfcl_ast", "multiple_1")
     assert not metric.applies("bfcl_ast_parallel", "parallel_multiple_4")
     assert metric.applies("bfcl_ast_parallel_multiple", "parallel_multiple_4")
+
+
+def test_the_checker_loads_once_when_threads_ask_for_it_at_the_same_time():
+    """A program scoring answers from a thread pool (examples/custom/bfcl_simple_eval.py) loads the checker
+    from several threads at once; each load swaps a module in sys.modules for a moment."""
+    import subprocess
+    import sys
+
+    code = (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from rayeval.metrics._bfcl import _checker\n"
+        "with ThreadPoolExecutor(16) as pool:\n"
+        "    checkers = list(pool.map(lambda _: _checker(), range(64)))\n"
+        "assert len({id(c) for c in checkers}) == 1\n"
+        "print('one checker')\n"
+    )
+    for _ in range(3):  # fresh processes: nothing loaded yet
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "one checker" in result.stdout, result.stderr[-2000:]

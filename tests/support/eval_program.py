@@ -28,6 +28,35 @@ def ask(question: str) -> str:
         return json.load(response)["choices"][0]["message"]["content"]
 
 
+HOSTILE = (
+    "trap '' TERM; "  # ignores SIGTERM
+    "(trap '' TERM; sleep 3601) & "  # a child that ignores it too
+    "setsid sh -c 'trap \"\" TERM; sleep 3602' & "  # a grandchild in a session of its own
+    "(setsid sh -c 'sleep 3603 & echo $!' &) ; "  # a double-forked daemon
+    "sleep 3604"
+)
+
+
+def hostile_tree() -> list[int]:
+    """Start a shell that ignores SIGTERM, with a child, a setsid grandchild and a double-forked daemon;
+    returns the pids of the shell and of the whole tree it started (once it has started)."""
+    import subprocess
+
+    shell = subprocess.Popen(["/bin/sh", "-c", HOSTILE], stdout=subprocess.PIPE, text=True)
+    daemon = int(shell.stdout.readline())
+    time.sleep(0.5)
+    pids = {shell.pid, daemon}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if "sleep\x00360" in cmd or "sleep 360" in cmd:
+                pids.add(int(entry))
+    return sorted(pids)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--behave", default="ok")
@@ -45,6 +74,9 @@ def main() -> int:
         return 3
     if args.behave == "hang":
         print(f"thinking forever (pid {os.getpid()})", flush=True)
+        time.sleep(3600)
+    if args.behave == "hostile":  # a tree that a process-group kill misses
+        print(f"thinking forever (pid {os.getpid()}, tree {' '.join(map(str, hostile_tree()))})", flush=True)
         time.sleep(3600)
     answers = [ask(f"Question {i}: what is {i} + {i}?") for i in range(args.items)]
     with open(os.path.join(out, "answers.jsonl"), "w") as f:

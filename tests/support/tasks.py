@@ -39,6 +39,15 @@ def inference_task(
     return task
 
 
+def stub_task(tmp_path: Path, server: Any, n: int, *, name: str, output: Any = None, **over: Any) -> dict[str, Any]:
+    """An Inference and Evaluation task of `n` items (write_items) on one model `m` at a stub `server`,
+    reuse off, results under `output` (default tmp_path / "out"); `over` as for inference_task."""
+    data = write_items(tmp_path / f"{name}.jsonl", n)
+    model = {"name": "m", "url": server.url, "model": "stub-model"}
+    out = tmp_path / "out" if output is None else output
+    return inference_task(data, out, [model], name=name, **{"reuse": False, **over})
+
+
 def gsm8k_task(predictions: Path, output: Path, *, name: str, limit: int, **over: Any) -> dict[str, Any]:
     """An Evaluation Only task over the real GSM8K predictions of one model ('a'), first `limit` items.
 

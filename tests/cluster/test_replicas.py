@@ -1,0 +1,91 @@
+"""A replica of a hosted model (Ray Serve + vLLM on the CPU) lost mid-run: the requests it had in flight
+are retried per MAX_RETRY_PER_QUERY (item errors when retries are 0), Serve brings a replica back, the
+task finishes with every item stored once, and the task's event log says what happened."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import rayeval
+from tests.support.tasks import inference_task, write_items
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+N = 160
+CONCURRENCY = 4
+
+
+def _kill_a_replica(app: str) -> str:
+    """Kill one replica actor of the application's LLM server deployment; returns its name."""
+    import ray
+
+    names = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith("SERVE_REPLICA::") and app in a["name"] and "LLMServer" in a["name"]
+    ]
+    assert len(names) == 2, names
+    ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+    return names[0]
+
+
+def _run_and_kill(tmp_path, name: str, retries: int) -> tuple[dict, list[dict]]:
+    data = write_items(tmp_path / f"{name}.jsonl", N)
+    model = {
+        "name": "tiny",
+        "builtin": "tiny-random-llama",
+        "engine": {"max_model_len": 256, "replicas": 2, "keep": True},  # kept: the second run joins it
+    }
+    task = inference_task(
+        data,
+        tmp_path / name,
+        [model],
+        parameters={
+            "MAX_CONCURRENCY": CONCURRENCY,
+            "MAX_RETRY_PER_QUERY": retries,
+            "MAX_TOKENS": 8,
+            "DO_SAMPLE": False,
+        },
+        name=name,
+        reuse=False,
+    )
+    handle = rayeval.run(task, wait=False)
+    deadline = time.monotonic() + 300
+    while True:
+        record = handle.status()
+        progress = record.get("progress", {}).get("tiny", {}).get("q", {})
+        if progress.get("done", 0) >= N // 4:
+            break
+        assert time.monotonic() < deadline and record["state"] in ("pending", "running"), record.get("error")
+        time.sleep(0.2)
+    app = record["deployments"]["tiny"]["app"]
+    _kill_a_replica(app)
+    record = handle.wait(timeout=600)
+    rows = handle.items().to_table(columns=["item_id", "error", "attempts"]).to_pylist()
+    return record, rows
+
+
+def test_a_lost_replica_is_retried_around_and_replaced(ray_cluster, tmp_path):
+    from ray import serve
+
+    try:
+        record, rows = _run_and_kill(tmp_path, "replica-lost", retries=3)
+        assert record["state"] == "succeeded"
+        assert len(rows) == N and len({r["item_id"] for r in rows}) == N
+        assert [r for r in rows if r["error"]] == []  # what the lost replica had in flight was sent again
+        events = "\n".join(e["message"] for e in record["events"])
+        assert "model tiny: a replica (LLMServer" in events and "stopped" in events
+
+        record, rows = _run_and_kill(tmp_path, "replica-lost-no-retry", retries=0)
+        assert record["state"] == "succeeded"
+        assert len(rows) == N and len({r["item_id"] for r in rows}) == N
+        failed = [r for r in rows if r["error"]]
+        # Without retries, a request the lost replica had in flight is an item error (Serve's router sends
+        # again, by itself, those the replica had not started): at most what was in flight, each sent once.
+        assert len(failed) <= CONCURRENCY, [r["error"] for r in failed]
+        assert all(r["attempts"] == 1 for r in failed)
+    finally:
+        for app in [a for a in serve.status().applications if a.startswith("rayeval-tiny")]:
+            serve.delete(app)

@@ -1,0 +1,207 @@
+"""Ray clusters for tests: the shared local one, several real Ray nodes on this host
+(`ray.cluster_utils.Cluster`: a raylet per node, each with its own CPUs and custom resources), and
+Ray's fake multi-node autoscaler (the one Ray's own autoscaler tests use).
+
+A process is the driver of one cluster at a time: a test that needs a cluster of its own disconnects
+from the shared one (which then stops, being this process's own) and the next test that needs the
+shared one starts it again. Clusters started here are stopped by their own processes (the nodes'
+PIDs, or the processes of their Ray session), never with `ray stop`, which would kill every Ray
+process on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FakeAutoscalingCluster", "disconnect", "free_port", "local_cluster", "multi_node"]
+
+#: The logical CPUs of the shared local cluster (actors take 0.25 each on this 2-core machine).
+LOCAL_CPUS = 4
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (on 127.0.0.1)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _quiet_data() -> None:
+    import ray
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def disconnect() -> None:
+    """Leave the cluster this process is connected to (stopping it when this process started it)."""
+    import ray
+
+    if ray.is_initialized():
+        with contextlib.suppress(Exception):
+            from ray import serve
+
+            serve.shutdown()
+        ray.shutdown()
+
+
+_local: dict[str, str] = {}
+
+
+def local_cluster() -> str:
+    """The shared local cluster (started here, or again after a test used a cluster of its own); its
+    GCS address."""
+    import ray
+
+    if ray.is_initialized() and _local.get("address") == ray.get_runtime_context().gcs_address:
+        return _local["address"]
+    disconnect()
+    ray.init(address="local", num_cpus=LOCAL_CPUS, include_dashboard=False, logging_level="warning")
+    _quiet_data()
+    _local["address"] = ray.get_runtime_context().gcs_address
+    return _local["address"]
+
+
+@contextlib.contextmanager
+def multi_node(head: dict[str, Any], workers: list[dict[str, Any]]) -> Iterator[Any]:
+    """A cluster of real Ray nodes on this host (`ray.cluster_utils.Cluster`), this process its driver.
+
+    Args:
+        head: The head node's arguments (num_cpus, resources, ...).
+        workers: One entry of arguments per worker node.
+
+    Yields the Cluster; `cluster.worker_nodes` are the workers, in order, as `workers` gave them.
+    """
+    import ray
+    from ray.cluster_utils import Cluster
+
+    disconnect()
+    cluster = Cluster(initialize_head=True, head_node_args={"include_dashboard": False, **head})
+    nodes = [cluster.add_node(**args) for args in workers]
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address, logging_level="warning")
+        _quiet_data()
+        cluster.workers_in_order = nodes
+        yield cluster
+    finally:
+        disconnect()
+        cluster.shutdown()
+
+
+def _session_processes(session: str) -> list[int]:
+    """PIDs of the processes of one Ray session (its name is in their command lines)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if session in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+class FakeAutoscalingCluster:
+    """Ray's fake multi-node autoscaler: a head from `ray start --head --autoscaling-config` whose
+    autoscaler launches and removes worker nodes (real raylets on this host) of the given node types.
+
+    Like `ray.cluster_utils.AutoscalingCluster`, with its own GCS port and temp folder, and stopped by
+    the processes of its own session instead of `ray stop --force`.
+
+    Args:
+        config: A cluster config (`available_node_types`, `idle_timeout_minutes`, ...); its head node
+            type is `ray.head.default`.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = json.loads(json.dumps(config))
+        self.port = free_port()
+        self.temp_dir = tempfile.mkdtemp(prefix="rayeval-fake-")
+        self.session: str | None = None
+
+    @property
+    def address(self) -> str:
+        import ray
+
+        return f"{ray.util.get_node_ip_address()}:{self.port}"
+
+    def start(self) -> FakeAutoscalingCluster:
+        """Start the head (with the autoscaler) and connect this process to it."""
+        import ray
+
+        config = self.config
+        config["provider"] = {
+            "type": "fake_multinode",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "gcs_address": self.address,
+        }
+        head = config["available_node_types"][config["head_node_type"]]["resources"]
+        path = Path(self.temp_dir) / "autoscaling.json"
+        path.write_text(json.dumps(config))
+        disconnect()
+        env = {**os.environ, "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1"}
+        cmd = [
+            str(Path(sys.executable).parent / "ray"),
+            "start",
+            "--head",
+            f"--port={self.port}",
+            f"--temp-dir={self.temp_dir}",
+            f"--autoscaling-config={path}",
+            f"--num-cpus={head.get('CPU', 0)}",
+            f"--num-gpus={head.get('GPU', 0)}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ]
+        others = {k: v for k, v in head.items() if k not in ("CPU", "GPU")}
+        if others:
+            cmd.append(f"--resources={json.dumps(others)}")
+        subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
+        ray.init(address=self.address, logging_level="warning")
+        _quiet_data()
+        self.session = Path(ray._private.worker.global_worker.node.get_session_dir_path()).name
+        return self
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The cluster's live nodes as Ray lists them."""
+        import ray
+
+        return [n for n in ray.nodes() if n.get("Alive")]
+
+    def wait_for(self, predicate: Any, timeout: float, what: str) -> None:
+        """Poll the live nodes until `predicate(nodes)` holds."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.nodes()):
+            if time.monotonic() > deadline:
+                summary = [n.get("Resources") for n in self.nodes()]
+                raise AssertionError(f"{what}: not within {timeout:.0f} s; nodes now: {summary}")
+            time.sleep(1.0)
+
+    def shutdown(self) -> None:
+        """Disconnect and stop every process of this cluster's session (head, autoscaler, fake nodes)."""
+        disconnect()
+        if self.session is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in _session_processes(self.session):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 10
+            while _session_processes(self.session) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not _session_processes(self.session):
+                return
