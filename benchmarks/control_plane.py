@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--actors", default="1,2,4", help="inference actors per model, comma-separated (default 1,2,4)")
     p.add_argument("--concurrency", type=int, default=256, help="MAX_CONCURRENCY per model (default 256)")
     p.add_argument("--num-cpus", type=int, default=8, help="logical CPUs of the local Ray cluster (default 8)")
+    p.add_argument("--repeat", type=int, default=2, help="runs of each configuration; the fastest is shown (default 2)")
     p.add_argument("--workdir", type=Path, default=None, help="keep files here (default: a temporary folder)")
     return p.parse_args(argv)
 
@@ -132,11 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         one(rayeval.run, warm, workdir, server, argparse.Namespace(**{**vars(args), "items": 500}), 1, 1)
         for models in (int(x) for x in args.models.split(",")):
             for actors in (int(x) for x in args.actors.split(",")):
-                r = one(rayeval.run, data, workdir, server, args, models, actors)
+                runs = [one(rayeval.run, data, workdir, server, args, models, actors) for _ in range(args.repeat)]
+                r = min(runs, key=lambda x: x["wall_s"])  # the machine's noise only ever slows a run down
+                r["all_wall_s"] = [round(x["wall_s"], 1) for x in runs]
                 results.append(r)
                 print(
                     f"{models} model(s) x {actors} actor(s): {r['items_per_s']:.0f} items/s whole run "
-                    f"({r['items']} items in {r['wall_s']:.1f} s), request phase {r['request_phase_items_per_s']:.0f}"
+                    f"({r['items']} items in {r['wall_s']:.1f} s; runs {r['all_wall_s']}), request phase "
+                    f"{r['request_phase_items_per_s']:.0f}"
                     f" items/s, errors {r['errors']}",
                     flush=True,
                 )
