@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from rayeval.store.results import ResultsStore
 
 __all__ = ["TaskHandle", "checkpoint_task", "copy_spec", "delete", "list_tasks", "restart", "run", "stop", "submit"]
 
+log = logging.getLogger("rayeval")
 SpecLike = TaskSpec | dict[str, Any] | str | Path
 
 
@@ -120,17 +122,20 @@ def run(
     task_id: str | None = None,
     log_to_driver: bool = True,
     tags: list[str] | None = None,
+    on_cluster: Callable[[str], None] | None = None,
 ) -> TaskHandle:
-    """Validate and run a task on the current Ray cluster (or a local one started here).
+    """Validate and run a task on the Ray cluster this process is connected to, the one `address` (or
+    RAY_ADDRESS) names, or else a local one started here (never one that merely runs on this machine).
 
     Args:
         spec: A TaskSpec, a dict, or the path of a task file.
-        address: Ray cluster address; default: RAY_ADDRESS, a running local cluster, or a new one.
+        address: Ray cluster address; default: RAY_ADDRESS, else a new local cluster started here.
         wait: Block until the task ends (else it runs in a background thread of this process).
         on_progress: Called with the task record about once a second.
         task_id: Use this id instead of a generated one.
         log_to_driver: When this call connects to Ray, echo the workers' logs here.
         tags: The tags you present (default $RAYEVAL_TAGS): results are reused only from tasks you may see.
+        on_cluster: Called with which cluster the task runs on, in words, once connected.
 
     Raises:
         SpecError / ServiceError: before anything is written.
@@ -141,7 +146,10 @@ def run(
 
     task_spec = _as_spec(spec)
     prepared = prepare(task_spec, task_id)
-    connect(address, log_to_driver=log_to_driver)
+    where = connect(address, log_to_driver=log_to_driver, join_running=False)
+    log.info("task %s runs on %s", prepared.task_id, where)
+    if on_cluster is not None:
+        on_cluster(where)
     handle = TaskHandle(prepared.task_id, task_spec.output)
     if wait:
         run_prepared(prepared, on_progress=on_progress, tags=tags)

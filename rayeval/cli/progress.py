@@ -55,7 +55,12 @@ def run_and_print(spec: Any, *, address: str | None, quiet: bool, verbose: bool,
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     handle = run_task(
-        spec, address=address, on_progress=progress_printer(quiet), log_to_driver=verbose, tags=caller_tags_option()
+        spec,
+        address=address,
+        on_progress=progress_printer(quiet),
+        log_to_driver=verbose,
+        tags=caller_tags_option(),
+        on_cluster=lambda where: click.echo(f"rayeval: running on {where}", err=True),
     )
     rows = handle.results()
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)

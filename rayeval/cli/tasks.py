@@ -20,7 +20,11 @@ __all__ = ["copy", "delete", "eval_checkpoint", "list_cmd", "logs", "restart", "
 
 @main.command()
 @click.argument("task_file", type=click.Path(dir_okay=False))
-@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
+@click.option(
+    "--address",
+    help="Ray cluster address (default: RAY_ADDRESS, else a local cluster started for this run; never one that "
+    "merely runs on this machine).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--verbose", is_flag=True, help="Also print the workers' logs (Serve replicas, vLLM engines, actors).")
@@ -313,7 +317,11 @@ def stop(task: str, address: str | None, no_wait: bool) -> None:
 @click.option("--max-model-len", type=int, help="The engine's MAX_MODEL_LEN (default 8192).")
 @click.option("--max-tokens", type=int, help="Most tokens per answer.")
 @click.option("--output", help="Results location (default: rayeval-results).")
-@click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
+@click.option(
+    "--address",
+    help="Ray cluster address (default: RAY_ADDRESS, else a local cluster started for this run; never one that "
+    "merely runs on this machine).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_checkpoint(

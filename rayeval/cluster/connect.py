@@ -10,31 +10,42 @@ __all__ = ["connect"]
 log = logging.getLogger("rayeval")
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
-    """Make sure this process is a Ray driver.
+def connect(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    log_to_driver: bool = True,
+    join_running: bool = True,
+) -> str:
+    """Make sure this process is a Ray driver; returns which cluster it uses, in words.
 
     Args:
-        address: A cluster address (`auto`, `host:port`, `ray://...`). Without it, RAY_ADDRESS or a
-            running local cluster is used, and failing those a local cluster is started here.
+        address: A cluster address (`auto`, `host:port`, `ray://...`). Without it, RAY_ADDRESS is used;
+            failing that, a cluster already running on this machine (with `join_running`), and failing
+            that a local cluster started here.
         num_cpus: CPUs a newly started local cluster declares (default: max(4, 2 x cores), since
             rayeval's actors take fractions of a CPU and mostly wait on the network).
         log_to_driver: Echo the workers' logs (Serve replicas, vLLM engines) here; off, they are
             only in Ray's log files and the dashboard.
+        join_running: Without an address, join a cluster already running on this machine (`stop`, `ui`
+            look at the cluster the tasks run on); off, a new task never lands on a cluster that happens
+            to run here (`rayeval run` starts its own unless told where to run).
     """
     import ray
 
     if ray.is_initialized():
-        return
+        return f"the Ray cluster at {ray.get_runtime_context().gcs_address}"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     quiet = {"log_to_driver": log_to_driver, "configure_logging": True, "logging_level": logging.WARNING}
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, **quiet)
-        return
-    try:
-        ray.init(address="auto", **quiet)
-        return
-    except (ConnectionError, RuntimeError):
-        pass
+        return f"the Ray cluster at {ray.get_runtime_context().gcs_address}"
+    if join_running:
+        try:
+            ray.init(address="auto", **quiet)
+            return f"the Ray cluster running on this machine ({ray.get_runtime_context().gcs_address})"
+        except (ConnectionError, RuntimeError):
+            pass
     cpus = num_cpus or max(4, 2 * (os.cpu_count() or 1))
-    log.info("no Ray cluster found: starting a local one with %d CPUs", cpus)
     ray.init(address="local", num_cpus=cpus, **quiet)
+    return f"a local Ray cluster started for this run ({cpus} CPUs; give --address or RAY_ADDRESS to use another)"

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_task(args.task_file)
         task = prepare(spec, args.task_id)
         print(f"[rayeval] task id: {task.task_id}", flush=True)
-        connect(args.address)
+        connect(args.address or "auto")  # the job's own cluster
         record = run_prepared(task, on_progress=_printer(), submitted=args.submitted)
     except RayevalError as e:
         print(f"rayeval: error: {e}", file=sys.stderr, flush=True)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,7 +14,7 @@ from click.testing import CliRunner
 
 from rayeval.cli import main
 from tests.conftest import free_port
-from tests.support.tasks import inference_task, write_items
+from tests.support.tasks import inference_task, stub_task, write_items
 
 
 def _write(tmp_path, task) -> str:
@@ -170,3 +174,22 @@ def test_an_unknown_builtin_model_exits_2_naming_the_choices(tmp_path):
     assert result.exit_code == 2
     assert "models.0.builtin" in result.output and "tiny-random-llama" in result.output
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+@pytest.mark.ray
+def test_run_starts_a_cluster_of_its_own_unless_told_where_and_says_which(ray_cluster, stub_server, tmp_path):
+    """A cluster merely running on the machine (this test session's) is not joined by `rayeval run`."""
+
+    server = stub_server()
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(stub_task(tmp_path, server, 5, name="own-cluster")))
+    rayeval_cli = str(Path(sys.executable).parent / "rayeval")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    own = subprocess.run([rayeval_cli, "run", str(tmp_path / "task.yaml")], env=env, capture_output=True, text=True)
+    assert own.returncode == 0, own.stderr[-2000:]
+    assert "rayeval: running on a local Ray cluster started for this run" in own.stderr
+    joined = subprocess.run(
+        [rayeval_cli, "run", str(tmp_path / "task.yaml"), "--address", ray_cluster],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert joined.returncode == 0, joined.stderr[-2000:]
+    assert f"rayeval: running on the Ray cluster at {ray_cluster}" in joined.stderr

@@ -81,8 +81,9 @@ def test_the_autoscaler_brings_cpu_and_gpu_workers_and_takes_idle_ones_away(stub
     from rayeval.serve_apps.builtins import resolve_source
     from rayeval.serve_apps.llm import llm_config
 
-    cluster = FakeAutoscalingCluster(_fake_config(idle_timeout_minutes=0.1)).start()
+    cluster = FakeAutoscalingCluster(_fake_config(idle_timeout_minutes=0.1))
     try:
+        cluster.start()
         assert len(cluster.nodes()) == 1  # the head only: 1 CPU
         server = stub_server(latency=0.02)
         task = stub_task(

@@ -99,18 +99,22 @@ def multi_node(head: dict[str, Any], workers: list[dict[str, Any]]) -> Iterator[
         cluster.shutdown()
 
 
-def _session_processes(session: str) -> list[int]:
-    """PIDs of the processes of one Ray session (its name is in their command lines)."""
+def _processes_of(marker: str) -> list[int]:
+    """PIDs of the processes of one Ray cluster: `marker` (its temp folder) is in their command line, or
+    in a file they hold open (agents rename their process title, but keep their logs open)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+            if marker in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(entry))
+                continue
+            fds = Path(f"/proc/{entry}/fd")
+            if any(marker in os.readlink(fd) for fd in fds.iterdir()):
+                pids.append(int(entry))
         except OSError:
             continue
-        if session in cmdline:
-            pids.append(int(entry))
     return pids
 
 
@@ -130,7 +134,6 @@ class FakeAutoscalingCluster:
         self.config = json.loads(json.dumps(config))
         self.port = free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rayeval-fake-")
-        self.session: str | None = None
 
     @property
     def address(self) -> str:
@@ -171,9 +174,12 @@ class FakeAutoscalingCluster:
         if others:
             cmd.append(f"--resources={json.dumps(others)}")
         subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
-        ray.init(address=self.address, logging_level="warning")
+        try:
+            ray.init(address=self.address, logging_level="warning")
+        except Exception:
+            self.shutdown()
+            raise
         _quiet_data()
-        self.session = Path(ray._private.worker.global_worker.node.get_session_dir_path()).name
         return self
 
     def nodes(self) -> list[dict[str, Any]]:
@@ -192,16 +198,15 @@ class FakeAutoscalingCluster:
             time.sleep(1.0)
 
     def shutdown(self) -> None:
-        """Disconnect and stop every process of this cluster's session (head, autoscaler, fake nodes)."""
+        """Disconnect and stop every process of this cluster (head, autoscaler, agents, fake nodes), found by
+        its temp folder; also when `start` failed half-way."""
         disconnect()
-        if self.session is None:
-            return
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in _session_processes(self.session):
+            for pid in _processes_of(self.temp_dir):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
             deadline = time.monotonic() + 10
-            while _session_processes(self.session) and time.monotonic() < deadline:
+            while _processes_of(self.temp_dir) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if not _session_processes(self.session):
+            if not _processes_of(self.temp_dir):
                 return
