@@ -39,6 +39,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+
     # A stable sort: file order is kept within each tier; clusters of their own (tests/cluster) come last,
     # so that the shared cluster is started once, and once again at most.
     def tier(item) -> int:

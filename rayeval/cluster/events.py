@@ -3,6 +3,7 @@ joined, and replicas of its hosted models that stopped and were replaced."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 __all__ = ["ClusterEvents"]
@@ -22,19 +23,27 @@ class ClusterEvents:
         self.replica_states: dict[str, str] = {}  # replica actor id -> its state when last seen
         self.replicas: dict[str, int] = {}  # application -> the most replica actors seen alive at once
         self.lost: dict[str, bool] = {}  # application -> a replica died and has not been replaced yet
+        self.lock = threading.Lock()  # polled by the heartbeat's thread, watched from the driver's
 
     def watch_app(self, app: str, model: str) -> None:
-        """Also follow the replicas of a Serve application hosting `model`."""
-        self.apps[app] = model
+        """Also follow the replicas of a Serve application hosting `model`, from now on: the replicas it
+        has are noted at once, so that one lost before the next poll is still told."""
+        with self.lock:
+            self.apps[app] = model
+            try:
+                self._replicas()
+            except Exception:  # noted at the next poll instead
+                pass
 
     def poll(self) -> None:
         """Look at the nodes and the watched applications once; never raises."""
-        try:
-            self._nodes()
-            if self.apps:
-                self._replicas()
-        except Exception:  # a GCS or Serve controller that is restarting: look again next time
-            pass
+        with self.lock:
+            try:
+                self._nodes()
+                if self.apps:
+                    self._replicas()
+            except Exception:  # a GCS or Serve controller that is restarting: look again next time
+                pass
 
     def _nodes(self) -> None:
         import ray
@@ -66,7 +75,8 @@ class ClusterEvents:
             self.replica_states[actor_id] = now
             if now == "ALIVE":
                 alive[app] = alive.get(app, 0) + 1
-            if before == "ALIVE" and now == "DEAD":
+            # An actor not seen before started after watch_app's first look: its death is news too.
+            if now == "DEAD" and before != "DEAD":
                 self.lost[app] = True
                 self.say(
                     "warning",

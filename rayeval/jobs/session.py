@@ -73,6 +73,13 @@ class Heartbeat(threading.Thread):
             self.coordinator.heartbeat.remote(self.task_id)
             self.events.poll()
 
+    def finish(self) -> None:
+        """Stop beating, then look at the cluster a last time: what happened since the last beat still
+        reaches the event log before the task's final state does."""
+        self.stopped.set()
+        self.join(timeout=HEARTBEAT_S + 10)
+        self.events.poll()
+
 
 class ProgressMonitor(threading.Thread):
     """Polls the coordinator and hands the task record to a callback until stopped."""
@@ -125,7 +132,7 @@ def task_session(
             raise TaskFailedError(f"task {task.task_id} failed: {error}") from e
         raise
     finally:
-        heartbeat.stopped.set()
+        heartbeat.finish()
         if monitor is not None:
             monitor.stopped.set()
         for lim in limiters:

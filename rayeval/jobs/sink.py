@@ -114,8 +114,9 @@ def _bundles(ds: ray.data.Dataset) -> tuple[Any, Any]:
 
 def _pull(ds: ray.data.Dataset, out: queue.Queue, quit: threading.Event, shutdowns: list[Any]) -> None:
     """Start the stream and move its bundles into `out` (then _END, or the exception that ended it);
-    the function that shuts its execution down goes into `shutdowns` (starting it waits for its first
-    output, which is why this runs in a thread of its own)."""
+    the function that shuts its execution down goes into `shutdowns`. Waiting for the next block (or,
+    on other Ray versions, for the first one before the executor is known) happens here, in a thread of
+    its own, so that the driver's loop reports, sees a stop and runs its checks meanwhile."""
     try:
         stream, shutdown = _bundles(ds)
         shutdowns.append(shutdown)

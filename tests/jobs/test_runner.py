@@ -45,5 +45,7 @@ def test_output_that_is_a_file_is_rejected_before_anything_runs(tmp_path):
 def test_submit_to_an_unreachable_dashboard_says_how_to_fix_it(tmp_path):
     data = write_items(tmp_path / "items.jsonl", 3)
     task = inference_task(data, tmp_path / "out", [{"name": "m", "url": "http://127.0.0.1:9/v1"}])
-    with pytest.raises(ServiceError, match=r"cannot reach the Ray cluster at http://127.0.0.1:9 .*--address http://HEAD:8265"):
+    with pytest.raises(
+        ServiceError, match=r"cannot reach the Ray cluster at http://127.0.0.1:9 .*--address http://HEAD:8265"
+    ):
         rayeval.submit(task, address="http://127.0.0.1:9")
