@@ -275,6 +275,7 @@ def restart(
     on_progress: Callable[[TaskRecord], None] | None = None,
     log_to_driver: bool = True,
     tags: list[str] | None = None,
+    if_running: str = "refuse",
 ) -> TaskRecord:
     """Run a stopped, interrupted or finished task again under its id, here; returns its final record.
 
@@ -289,10 +290,13 @@ def restart(
         address: Ray cluster address (default: RAY_ADDRESS, a running local cluster, or a new one).
         on_progress: Called with the task record about once a second.
         tags: The tags you present (default $RAYEVAL_TAGS): a task carrying none of them is not found.
+        if_running: When a run of the task is alive (another restart, or its first run): 'refuse', or
+            'wait' for it to end and then run what is left. Two restarts at once never both run: the
+            coordinator gives the task's lease to one run at a time (rayeval.store.fence).
 
     Raises:
         TaskNotFoundError: no such task (visible to your tags).
-        RayevalError: the task is still running (its driver is alive).
+        RunRefused: a run of the task is alive (its driver reported within the heartbeat gap).
         SpecError: the stored spec cannot be used as it is.
     """
     import ray
@@ -300,28 +304,30 @@ def restart(
     from rayeval.actors.coordinator import get_coordinator
     from rayeval.actors.index import find_task
     from rayeval.cluster import connect
+    from rayeval.jobs.lease import IF_RUNNING
     from rayeval.jobs.prepare import prepare, runnable_spec_data
     from rayeval.jobs.runner import run_prepared
-    from rayeval.records import ACTIVE, HEARTBEAT_STALE_S, caller_tags, driver_gone
+    from rayeval.records import caller_tags
 
     tags = caller_tags(tags)
+    if if_running not in IF_RUNNING:
+        raise RayevalError(f"if_running must be one of {', '.join(IF_RUNNING)}, not {if_running!r}")
     connect(address, log_to_driver=log_to_driver)
     record = ray.get(get_coordinator().get.remote(task, tags)) or find_task(task, tags=tags)
     task_id = record["task_id"]
-    if record.get("state") in ACTIVE and not driver_gone(record):
-        age = time.time() - record.get("heartbeat_at", time.time())
-        raise RayevalError(
-            f"task {task_id} is {record.get('state')} (its driver reported {age:.0f} s ago); stop it first: "
-            f"`rayeval stop {task_id}` (a driver that was killed counts as gone after {HEARTBEAT_STALE_S:.0f} s "
-            "of silence)"
-        )
     task_spec = (
         _as_spec(spec) if spec is not None else parse_task(runnable_spec_data(record), source=f"{task_id}/spec.json")
     )
     if task_spec.name != record.get("name", task_spec.name):
         raise SpecError(f"the spec is task '{task_spec.name}', not '{record['name']}'", field="spec")
     prepared = prepare(task_spec, task_id)
-    return run_prepared(prepared, resume="failed" if failed else "unfinished", on_progress=on_progress, tags=tags)
+    return run_prepared(
+        prepared,
+        resume="failed" if failed else "unfinished",
+        on_progress=on_progress,
+        tags=tags,
+        if_running=if_running,
+    )
 
 
 def checkpoint_task(

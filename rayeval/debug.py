@@ -340,7 +340,7 @@ async def _judge(
     judge = ref.judge
     assert judge is not None
     source = ref.script_source("preprocess")
-    pre = compile_script(source, ref.preprocess, "preprocess") if source else None
+    pre = compile_script(source, ref.preprocess, "preprocess", timeout_s=ref.script_timeout_s) if source else None
     endpoint = endpoints.get(judge.model)
     model_id = endpoint.model_id if endpoint is not None else judge.model
 

@@ -6,10 +6,13 @@ __all__ = [
     "DatasetError",
     "MetricError",
     "RayevalError",
+    "RunRefused",
+    "RunSuperseded",
     "ServiceError",
     "SpecError",
     "TaskFailedError",
     "TaskNotFoundError",
+    "TooManyErrors",
 ]
 
 
@@ -72,7 +75,33 @@ class TaskNotFoundError(RayevalError):
 
 
 class TaskFailedError(RayevalError):
-    """The task's pipeline failed as a whole (single items failing never cause this).
+    """The task's pipeline failed as a whole (single items failing do not, unless more of them fail than
+    the task's `max_error_rate` allows: TooManyErrors).
 
     What was written before the failure stays in the results store; the task's record holds the error.
     """
+
+
+class RunRefused(RayevalError):
+    """Another run of the task holds its lease (its driver is alive): stop it, or wait for it."""
+
+
+class RunSuperseded(RayevalError):
+    """This run lost its task's lease (its driver was silent past the heartbeat gap, and a restart took
+    over): it stopped pulling and committed nothing more; the task goes on in the run that took over."""
+
+    @classmethod
+    def of(cls, task_id: str, epoch: int | None) -> RunSuperseded:
+        return cls(
+            f"run {epoch} of task {task_id} lost its lease (its driver was silent and a restart took over): "
+            "it stopped and committed nothing more; the task goes on in the run that took over"
+        )
+
+
+class TooManyErrors(TaskFailedError):
+    """The task ran to its end, but more of its items failed than its `max_error_rate` allows (or all of
+    them did): it is marked failed, and its results stay stored (`record`: its final record)."""
+
+    def __init__(self, message: str, record: dict | None = None):
+        super().__init__(message)
+        self.record = record or {}

@@ -8,8 +8,11 @@ supervisor process (`supervised`), standard library only, which:
 
 - makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`): whatever the program detaches is
   re-parented to the supervisor instead of init, so the supervisor always sees the whole tree;
-- asks the kernel for SIGTERM when its parent dies (`PR_SET_PDEATHSIG`): a Ray worker that is killed
-  (a forced cancel, a lost node, `ray stop`, a cluster shut down) takes the tree with it;
+- asks the kernel for a signal when its parent dies (`PR_SET_PDEATHSIG`): a Ray worker that is killed
+  (a forced cancel, a lost node, `ray stop`, a cluster shut down) takes the tree with it, at once and
+  with SIGKILL (nobody is left to stop gracefully for, and Ray kills a dead worker's children soon
+  after, the supervisor included: it must be done by then); the program itself is asked to die with
+  the supervisor (SIGKILL), should the supervisor be killed first;
 - on SIGTERM/SIGINT, or when the program itself exits, ends every remaining descendant: SIGTERM,
   then SIGKILL after a grace period, until none is left; then it exits with the program's status.
 
@@ -36,7 +39,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 def supervised(command: list[str], *, grace: float = 3.0, **popen: Any) -> subprocess.Popen:
     """Start `command` under a supervisor that ends its whole tree when asked, when the command exits,
-    or when this process dies; `popen` are subprocess.Popen's arguments (stdout, cwd, env, ...).
+    or when this process dies; `popen` are subprocess.Popen's arguments (stdin, stdout, cwd, env, ...),
+    and the command inherits its stdin, stdout and stderr (give stdin=DEVNULL unless it talks on it).
 
     The returned Popen is the supervisor's: its exit status is the command's (143 when it was stopped).
     Stop it with `stop_supervised`.
@@ -84,9 +88,9 @@ def descendants(pid: int) -> list[int]:
 
 def end_tree(pid: int, *, grace: float = 3.0, include_self: bool = True) -> None:
     """End a process's descendants, and the process itself unless `include_self` is off: SIGTERM, then
-    SIGKILL after `grace` seconds, until none is left."""
+    SIGKILL after `grace` seconds (at once when it is 0), until none is left."""
     deadline = time.monotonic() + grace
-    sig = signal.SIGTERM
+    sig = signal.SIGTERM if grace > 0 else signal.SIGKILL
     while True:
         left = [p for p in ([pid] if include_self else []) + descendants(pid) if _alive(p)]
         if not left:
@@ -126,18 +130,33 @@ def _supervise(grace: float, command: list[str]) -> int:
     """The supervisor's body: run `command`, end the whole tree when asked, when the command exits or
     when the parent dies; returns the command's exit status (143 when stopped)."""
     parent = os.getppid()
+    libc = None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)  # the parent died: see `orphaned`
     except (OSError, AttributeError):  # not Linux: the process group and the stop path remain
         pass
     stopped: list[int] = []
+    orphaned: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopped.append(1))
+
+    def parent_died(*_: Any) -> None:  # end the tree right here, before Ray kills this process too
+        orphaned.append(1)
+        stopped.append(1)
+        end_tree(os.getpid(), grace=0.0, include_self=False)
+
+    signal.signal(signal.SIGHUP, parent_died)
     if os.getppid() != parent:  # the parent died before PR_SET_PDEATHSIG took effect
         return 143
-    program = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+    def die_with_supervisor() -> None:  # in the program's process, before it runs (this one has no threads)
+        if libc is not None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    # The program gets the supervisor's stdin, stdout and stderr (`supervised`'s popen).
+    program = subprocess.Popen(command, preexec_fn=die_with_supervisor)
     status = None
     while status is None and not stopped:
         # Polled, not blocking: a blocked waitpid is resumed after a signal (PEP 475), never seeing a stop.
@@ -149,7 +168,7 @@ def _supervise(grace: float, command: list[str]) -> int:
             status = os.waitstatus_to_exitcode(code)
         elif pid == 0:
             time.sleep(0.05)
-    end_tree(os.getpid(), grace=grace, include_self=False)
+    end_tree(os.getpid(), grace=0.0 if orphaned else grace, include_self=False)
     if status is None:
         return 143
     return 128 - status if status < 0 else status

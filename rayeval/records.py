@@ -114,6 +114,9 @@ class TaskRecord(TypedDict, total=False):
     resumed: int  # items already committed when the current run began
     reported: dict[str, dict[str, list[int]]]  # model -> set -> [done, errors] the current run's driver reported
     runs: int  # runs of the task (1 + restarts)
+    epoch: int  # the run holding the task's lease (rayeval.actors.coordinator: fencing)
+    commits: int  # result files the run holding the lease was allowed to commit so far
+    sealed: dict[str, int]  # earlier epoch -> files it was allowed to commit (later ones are fenced out)
     created_at: float
     started_at: float
     finished_at: float

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["scrub"]
+__all__ = ["masked", "scrub"]
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
@@ -21,3 +21,10 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
         if len(token) >= 4:
             text = text.replace(token, "***")
     return text
+
+
+def masked(text: str, secrets: Iterable[str | None], limit: int | None = None) -> str:
+    """`text` scrubbed of `secrets`, then cut to `limit` characters: masking first, so that no prefix of a
+    secret survives a cut through it."""
+    text = scrub(text, secrets)
+    return text if limit is None or len(text) <= limit else text[:limit] + "..."

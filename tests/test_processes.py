@@ -4,6 +4,7 @@ the process that started it is killed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -74,6 +75,30 @@ def test_the_tree_dies_with_the_process_that_started_it():
     os.kill(parent.pid, signal.SIGKILL)  # no Python left to clean up: the kernel tells the supervisor
     parent.wait()
     assert _gone_within(everything, 10) == []
+
+
+def test_the_tree_dies_even_when_the_supervisor_is_killed_right_after_its_parent():
+    """What Ray does to a killed worker's children: the supervisor is SIGKILLed shortly after the worker.
+    It ends the tree as soon as the kernel tells it that its parent died, before that."""
+    starter = (
+        f"import subprocess, sys, time; sys.path.insert(0, {str(REPO)!r}); "
+        "from rayeval.processes import supervised; "
+        f"p = supervised([sys.executable, '-c', {PROGRAM!r}], grace=1.0); "
+        "print(p.pid, flush=True); time.sleep(3600)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True)
+    supervisor = int(parent.stdout.readline())
+    deadline = time.monotonic() + 20
+    while len(descendants(parent.pid)) < 7:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    everything = descendants(parent.pid)
+    os.kill(parent.pid, signal.SIGKILL)
+    time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(supervisor, signal.SIGKILL)
+    parent.wait()
+    assert _gone_within(everything, 5) == []
 
 
 def test_what_a_program_leaves_behind_ends_with_it():

@@ -3,6 +3,12 @@
 It persists every task's record into the task's own folder of the results store
 (`{output}/{task_id}/task.json`) and keeps a pointer per task under RAYEVAL_HOME, so a
 restarted coordinator, or a restarted cluster, rebuilds its state from storage.
+
+It also fences a task's runs, the way storage systems do: a task has at most one live run, the one
+holding its lease, numbered by an increasing epoch (`register`). Calls that carry an older epoch (a
+driver that was frozen, then thawed after a restart took over) change nothing and learn that their run
+was superseded; its writer is refused every commit (`may_commit`), and readers ignore the files it
+renamed into place after its epoch was sealed (rayeval.store.fence).
 """
 
 from __future__ import annotations
@@ -16,7 +22,17 @@ from typing import Any
 import ray
 
 from rayeval.paths import default_home, index_location
-from rayeval.records import TERMINAL, Progress, TaskRecord, TaskState, match_task, visible
+from rayeval.records import (
+    ACTIVE,
+    HEARTBEAT_STALE_S,
+    TERMINAL,
+    Progress,
+    TaskRecord,
+    TaskState,
+    driver_gone,
+    match_task,
+    visible,
+)
 from rayeval.store.results import ResultsStore
 
 __all__ = ["MAX_EVENTS", "NAME", "NAMESPACE", "Coordinator", "get_coordinator", "report_placement", "stop_task"]
@@ -118,35 +134,77 @@ class Coordinator:
             self._persist(task_id, force=True)
 
     # -- registry --------------------------------------------------------------------------
-    def register(self, record: TaskRecord) -> TaskRecord:
-        """Add a task record (it must hold task_id, output and progress totals), or, for a task run
-        again, replace it keeping its creation time and counting the run."""
+    def register(self, record: TaskRecord) -> dict[str, Any]:
+        """Give a run of a task its lease: add the task record (it must hold task_id, output and progress
+        totals), or, for a task run again, replace it keeping its creation time and counting the run.
+
+        Returns {"epoch", "runs"} for the run now holding the lease, or {"refused": why, "held_by": record}
+        when another run of the task is alive (its driver sent a heartbeat within HEARTBEAT_STALE_S). The
+        epoch the earlier run held is sealed with the number of files it was allowed to commit: any later
+        file of that epoch is a fenced run's, which readers ignore."""
         task_id = record["task_id"]
         earlier = self.tasks.get(task_id)
+        if earlier is not None and earlier.get("state") in ACTIVE and not driver_gone(earlier):
+            age = time.time() - earlier.get("heartbeat_at", time.time())
+            return {
+                "refused": (
+                    f"task {task_id} is {earlier['state']} in run {earlier.get('runs', 1)}, whose driver reported "
+                    f"{age:.0f} s ago; stop it first (`rayeval stop {task_id}`), or wait for it "
+                    f"(`rayeval restart --if-running wait`); a driver that was killed or frozen counts as gone "
+                    f"after {HEARTBEAT_STALE_S:.0f} s of silence"
+                ),
+                "held_by": earlier,
+            }
+        sealed: dict[str, int] = {}
         if earlier is not None:
             record["created_at"] = earlier.get("created_at", time.time())
             record["runs"] = earlier.get("runs", 1) + 1
             record["events"] = earlier.get("events", [])  # the log goes on across runs
+            sealed = dict(earlier.get("sealed", {}))
+            sealed[str(earlier.get("epoch", earlier.get("runs", 1)))] = earlier.get("commits", 0)
         record.setdefault("state", "pending")
         record.setdefault("created_at", time.time())
         record.setdefault("runs", 1)
+        record["epoch"] = record["runs"]
+        record["sealed"] = sealed
+        record["commits"] = 0
         record["heartbeat_at"] = time.time()
         record["reported"] = {}  # this run's reports start from nothing
         self.tasks[task_id] = record
         self.index.write_json(task_id, "task.json", {"task_id": task_id, "output": record["output"]})
         self._persist(task_id, force=True)
+        return {"epoch": record["epoch"], "runs": record["runs"]}
+
+    def _current(self, task_id: str, epoch: int | None) -> TaskRecord | None:
+        """The task's record, if `epoch` (None: unfenced caller) is the run holding its lease."""
+        record = self.tasks.get(task_id)
+        if record is None or (epoch is not None and record.get("epoch", 1) != epoch):
+            return None
         return record
 
-    def report(self, task_id: str, entries: list[tuple[str, str, int, int]]) -> str | None:
+    def may_commit(self, task_id: str, epoch: int, seq: int) -> bool:
+        """The writer of run `epoch` renamed its file number `seq` into place: it stays only if the run
+        still holds the lease (False: the writer deletes it, and the run is over). Counted, so that the
+        epoch is sealed with what it was allowed to commit when another run takes over."""
+        self._calls[task_id]["may_commit"] += 1
+        record = self._current(task_id, epoch)
+        if record is None:
+            return False
+        record["commits"] = max(record.get("commits", 0), seq)
+        self._persist(task_id, force=True)
+        return True
+
+    def report(self, task_id: str, entries: list[tuple[str, str, int, int]], epoch: int | None = None) -> str | None:
         """The items this run has evaluated so far: (model, eval_set, done, errors) per entry, counted from
-        the run's start; returns the task's state (a driver seeing 'stopping' stops its stream).
+        the run's start; returns the task's state (a driver seeing 'stopping' stops its stream), or
+        'fenced' when run `epoch` no longer holds the task's lease.
 
         The counts are totals, not increments, so a report that was lost (this actor restarting) is made
         good by the next one, and one that arrives twice counts once."""
         self._calls[task_id]["report"] += 1
-        record = self.tasks.get(task_id)
+        record = self._current(task_id, epoch)
         if record is None:
-            return None
+            return "fenced" if task_id in self.tasks else None
         reported = record.setdefault("reported", {})
         for model, eval_set, run_done, run_errors in entries:
             p = record["progress"][model][eval_set]
@@ -164,10 +222,10 @@ class Coordinator:
         self._persist(task_id)
         return record["state"]
 
-    def log_event(self, task_id: str, level: str, message: str) -> None:
+    def log_event(self, task_id: str, level: str, message: str, epoch: int | None = None) -> None:
         """Append to the task's event log (kept in its record; the oldest go past MAX_EVENTS)."""
         self._calls[task_id]["log_event"] += 1
-        record = self.tasks.get(task_id)
+        record = self._current(task_id, epoch)
         if record is None:
             return
         events = record.setdefault("events", [])
@@ -176,15 +234,20 @@ class Coordinator:
             del events[: len(events) - MAX_EVENTS]
         self._persist(task_id)
 
-    def heartbeat(self, task_id: str) -> None:
-        """The task's driver is alive (sent every few seconds while it runs)."""
+    def heartbeat(self, task_id: str, epoch: int | None = None) -> str | None:
+        """The task's driver is alive (sent every few seconds while it runs); returns the task's state, or
+        'fenced' when run `epoch` no longer holds the lease (a frozen driver, thawed: it must stop)."""
         self._calls[task_id]["heartbeat"] += 1
-        record = self.tasks.get(task_id)
-        if record is not None:
-            record["heartbeat_at"] = time.time()
-            if record["state"] == "interrupted":  # this coordinator was restarted under a live driver
-                record["state"] = "running"
-            self._persist(task_id)
+        record = self._current(task_id, epoch)
+        if record is None:
+            return "fenced" if task_id in self.tasks else None
+        if record["state"] in TERMINAL:  # e.g. stopped while its driver was silent: nothing revives it
+            return record["state"]
+        record["heartbeat_at"] = time.time()
+        if record["state"] == "interrupted":  # this coordinator was restarted under a live driver
+            record["state"] = "running"
+        self._persist(task_id)
+        return record["state"]
 
     def request_stop(self, task_id: str, tags: list[str] | None = None) -> str | None:
         """Ask a running task to stop (its driver stops at its next report); returns the state now
@@ -192,15 +255,23 @@ class Coordinator:
         record = self.tasks.get(task_id)
         if record is None or not visible(record, tags):
             return None
-        if record["state"] in ("pending", "running"):  # a stopping task is on its way already
+        if record["state"] not in TERMINAL and driver_gone(record):  # nothing runs it: stopped at once
+            record["state"] = "stopped"
+            record["finished_at"] = time.time()
+            record.pop("waiting", None)
+            record.setdefault("events", []).append(
+                {"t": time.time(), "level": "info", "message": f"task {task_id} stopped: its driver was gone"}
+            )
+            self._persist(task_id, force=True)
+        elif record["state"] in ("pending", "running"):  # a stopping task is on its way already
             record["state"] = "stopping"
             self._persist(task_id, force=True)
         return record["state"]
 
-    def note_placement(self, task_id: str, stage: str, node_id: str) -> None:
+    def note_placement(self, task_id: str, stage: str, node_id: str, epoch: int | None = None) -> None:
         """An actor of a task's stage started on a node (`rayeval status` shows where each stage runs)."""
         self._calls[task_id]["note_placement"] += 1
-        record = self.tasks.get(task_id)
+        record = self._current(task_id, epoch)
         if record is None:
             return
         nodes = record.setdefault("placement", {}).setdefault(stage, [])
@@ -208,10 +279,10 @@ class Coordinator:
             nodes.append(node_id)
             self._persist(task_id)
 
-    def set_waiting(self, task_id: str, waits: list[dict[str, Any]]) -> None:
+    def set_waiting(self, task_id: str, waits: list[dict[str, Any]], epoch: int | None = None) -> None:
         """The stages of a task waiting for resources the cluster cannot give now (rayeval.cluster.waits)."""
         self._calls[task_id]["set_waiting"] += 1
-        record = self.tasks.get(task_id)
+        record = self._current(task_id, epoch)
         if record is not None:
             record["waiting"] = waits
             self._persist(task_id, force=True)
@@ -232,17 +303,23 @@ class Coordinator:
         self._reused.set(p.get("reused", 0), tags=tags)
         return tags
 
-    def set_progress(self, task_id: str, progress: dict[str, dict[str, Progress]]) -> None:
+    def set_progress(self, task_id: str, progress: dict[str, dict[str, Progress]], epoch: int | None = None) -> None:
         """Replace progress with counts taken from the results store (the truth at the end)."""
-        self.tasks[task_id]["progress"] = progress
+        record = self._current(task_id, epoch)
+        if record is None:
+            return
+        record["progress"] = progress
         for model, sets in progress.items():
             for eval_set, p in sets.items():
                 self._export(task_id, model, eval_set, p)
         self._persist(task_id, force=True)
 
-    def set_state(self, task_id: str, state: TaskState, **fields: Any) -> None:
-        """Move a task to a new state, with extra fields (error, summary, job_id...)."""
-        record = self.tasks[task_id]
+    def set_state(self, task_id: str, state: TaskState, epoch: int | None = None, **fields: Any) -> bool:
+        """Move a task to a new state, with extra fields (error, summary, job_id...); False (nothing
+        changed) when run `epoch` no longer holds the task's lease."""
+        record = self._current(task_id, epoch)
+        if record is None:
+            return False
         record["state"] = state
         record.update(fields)
         if state == "running":
@@ -251,6 +328,7 @@ class Coordinator:
             record["finished_at"] = time.time()
             record.pop("waiting", None)  # nothing waits for resources any more
         self._persist(task_id, force=True)
+        return True
 
     def get(self, key: str, tags: list[str] | None = None) -> TaskRecord | None:
         """A task by id, or the newest task with that name, among those visible to `tags` (see `visible`)."""
@@ -263,9 +341,9 @@ class Coordinator:
         shown = [r for r in self.tasks.values() if visible(r, tags)]
         return sorted(shown, key=lambda r: r["created_at"], reverse=True)
 
-    def set_deployment(self, task_id: str, model: str, **fields: Any) -> None:
+    def set_deployment(self, task_id: str, model: str, epoch: int | None = None, **fields: Any) -> None:
         """Record a hosted model's deployment state in the task (app, state, message...)."""
-        record = self.tasks.get(task_id)
+        record = self._current(task_id, epoch)
         if record is None:
             return
         record.setdefault("deployments", {}).setdefault(model, {}).update(fields, updated_at=time.time())

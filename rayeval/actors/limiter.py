@@ -17,7 +17,7 @@ import ray
 
 from rayeval.cluster.placement import node_id, pinned
 
-__all__ = ["ConcurrencyLimiter", "LeasedPermits", "create_limiter", "limiter_name"]
+__all__ = ["ConcurrencyLimiter", "LeasedPermits", "LimiterGone", "create_limiter", "limiter_name"]
 
 NAMESPACE = "rayeval"
 
@@ -91,6 +91,10 @@ class ConcurrencyLimiter:
         return {h: n for h, n in self._held.items() if n}
 
 
+class LimiterGone(RuntimeError):
+    """The run's limiter died while a request waited for a permit (the run ended, or failed)."""
+
+
 class LeasedPermits:
     """An actor's local semaphore over permits leased from a ConcurrencyLimiter.
 
@@ -157,6 +161,13 @@ class LeasedPermits:
                 self.held += granted
                 if self._hand_over(granted) < granted:
                     self._schedule_return()
+        except Exception as e:  # the limiter is gone (its run ended or failed): nobody waits forever
+            while self._waiters:
+                future = self._waiters.popleft()
+                if not future.done():
+                    future.set_exception(
+                        LimiterGone(f"the concurrency limiter is gone ({type(e).__name__}): the run has ended")
+                    )
         finally:
             self._refilling = False
 
@@ -174,14 +185,16 @@ class LeasedPermits:
             self.limiter.release.remote(self.holder, idle)
 
 
-def limiter_name(task_id: str, model: str) -> str:
-    """The registered name of the limiter for one task's model."""
-    return f"limiter:{task_id}:{model}"
+def limiter_name(task_id: str, model: str, epoch: int | None = None) -> str:
+    """The registered name of the limiter for one task's model, in one run (`epoch`): runs never share
+    one, so a superseded run that ends (and kills its limiters) cannot take the permits of the next."""
+    run = "" if epoch is None else f"@{epoch}"
+    return f"limiter:{task_id}{run}:{model}"
 
 
-def create_limiter(task_id: str, model: str, limit: int) -> ray.actor.ActorHandle:
+def create_limiter(task_id: str, model: str, limit: int, epoch: int | None = None) -> ray.actor.ActorHandle:
     """Create (or get) the named limiter; it lives as long as the driver that created it, on the driver's
     node (a worker node lost mid-run must not take the permits' bookkeeping with it)."""
     return ConcurrencyLimiter.options(
-        name=limiter_name(task_id, model), namespace=NAMESPACE, get_if_exists=True, **pinned(node_id())
+        name=limiter_name(task_id, model, epoch), namespace=NAMESPACE, get_if_exists=True, **pinned(node_id())
     ).remote(limit)

@@ -6,6 +6,10 @@ driver). It buffers rows per (model, evaluation set) and commits a file when a p
 (end of the stream, or a stop). A file is written under a name the results reader ignores
 (`_tmp-*`) and renamed into place, so a crash leaves either a whole file or none: every stored
 item is stored exactly once, and what was only buffered is simply evaluated again on restart.
+
+Each file is then confirmed with the coordinator: it stays only while this run holds the task's
+lease (rayeval.store.fence). A writer whose run was superseded deletes the file it just renamed,
+drops its buffer and refuses everything after (`RunSuperseded`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from rayeval.errors import RunSuperseded
+from rayeval.store.failures import failed_items
+from rayeval.store.fence import result_file_name
 from rayeval.store.results import ResultsStore, join_uri
 
 __all__ = ["ResultWriter", "Committed"]
@@ -37,15 +44,26 @@ class ResultWriter:
         run_id: This run of the task (part of every file name; a restart is a new run).
         flush_rows: Rows that make a partition's file.
         flush_seconds: Most seconds a row waits in the buffer.
+        epoch: The run's epoch, from its lease (None: no fencing, for a writer used on its own).
     """
 
-    def __init__(self, location: str, task_id: str, run_id: str, flush_rows: int = 4096, flush_seconds: float = 10.0):
+    def __init__(
+        self,
+        location: str,
+        task_id: str,
+        run_id: str,
+        flush_rows: int = 4096,
+        flush_seconds: float = 10.0,
+        epoch: int | None = None,
+    ):
         from rayeval.actors.coordinator import report_placement
 
         report_placement(task_id, "writer")
         self.store = ResultsStore(location)
         self.root = self.store.results_path(task_id)  # a path on self.store.fs
-        self.run_id = run_id
+        self.task_id, self.run_id, self.epoch = task_id, run_id, epoch
+        self.superseded: str | None = None  # why this run may commit nothing more
+        self._coordinator: Any = None
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self._buffers: dict[tuple[str, str], list[pa.Table]] = {}
         self._since: dict[tuple[str, str], float] = {}
@@ -55,8 +73,14 @@ class ResultWriter:
 
     def write(self, block: pa.Table, rows: tuple[int, int] | None = None) -> tuple[list[Committed], list[Committed]]:
         """Take one scored block (or its rows [start, end)); returns (received, committed), both lists of
-        (model, eval_set, rows, errors)."""
+        (model, eval_set, rows, errors).
+
+        Raises:
+            RunSuperseded: the run lost its lease; nothing more is committed.
+        """
         self._writes += 1
+        if self.superseded:
+            raise RunSuperseded(self.superseded)
         if rows is not None:
             block = block.slice(rows[0], rows[1] - rows[0])
         self._rows += block.num_rows
@@ -74,7 +98,13 @@ class ResultWriter:
         return {"writes": self._writes, "rows": self._rows, "files": self._files}
 
     def close(self) -> list[Committed]:
-        """Commit everything buffered (end of the stream, or a stop)."""
+        """Commit everything buffered (end of the stream, or a stop).
+
+        Raises:
+            RunSuperseded: the run lost its lease; nothing more is committed.
+        """
+        if self.superseded:
+            raise RunSuperseded(self.superseded)
         return self._flush(force=True)
 
     def _flush(self, *, force: bool) -> list[Committed]:
@@ -95,10 +125,33 @@ class ResultWriter:
         fs = self.store.fs
         fs.create_dir(local, recursive=True)
         self._files += 1
-        name = f"part-{self.run_id}-{self._files:06d}-{uuid.uuid4().hex[:8]}.parquet"
+        name = result_file_name(self.epoch, self.run_id, self._files, uuid.uuid4().hex[:8])
         tmp, final = f"{local}/_tmp-{name}", f"{local}/{name}"
         pq.write_table(table.drop_columns(list(PARTITION_COLUMNS)), tmp, filesystem=fs)
         fs.move(tmp, final)
+        if self.epoch is not None and not self._confirmed(self._files):
+            try:
+                fs.delete_file(final)
+            except FileNotFoundError:  # the run that took over deleted it already
+                pass
+            self._buffers.clear()
+            self._since.clear()
+            self.superseded = str(RunSuperseded.of(self.task_id, self.epoch))
+            raise RunSuperseded(self.superseded)
+
+    def _confirmed(self, seq: int) -> bool:
+        """Whether the coordinator lets file `seq` of this run stand (the run still holds the lease)."""
+        import ray
+
+        from rayeval.actors.coordinator import get_coordinator
+
+        if not ray.is_initialized():  # a writer used on its own, outside Ray
+            return True
+        if self._coordinator is None:
+            self._coordinator = get_coordinator(create=False)
+        if self._coordinator is None:  # a writer used on its own
+            return True
+        return bool(ray.get(self._coordinator.may_commit.remote(self.task_id, self.epoch, seq)))
 
 
 def _partitions(block: pa.Table) -> list[tuple[tuple[str, str], pa.Table]]:
@@ -115,7 +168,7 @@ def _partitions(block: pa.Table) -> list[tuple[tuple[str, str], pa.Table]]:
 
 
 def _errors(table: pa.Table) -> int:
-    return table.num_rows - table.column("error").null_count
+    return sum(failed_items(table))
 
 
 def new_run_id() -> str:

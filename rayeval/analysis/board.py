@@ -171,17 +171,25 @@ def compute_results(
     task_id = record["task_id"]
     store = ResultsStore(record["output"])
     spec = stored_spec(store, task_id)
-    w = spec.weights.merged(parse_weights(weights)) if weights is not None else spec.weights
+    extra = parse_weights(weights) if weights is not None else None
+    w = spec.weights.merged(extra) if extra is not None else spec.weights
     reference = reference or spec.reference_model
     models = [m.name for m in spec.models]
     if reference is not None and reference not in models:
         raise SpecError(f"reference model '{reference}' is not a model of task {task_id} ({', '.join(models)})")
     summary_rows = store.read_json(task_id, "summary.json")
     if spec.is_custom:
+        if extra is not None:
+            extra.check_names({c.name for c in spec.custom}, {r["metric"] for r in summary_rows or []}, task_id)
         return _custom_results(task_id, summary_rows or [], models, w, reference, seed, resamples)
 
     metrics_by_set = {s.name: s.metrics for s in spec.evaluation_sets}
     outputs = metric_outputs(metrics_by_set)
+    if extra is not None:
+        names = {o for outs in outputs.values() for o, _ in outs} | {
+            p.name for s in spec.evaluation_sets for p in s.pairwise
+        }
+        extra.check_names({s.name for s in spec.evaluation_sets}, names, task_id)
     if summary_rows is None:  # still running, or stopped before its summary: count what is stored
         summary_rows = summarize(store, task_id, metrics_by_set).rows
     sets, usage, reused = load_items(store, task_id, spec, outputs)

@@ -13,6 +13,7 @@ import click
 
 from rayeval.analysis.text import format_summary, progress_bar, reuse_note
 from rayeval.cli.group import caller_tags_option
+from rayeval.errors import TooManyErrors
 from rayeval.records import TaskRecord
 
 __all__ = ["progress_printer", "quiet_logging", "run_and_print"]
@@ -54,14 +55,18 @@ def run_and_print(spec: Any, *, address: str | None, quiet: bool, verbose: bool,
     quiet_logging(verbose)
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    handle = run_task(
-        spec,
-        address=address,
-        on_progress=progress_printer(quiet),
-        log_to_driver=verbose,
-        tags=caller_tags_option(),
-        on_cluster=lambda where: click.echo(f"rayeval: running on {where}", err=True),
-    )
+    try:
+        handle = run_task(
+            spec,
+            address=address,
+            on_progress=progress_printer(quiet),
+            log_to_driver=verbose,
+            tags=caller_tags_option(),
+            on_cluster=lambda where: click.echo(f"rayeval: running on {where}", err=True),
+        )
+    except TooManyErrors as e:  # it ran to its end: its summary is worth seeing before the error
+        click.echo(format_summary(e.record.get("summary") or [], fmt))
+        raise
     rows = handle.results()
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", err=True)
     note = reuse_note(handle.status())

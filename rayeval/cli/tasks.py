@@ -263,8 +263,18 @@ def _job_logs(job_id: str, address: str | None) -> None:
 @click.option("--address", help="Ray cluster address (default: RAY_ADDRESS, a running cluster, or a new local one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def restart(task: str, failed: bool, spec_file: str | None, address: str | None, as_json: bool, quiet: bool) -> None:
-    """Run TASK again where it stopped: only items not in its results yet (and, with --failed, failed ones)."""
+@click.option(
+    "--if-running",
+    type=click.Choice(["refuse", "wait"]),
+    default="refuse",
+    show_default=True,
+    help="When a run of TASK is alive (another restart, or its first run): refuse, or wait for it to end.",
+)
+def restart(
+    task: str, failed: bool, spec_file: str | None, address: str | None, as_json: bool, quiet: bool, if_running: str
+) -> None:
+    """Run TASK again where it stopped: only items not in its results yet (and, with --failed, failed ones).
+    A task has one live run at a time: a second restart is refused (or waits, --if-running wait)."""
     import ray
 
     from rayeval.api import restart as restart_task
@@ -280,6 +290,7 @@ def restart(task: str, failed: bool, spec_file: str | None, address: str | None,
         on_progress=progress_printer(quiet),
         log_to_driver=False,
         tags=_tags(),
+        if_running=if_running,
     )
     click.echo(f"task {record['task_id']}: {record['state']} (run {record.get('runs', 1)})", err=True)
     click.echo(format_summary(record["summary"], "json" if as_json else "table"))

@@ -134,6 +134,7 @@ def run_program(
     pair_uri: str | None = None,
     mounts: bytes | None = None,
     output_node: str | None = None,
+    mask: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run `command` through the shell with `env` and `secret_env` added to the node's environment.
 
@@ -142,10 +143,13 @@ def run_program(
             first), the program's output lines go to its `program.log` (secret values scrubbed).
             With `pair_uri` (an output that is not a local folder), a scratch folder copied there.
         timeout: Seconds before the program's process group is killed (None: no limit).
-        events: (coordinator, task id): batches of output lines go to the task's event log.
+        events: (coordinator, task id, run epoch): batches of output lines go to the task's event log.
         mounts: A tar archive of the shipped mounts, unpacked into the program's working directory.
         output_node: The node whose disk holds a local output: run elsewhere, the pair's folder is made in
             a scratch folder and comes back as a tar archive (`archive`), for the caller to unpack.
+        mask: Every credential of the task. The program gets only its own (`secret_env`): variables of
+            the node's environment holding any other are left out of its environment, and its output
+            is masked against all of them.
 
     Returns:
         {"exit_code", "timed_out", "seconds", "metrics_text" (None: no metrics.json), "tail" (last
@@ -153,7 +157,9 @@ def run_program(
     """
     import ray
 
-    secrets = [v for v in secret_env.values() if v]
+    own = {v for v in secret_env.values() if v}
+    secrets = list(dict.fromkeys([*own, *(v for v in mask or () if v)]))
+    others = [v for v in secrets if v not in own]
     elsewhere = pair_uri is None and output_node is not None and ray.get_runtime_context().get_node_id() != output_node
     if pair_uri is not None or elsewhere:
         pair_dir = tempfile.mkdtemp(prefix="rayeval-custom-")
@@ -163,15 +169,16 @@ def run_program(
     os.makedirs(output_dir)
     if os.path.exists(log_path):
         os.remove(log_path)
-    variables = {**os.environ, **env, **secret_env, "EVAL_OUTPUT_DIR": output_dir}
+    inherited = {k: v for k, v in os.environ.items() if not any(o in v for o in others)}
+    variables = {**inherited, **env, **secret_env, "EVAL_OUTPUT_DIR": output_dir}
     # `python` in the command is the Python of the node's Ray worker (or of the image).
     variables["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), variables.get("PATH", "")])
     sink = None
     if events is not None:
-        coordinator, task_id = events
+        coordinator, task_id, epoch = events
 
         def sink(message: str) -> None:
-            coordinator.log_event.remote(task_id, "info", message)
+            coordinator.log_event.remote(task_id, "info", message, epoch)
 
     workdir = _workdir(mounts)
     started = time.monotonic()

@@ -27,7 +27,9 @@ from rayeval.cluster.waits import describe_cluster, missing
 from rayeval.custom.outcome import PairOutcome, read_outcome, set_verdict, write_outcome
 from rayeval.custom.packing import command_line, digest, pack_mounts, program_env, runtime_env
 from rayeval.custom.program import unpack
-from rayeval.inference.client import HostedEndpoint, scrub
+from rayeval.errors import RunSuperseded
+from rayeval.inference.client import HostedEndpoint
+from rayeval.redaction import masked
 from rayeval.spec import CustomConfigSpec, ModelSpec, TaskSpec
 from rayeval.store.results import ResultsStore, custom_name
 from rayeval.store.reuse import reusable_tasks
@@ -108,7 +110,7 @@ def run_pairs(
     ran: Counter[tuple[str, str]] = Counter()  # (model, set) -> pairs this run ran, and how many failed
     failed: Counter[tuple[str, str]] = Counter()
     for cfg, model in _pairs(spec):
-        if ray.get(coordinator.report.remote(task_id, [])) == "stopping":
+        if _state(coordinator, task) == "stopping":
             log.warning("task %s: stopped on request before %s x %s", task_id, cfg.name, model.name)
             return True
         fp = digest([config_fps[cfg.name], task.model_fps[model.name]])
@@ -131,8 +133,20 @@ def run_pairs(
         for s in cfg.evaluation_sets:  # the run's totals (see Coordinator.report)
             ran[(model.name, s)] += 1
             failed[(model.name, s)] += 0 if outcome.ok else 1
-        coordinator.report.remote(task_id, [(m, s, n, failed[(m, s)]) for (m, s), n in ran.items()])
+        coordinator.report.remote(task_id, [(m, s, n, failed[(m, s)]) for (m, s), n in ran.items()], task.epoch)
     return False
+
+
+def _state(coordinator: Any, task: Any) -> str | None:
+    """The task's state, as its coordinator has it.
+
+    Raises:
+        RunSuperseded: this run lost the task's lease.
+    """
+    state = ray.get(coordinator.report.remote(task.task_id, [], task.epoch))
+    if state == "fenced":
+        raise RunSuperseded.of(task.task_id, task.epoch)
+    return state
 
 
 def _run_pair(
@@ -167,13 +181,19 @@ def _run_pair(
             if res.memory_mb:
                 options["memory"] = res.memory_mb * 1024 * 1024
             ref = remote.options(**options).remote(
-                command_line(cfg), env, secret, pair_dir, cfg.timeout_s, (coordinator, task_id),
+                command_line(cfg), env, secret, pair_dir, cfg.timeout_s, (coordinator, task_id, task.epoch),
                 f"[{cfg.name} x {model.name}]", pair_uri, mounts, task.output_node,
+                [v for v in task.auth_values.values() if v],
             )  # fmt: skip
             needs = {k: v for k, v in {"CPU": res.num_cpus, "GPU": res.num_gpus}.items() if v}
             lacking_since = None
             while not ray.wait([ref], timeout=_POLL_S)[0]:
-                if ray.get(coordinator.report.remote(task_id, [])) == "stopping":
+                try:
+                    state = _state(coordinator, task)
+                except RunSuperseded:
+                    _cancel(ref)
+                    raise
+                if state == "stopping":
                     _cancel(ref)
                     outcome.stopped = True
                     outcome.error = "stopped on request before the program finished"
@@ -193,8 +213,10 @@ def _run_pair(
             if result.get("archive") is not None:  # it ran on another node than the local output's
                 unpack(result["archive"], pair_dir)
             set_verdict(outcome, result, cfg.timeout_s)
+        except RunSuperseded:
+            raise
         except Exception as e:  # the runtime environment, the node, a bad mount: this pair fails alone
-            outcome.error = scrub(f"{type(e).__name__}: {e}", [auth])[:4000]
+            outcome.error = masked(f"{type(e).__name__}: {e}", task.auth_values.values(), 4000)
     if outcome.error:
         first = outcome.error.split("; its last lines")[0].split("\n")[0]
         log.warning("task %s: %s x %s failed: %s", task_id, cfg.name, model.name, first)

@@ -10,14 +10,14 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from rayeval.inference.prompt_budget import context_error
-from rayeval.redaction import scrub
+from rayeval.redaction import masked, scrub
 from rayeval.spec import ModelSpec, Parameters
 
 __all__ = [
@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+#: Characters of a service's answer kept in an error while it is handled (masked, then cut to ERROR_CHARS).
+_RAW = 4000
+#: Characters of an item's error text stored, after the task's credentials are masked.
+ERROR_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,13 @@ class Endpoint:
         """Full URL of the completion endpoint."""
         return f"{self.base_url}/{'chat/completions' if self.api == 'chat' else 'completions'}"
 
+    #: Every credential of the task (this endpoint's and the others'): masked in whatever comes back.
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
-    def scrub(self, text: str) -> str:
-        """Remove this endpoint's credential from a text before it is logged or stored."""
-        return scrub(text, self.secrets)
+    def scrub(self, text: str, limit: int | None = None) -> str:
+        """Mask the task's credentials in a text before it is stored, logged or sent on, then cut it to
+        `limit` characters (rayeval.redaction.masked)."""
+        return masked(text, self.secrets, limit)
 
 
 @dataclass(frozen=True)
@@ -90,17 +96,24 @@ class HostedEndpoint:
 
 
 def resolve_endpoint(
-    model: ModelSpec, auth_value: str | None, timeout: float = 120.0, *, hosted: HostedEndpoint | None = None
+    model: ModelSpec,
+    auth_value: str | None,
+    timeout: float = 120.0,
+    *,
+    hosted: HostedEndpoint | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> Endpoint:
     """Work out base URL and API from the model spec's URL, or from where rayeval deployed it.
 
     A URL ending in /chat/completions or /completions names the API; otherwise the URL is the
     base and `model.api` (default chat) picks the endpoint. A hosted model (`hosted`) is reached at
-    its Serve route, with no credential.
+    its Serve route, with no credential. `secrets` are the task's other credentials: answers and
+    errors are masked against all of them (a service may echo any header it was ever sent).
     """
+    known = tuple(dict.fromkeys(v for v in (auth_value, *secrets) if v))
     if hosted is not None:
         headers = {"Content-Type": "application/json"}
-        return Endpoint(hosted.base_url, model.api or "chat", hosted.model_id, headers, timeout)
+        return Endpoint(hosted.base_url, model.api or "chat", hosted.model_id, headers, timeout, known)
     assert model.url, "resolve_endpoint needs a model with a url"
     url = model.url.rstrip("/")
     api = model.api
@@ -111,8 +124,7 @@ def resolve_endpoint(
     headers = {"Content-Type": "application/json"}
     if auth_value:
         headers[model.auth_header_key] = auth_value
-    secrets = (auth_value,) if auth_value else ()
-    return Endpoint(url, api or "chat", model.served_model, headers, timeout, secrets)
+    return Endpoint(url, api or "chat", model.served_model, headers, timeout, known)
 
 
 def item_system(fields: str | None, column: str | None) -> str | None:
@@ -204,10 +216,10 @@ def _parse(endpoint: Endpoint, response: httpx.Response) -> ItemOutcome:
         choice = data["choices"][0]
         text = choice["message"]["content"] if endpoint.api == "chat" else choice["text"]
     except (ValueError, KeyError, IndexError, TypeError) as e:
-        raise _Retryable(f"malformed response body ({type(e).__name__}): {response.text[:200]!r}") from None
+        raise _Retryable(f"malformed response body ({type(e).__name__}): {response.text[:_RAW]!r}") from None
     usage = data.get("usage") or {}
     return ItemOutcome(
-        prediction=text if isinstance(text, str) else str(text),
+        prediction=endpoint.scrub(text if isinstance(text, str) else str(text)),
         prompt_tokens=usage.get("prompt_tokens"),
         completion_tokens=usage.get("completion_tokens"),
         finish_reason=choice.get("finish_reason"),
@@ -224,9 +236,9 @@ async def _attempt(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str
     if response.status_code == 400 and (too_long := context_error(response.text)):
         raise _Fatal(too_long)
     if response.status_code in _RETRY_STATUS or response.status_code >= 500:
-        raise _Retryable(f"HTTP {response.status_code}: {response.text[:200]}", _retry_after(response))
+        raise _Retryable(f"HTTP {response.status_code}: {response.text[:_RAW]}", _retry_after(response))
     if response.status_code >= 400:
-        raise _Fatal(f"HTTP {response.status_code}: {response.text[:300]}")
+        raise _Fatal(f"HTTP {response.status_code}: {response.text[:_RAW]}")
     return _parse(endpoint, response)
 
 
@@ -256,7 +268,7 @@ async def infer_one(
         except _Retryable as e:
             error, retry_after = e, e.retry_after
         except _Fatal as e:
-            return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(e)))
+            return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(e), ERROR_CHARS))
         else:
             outcome.latency_ms = (time.perf_counter() - started) * 1000
             outcome.started_at, outcome.attempts = first_sent, attempts
@@ -264,7 +276,7 @@ async def infer_one(
         finally:
             release()
         if attempts > max_retries:
-            return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(error)))
+            return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(error), ERROR_CHARS))
         await asyncio.sleep(backoff_delay(attempts, retry_after))
 
 
@@ -325,8 +337,9 @@ def check_service(endpoint: Endpoint, *, tiny_request: bool = True) -> ServiceCh
             try:
                 r = client.post(endpoint.url, json=body, headers=endpoint.headers)
                 ok = r.status_code == 200 and bool(r.json().get("choices"))
-                detail = f"HTTP {r.status_code}" + ("" if ok else f": {r.text[:200]}")
+                detail = f"HTTP {r.status_code}" + ("" if ok else f": {r.text[:_RAW]}")
             except (httpx.HTTPError, ValueError) as e:
                 ok, detail = False, f"{type(e).__name__}: {e}"
-            report.steps.append((f"tiny request to /{endpoint.url.rsplit('/v1/', 1)[-1]}", ok, endpoint.scrub(detail)))
+            step = f"tiny request to /{endpoint.url.rsplit('/v1/', 1)[-1]}"
+            report.steps.append((step, ok, endpoint.scrub(detail, ERROR_CHARS)))
     return report

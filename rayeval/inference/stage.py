@@ -34,13 +34,17 @@ class InferenceActor:
         auth_value: str | None,
         hosted: HostedEndpoint | None = None,
         system_columns: dict[str, str] | None = None,
+        epoch: int | None = None,
+        secrets: list[str] | None = None,
     ):
         self.model = model
         self.params = parameters
-        self.endpoint = resolve_endpoint(self.model, auth_value, self.params.request_timeout, hosted=hosted)
+        self.endpoint = resolve_endpoint(
+            self.model, auth_value, self.params.request_timeout, hosted=hosted, secrets=secrets or ()
+        )
         # A model rayeval deployed: MAX_MODEL_LEN is enforced here, with the model's own tokenizer.
         self.budget = None if hosted is None else PromptBudget(hosted.tokenizer, hosted.max_model_len)
-        self.limiter = ray.get_actor(limiter_name(task_id, self.model.name), namespace=NAMESPACE)
+        self.limiter = ray.get_actor(limiter_name(task_id, self.model.name, epoch), namespace=NAMESPACE)
         report_placement(task_id, "inference")
         self.holder = ray.get_runtime_context().get_actor_id()
         ray.get(self.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it

@@ -50,6 +50,7 @@ def build_dataset(
     model_fps: dict[str, str] | None = None,
     metric_fps: dict[str, dict[str, str]] | None = None,
     local_node: str | None = None,
+    epoch: int | None = None,
 ) -> ray.data.Dataset:
     """The lazy, scored stream of every (model, item) of the task.
 
@@ -59,6 +60,7 @@ def build_dataset(
     their stored rows join the stream before judging and scoring (rayeval.store.reuse).
     `model_fps` and `metric_fps` are the fingerprints stored with each row (rayeval.store.fingerprint).
     `local_node` is where stored results on a local folder are read (rayeval.cluster.placement).
+    `epoch` is the run's lease: its limiters are its own (rayeval.actors.limiter).
     """
 
     def skipped(model: str) -> dict[str, Any]:
@@ -79,6 +81,7 @@ def build_dataset(
 
     res = spec.resources
     system_columns = {p.spec.name: p.spec.columns.system for p in plans if p.spec.columns.system}
+    secrets = [v for v in auth_values.values() if v]  # masked in every answer and error (rayeval.redaction)
     branches = []
     for model in spec.models:
         if spec.predictions_given:  # the read tasks give rows ready to score
@@ -101,6 +104,8 @@ def build_dataset(
                     "auth_value": auth_values.get(model.name),
                     "hosted": hosted.get(model.name),
                     "system_columns": system_columns,
+                    "epoch": epoch,
+                    "secrets": secrets,
                 },
                 **request_actor_options(res, "inference"),
             )
@@ -123,6 +128,8 @@ def build_dataset(
                 "task_id": task_id,
                 "judge_metrics": judge_metrics,
                 "judges": judge_connections(spec.judges, auth_values, hosted),
+                "epoch": epoch,
+                "secrets": secrets,
                 **judging_limits(spec.parameters),
             },
             **request_actor_options(res, "judging"),

@@ -44,6 +44,8 @@ class PreparedTask:
     #: The node every process touching a local `output` runs on (set when the task runs on a cluster;
     #: None for shared storage): rayeval.cluster.placement.
     output_node: str | None = None
+    #: The run's epoch: the lease it holds on the task (rayeval.actors.coordinator), set when it registers.
+    epoch: int | None = None
 
     @property
     def store(self) -> ResultsStore:
@@ -118,7 +120,7 @@ def _check_metric_steps(ref: MetricRef, *, field: str) -> MetricRef:
         except ValueError as e:
             raise MetricError(f"judge prompt is not a valid template: {e}", field=f"{field}.judge.prompt") from None
     sources = {
-        kind: checked_source(path, kind, field=f"{field}.{kind}")
+        kind: checked_source(path, kind, field=f"{field}.{kind}", timeout_s=ref.script_timeout_s)
         for kind, path in (("preprocess", ref.preprocess), ("postprocess", ref.postprocess))
         if path is not None
     }

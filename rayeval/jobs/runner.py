@@ -20,7 +20,8 @@ from rayeval.actors.writer import new_run_id, writer_actor
 from rayeval.cluster.placement import output_node, pinned
 from rayeval.cluster.resources import stage_options
 from rayeval.cluster.waits import ResourceWatch
-from rayeval.errors import SpecError, TaskFailedError
+from rayeval.errors import RunSuperseded, SpecError, TaskFailedError, TooManyErrors
+from rayeval.jobs.lease import drop_fenced_files, take_lease
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.jobs.prepare import PreparedTask
 from rayeval.jobs.session import EventLog, task_session
@@ -102,7 +103,7 @@ def _note_reuse(task: PreparedTask, coordinator: Any, reuse: ReusePlan) -> None:
     progress = record["progress"]
     for (model, eval_set), n in reuse.counts().items():
         progress[model][eval_set]["reused"] = progress[model][eval_set].get("reused", 0) + n
-    ray.get(coordinator.set_progress.remote(task.task_id, progress))
+    ray.get(coordinator.set_progress.remote(task.task_id, progress, task.epoch))
 
 
 def _log_outcome(task: PreparedTask, summary: Summary, state: str) -> None:
@@ -124,6 +125,7 @@ def run_prepared(
     resume: str | None = None,
     submitted: bool = False,
     tags: Any = None,
+    if_running: str = "refuse",
 ) -> TaskRecord:
     """Run a prepared task to its end on the connected cluster; returns its final record.
 
@@ -135,6 +137,11 @@ def run_prepared(
             'failed' first takes the failed rows out of the results so that those items run again.
         submitted: This driver is a Ray job submitted by `rayeval submit` (its id is the task id).
         tags: The caller's tags (default $RAYEVAL_TAGS): results are reused only from tasks visible to them.
+        if_running: When another run of the task is alive: 'refuse' (RunRefused) or 'wait' for it to end.
+
+    Raises:
+        RunRefused: another run of the task holds its lease.
+        RunSuperseded: this run lost the lease to a restart (its driver was silent): it stopped.
     """
     spec, store = task.spec, task.store
     coordinator = get_coordinator()
@@ -142,10 +149,14 @@ def run_prepared(
         task.output_node = output_node(spec.output, ray.get(coordinator.node.remote()))
     except SpecError as e:
         raise e.with_source(spec.source) from None
-    store.write_json(task.task_id, "spec.json", spec.redacted())
     record = _record(task)
     record["submitted"] = submitted
-    done, dropped = None, 0
+    lease = take_lease(coordinator, record, wait=if_running == "wait")
+    task.epoch = lease["epoch"]
+    store.write_json(task.task_id, "spec.json", spec.redacted())
+    done, dropped, fenced = None, 0, 0
+    if resume is not None:
+        fenced = drop_fenced_files(store, task.task_id)
     if resume is not None and spec.is_custom:
         from rayeval.custom.runner import resumed_progress
 
@@ -158,19 +169,28 @@ def run_prepared(
         for (model, eval_set), counts in done.counts.items():
             if eval_set in record["progress"].get(model, {}):
                 record["progress"][model][eval_set].update(counts, resumed=counts["done"])
-    record["resumed"] = done.total() if done is not None else 0
-    runs = ray.get(coordinator.register.remote(record))["runs"]
-    events = EventLog(coordinator, task.task_id, task.scrub)
+    if resume is not None:
+        ray.get(coordinator.set_progress.remote(task.task_id, record["progress"], task.epoch))
+    resumed = done.total() if done is not None else 0
+    ray.get(coordinator.set_state.remote(task.task_id, "pending", task.epoch, resumed=resumed))
+    events = EventLog(coordinator, task.task_id, task.scrub, task.epoch)
     log.addHandler(events)
     level = log.level
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)  # the event log takes INFO; console handlers keep their own levels
     try:
+        if fenced:
+            log.warning(
+                "task %s run %d: %d result file(s) an earlier run committed after it had lost its lease were deleted",
+                task.task_id,
+                task.epoch,
+                fenced,
+            )
         if done is not None:
             log.info(
                 "task %s run %d: %d items already committed are skipped%s",
                 task.task_id,
-                runs,
+                task.epoch,
                 done.total(),
                 f"; {dropped} failed rows taken out to run again" if resume == "failed" else "",
             )
@@ -191,21 +211,21 @@ def _run_registered(
     progress_every: float,
 ) -> TaskRecord:
     spec, store = task.spec, task.store
-    ray.get(coordinator.set_state.remote(task.task_id, "running"))
+    ray.get(coordinator.set_state.remote(task.task_id, "running", task.epoch))
     log.info("task %s running: %d model(s) x %d set(s)", task.task_id, len(spec.models), len(task.plans))
     try:
         records = ray.get(coordinator.list_tasks.remote(tags))
         reuse = plan_task_reuse(spec, task.plans, task.task_id, task.model_fps, records, done)
     except Exception as e:
         error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
-        ray.get(coordinator.set_state.remote(task.task_id, "failed", error=f"planning reuse: {error}"))
+        ray.get(coordinator.set_state.remote(task.task_id, "failed", task.epoch, error=f"planning reuse: {error}"))
         raise TaskFailedError(f"task {task.task_id} failed while planning reuse of earlier results: {error}") from e
     if reuse is not None and reuse.total():
         _note_reuse(task, coordinator, reuse)
     concurrency = {m.name: spec.model_parameters(m).max_concurrency for m in spec.models} if spec.runs_inference else {}
     concurrency.update({judge_limiter_key(j.name): spec.parameters.max_judging_concurrency for j in spec.judges})
     limiter_keys = list(concurrency)
-    limiters = [create_limiter(task.task_id, key, limit) for key, limit in concurrency.items()]
+    limiters = [create_limiter(task.task_id, key, limit, task.epoch) for key, limit in concurrency.items()]
     ray.get([lim.leases.remote() for lim in limiters])
     with task_session(task, coordinator, on_progress, progress_every, limiters) as hosted:
         ds = build_dataset(
@@ -221,16 +241,17 @@ def _run_registered(
             model_fps=task.model_fps,
             metric_fps=task.metric_fps,
             local_node=task.output_node,
+            epoch=task.epoch,
         )
         placed = {**pinned(task.output_node), **stage_options(spec.resources, "writer")}
         writer = (
             writer_actor(spec.resources.actor_num_cpus)
             .options(**placed)
-            .remote(spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS)
+            .remote(spec.output, task.task_id, new_run_id(), ROWS_PER_FILE, FLUSH_SECONDS, task.epoch)
         )
         log.info("task %s: pipeline started (%s)", task.task_id, _stages(spec))
         watch = _resource_watch(task, coordinator)
-        outcome = write_stream(ds, writer, coordinator, task.task_id, check=watch.poll)
+        outcome = write_stream(ds, writer, coordinator, task.task_id, epoch=task.epoch, check=watch.poll)
         costs = {
             "writer": ray.get(writer.stats.remote()),
             "limiters": dict(zip(limiter_keys, ray.get([lim.calls.remote() for lim in limiters]))),
@@ -247,11 +268,32 @@ def _run_registered(
     for (model, eval_set), c in summary.counts.items():
         progress[model][eval_set].update(c)
     final_state = "stopped" if outcome.stopped else "succeeded"
+    too_many = None if outcome.stopped else _too_many_errors(task, summary)
+    if too_many:
+        final_state = "failed"
     _log_outcome(task, summary, final_state)
     reused = {"total": sum(summary.reused_from.values()), "sources": dict(summary.reused_from)}
     rows = summary.rows + pairwise_rows(store, task.task_id, spec)
     costs["coordinator"] = ray.get(coordinator.calls.remote(task.task_id))
-    return _finish(task, coordinator, rows, progress, final_state, reused, on_progress, costs)
+    final = _finish(task, coordinator, rows, progress, final_state, reused, on_progress, costs, error=too_many)
+    if too_many:
+        raise TooManyErrors(f"task {task.task_id} failed: {too_many}", final)
+    return final
+
+
+def _too_many_errors(task: PreparedTask, summary: Summary) -> str | None:
+    """Why a task that ran to its end counts as failed: more of its items failed than max_error_rate allows,
+    or every one did (None: it succeeded)."""
+    items = sum(c["done"] for c in summary.counts.values())
+    failed = sum(c["errors"] for c in summary.counts.values())
+    limit = task.spec.max_error_rate
+    if not items or not failed or (failed < items if limit is None else failed / items <= limit):
+        return None
+    allowed = "none of them succeeded" if limit is None else f"more than max_error_rate {limit:g}"
+    return (
+        f"{failed} of its {items} items failed ({failed / items:.0%}), {allowed}; the results are stored "
+        f"(`rayeval results {task.task_id}`, `rayeval logs {task.task_id}` for the errors by kind)"
+    )
 
 
 def _resource_watch(task: PreparedTask, coordinator: Any) -> ResourceWatch:
@@ -263,7 +305,7 @@ def _resource_watch(task: PreparedTask, coordinator: Any) -> ResourceWatch:
     }
 
     def report(waits: list[dict[str, Any]]) -> None:
-        coordinator.set_waiting.remote(task.task_id, waits)
+        coordinator.set_waiting.remote(task.task_id, waits, task.epoch)
 
     def note(line: str) -> None:
         log.warning("task %s: %s", task.task_id, line)
@@ -280,13 +322,23 @@ def _finish(
     reused: dict[str, Any],
     on_progress: Callable[[TaskRecord], None] | None,
     costs: dict[str, Any] | None = None,
+    error: str | None = None,
 ) -> TaskRecord:
     """Store the summary, set the final progress and state (with what the run cost the cluster's
-    singleton actors, `costs`); returns the final record."""
-    ray.get(coordinator.set_progress.remote(task.task_id, progress))
+    singleton actors, `costs`); returns the final record.
+
+    Raises:
+        RunSuperseded: the run lost the task's lease (it writes no summary and sets no state).
+    """
+    if ray.get(coordinator.report.remote(task.task_id, [], task.epoch)) == "fenced":
+        raise RunSuperseded.of(task.task_id, task.epoch)
+    ray.get(coordinator.set_progress.remote(task.task_id, progress, task.epoch))
     task.store.write_json(task.task_id, "summary.json", rows)
-    extra = {"costs": costs} if costs is not None else {}
-    ray.get(coordinator.set_state.remote(task.task_id, state, summary=rows, reused=reused, **extra))
+    extra: dict[str, Any] = {"costs": costs} if costs is not None else {}
+    if error:
+        extra["error"] = error
+    if not ray.get(coordinator.set_state.remote(task.task_id, state, task.epoch, summary=rows, reused=reused, **extra)):
+        raise RunSuperseded.of(task.task_id, task.epoch)
     final = ray.get(coordinator.get.remote(task.task_id))
     if on_progress is not None:
         on_progress(final)
@@ -305,7 +357,7 @@ def _run_custom(
     from rayeval.custom.runner import custom_summary, run_pairs
 
     spec = task.spec
-    ray.get(coordinator.set_state.remote(task.task_id, "running"))
+    ray.get(coordinator.set_state.remote(task.task_id, "running", task.epoch))
     log.info("task %s running: %d configuration(s) x %d model(s)", task.task_id, len(spec.custom), len(spec.models))
     records = ray.get(coordinator.list_tasks.remote(tags)) if spec.reuse.enabled else []
     with task_session(task, coordinator, on_progress, progress_every, []) as hosted:

@@ -12,14 +12,14 @@ from typing import Any
 import ray
 
 from rayeval.cluster.events import ClusterEvents
-from rayeval.errors import RayevalError, TaskFailedError
+from rayeval.errors import RayevalError, RunSuperseded, TaskFailedError
 from rayeval.inference.client import HostedEndpoint
 from rayeval.jobs.prepare import PreparedTask
 from rayeval.records import HEARTBEAT_S, TaskRecord
 from rayeval.serve_apps.hosting import deploy, release
 from rayeval.spec import ModelSpec
 
-__all__ = ["EventLog", "Heartbeat", "ProgressMonitor", "deploy_model", "task_session"]
+__all__ = ["EventLog", "Heartbeat", "ProgressMonitor", "deploy_model", "deployment_user", "task_session"]
 
 log = logging.getLogger("rayeval")
 
@@ -29,11 +29,11 @@ def deploy_model(task: PreparedTask, model: ModelSpec, coordinator: Any) -> Host
 
     def on_event(event: dict[str, Any]) -> None:
         log.info("model %s: %s (%s)", model.name, event["state"], event.get("message", ""))
-        ray.get(coordinator.set_deployment.remote(task.task_id, model.name, **event))
+        ray.get(coordinator.set_deployment.remote(task.task_id, model.name, task.epoch, **event))
 
     return deploy(
         model,
-        user=task.task_id,
+        user=deployment_user(task),
         coordinator=coordinator,
         on_event=on_event,
         source=task.sources[model.name],
@@ -41,16 +41,24 @@ def deploy_model(task: PreparedTask, model: ModelSpec, coordinator: Any) -> Host
     )
 
 
+def deployment_user(task: PreparedTask) -> str:
+    """Who uses a hosted model's deployment: this run of the task (a superseded run releasing what it
+    used must not take the deployment from under the run that took over)."""
+    return task.task_id if task.epoch is None else f"{task.task_id}@{task.epoch}"
+
+
 class EventLog(logging.Handler):
     """Forwards rayeval's log records of a running task to its event log (`rayeval logs`), secrets scrubbed."""
 
-    def __init__(self, coordinator: Any, task_id: str, scrub: Callable[[str], str]):
+    def __init__(self, coordinator: Any, task_id: str, scrub: Callable[[str], str], epoch: int | None = None):
         super().__init__(level=logging.INFO)
-        self.coordinator, self.task_id, self.scrub = coordinator, task_id, scrub
+        self.coordinator, self.task_id, self.scrub, self.epoch = coordinator, task_id, scrub, epoch
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.coordinator.log_event.remote(self.task_id, record.levelname.lower(), self.scrub(record.getMessage()))
+            self.coordinator.log_event.remote(
+                self.task_id, record.levelname.lower(), self.scrub(record.getMessage()), self.epoch
+            )
         except Exception:  # the event log must never break a run
             pass
 
@@ -60,9 +68,9 @@ class Heartbeat(threading.Thread):
     and writes to the task's event log what happened to the cluster meanwhile (`events`: nodes lost and
     joined, replicas of its hosted models replaced)."""
 
-    def __init__(self, coordinator: Any, task_id: str):
+    def __init__(self, coordinator: Any, task_id: str, epoch: int | None = None):
         super().__init__(daemon=True, name="rayeval-heartbeat")
-        self.coordinator, self.task_id = coordinator, task_id
+        self.coordinator, self.task_id, self.epoch = coordinator, task_id, epoch
         self.stopped = threading.Event()
         levels = {"info": logging.INFO, "warning": logging.WARNING}
         self.events = ClusterEvents(lambda level, line: log.log(levels[level], "task %s: %s", task_id, line))
@@ -70,7 +78,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         self.events.poll()
         while not self.stopped.wait(HEARTBEAT_S):
-            self.coordinator.heartbeat.remote(self.task_id)
+            self.coordinator.heartbeat.remote(self.task_id, self.epoch)
             self.events.poll()
 
     def finish(self) -> None:
@@ -109,7 +117,7 @@ def task_session(
 ) -> Iterator[dict[str, HostedEndpoint]]:
     """A task's run on the cluster: heartbeat and progress monitor going, hosted models deployed
     (yields their endpoints); a failure marks the task failed; everything is released at the end."""
-    heartbeat = Heartbeat(coordinator, task.task_id)
+    heartbeat = Heartbeat(coordinator, task.task_id, task.epoch)
     heartbeat.start()
     monitor = None
     if on_progress is not None:
@@ -126,8 +134,11 @@ def task_session(
         yield hosted
     except BaseException as e:
         error = task.scrub(str(e) if isinstance(e, RayevalError) else f"{type(e).__name__}: {e}")[:4000]
+        if isinstance(e, RunSuperseded):  # the run that took over owns the task's state now
+            log.warning("task %s: %s", task.task_id, error)
+            raise
         log.error("task %s failed: %s", task.task_id, error)
-        ray.get(coordinator.set_state.remote(task.task_id, "failed", error=error))
+        ray.get(coordinator.set_state.remote(task.task_id, "failed", task.epoch, error=error))
         if isinstance(e, Exception):
             raise TaskFailedError(f"task {task.task_id} failed: {error}") from e
         raise
@@ -138,6 +149,10 @@ def task_session(
         for lim in limiters:
             ray.kill(lim)
         for name, app, keep in deployed:
-            deleted = release(app, user=task.task_id, coordinator=coordinator, keep=keep)
+            deleted = release(app, user=deployment_user(task), coordinator=coordinator, keep=keep)
             state = "deleted" if deleted else ("kept" if keep else "released (still used by another task)")
-            ray.get(coordinator.set_deployment.remote(task.task_id, name, state=state, message=f"{state} at task end"))
+            ray.get(
+                coordinator.set_deployment.remote(
+                    task.task_id, name, task.epoch, state=state, message=f"{state} at task end"
+                )
+            )

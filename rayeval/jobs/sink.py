@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from rayeval.errors import RayevalError
+from rayeval.errors import RayevalError, RunSuperseded
 
 if TYPE_CHECKING:
     import ray.data
@@ -64,8 +64,8 @@ class _Progress:
     REPORT_EVERY_S (totals: a report lost by a restarting coordinator is made good by the next);
     learns the task's state back."""
 
-    def __init__(self, coordinator: Any, task_id: str):
-        self.coordinator, self.task_id = coordinator, task_id
+    def __init__(self, coordinator: Any, task_id: str, epoch: int | None):
+        self.coordinator, self.task_id, self.epoch = coordinator, task_id, epoch
         self.done: Counter[tuple[str, str]] = Counter()
         self.errors: Counter[tuple[str, str]] = Counter()
         self.last = 0.0
@@ -80,7 +80,7 @@ class _Progress:
         now = time.monotonic()
         if force or now - self.last >= REPORT_EVERY_S:
             report = [(m, s, n, self.errors[(m, s)]) for (m, s), n in self.done.items()]
-            self.state = ray.get(self.coordinator.report.remote(self.task_id, report)) or self.state
+            self.state = ray.get(self.coordinator.report.remote(self.task_id, report, self.epoch)) or self.state
             self.last = now
         return self.state
 
@@ -143,26 +143,34 @@ def write_stream(
     coordinator: Any,
     task_id: str,
     *,
+    epoch: int | None = None,
     check: Callable[[], str | None] = lambda: None,
 ) -> SinkOutcome:
     """Send every block of `ds` to `writer` (a ResultWriter actor) and commit them all.
 
     Returns when the stream ends, or as soon as the coordinator marks the task 'stopping' (Ray
     Data then stops the pipeline); in both cases the writer's buffer is committed before returning.
+    A run that lost its lease (the coordinator answers 'fenced', or the writer refuses a commit) stops
+    pulling at once and commits nothing more.
     The stream is pulled by a thread of its own, so this loop keeps reporting, sees a stop and runs
     `check` (which returns an error to fail with, e.g. resources waited for too long) while no block
     comes.
 
     Raises:
         StreamAborted: `check` gave an error; what was written is committed first.
+        RunSuperseded: the run lost the task's lease.
     """
     outcome = SinkOutcome()
-    progress = _Progress(coordinator, task_id)
+    progress = _Progress(coordinator, task_id, epoch)
     pending: list[Any] = []
 
     def settle(refs: list[Any]) -> None:
         try:
             results = ray.get(refs)
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, RunSuperseded):  # the writer was refused a commit
+                raise RunSuperseded(str(e.cause)) from None
+            raise
         except ray.exceptions.RayActorError as e:
             raise WriterLost(
                 f"the results writer was lost ({e.__class__.__name__}: its node left the cluster, or it was "
@@ -207,19 +215,23 @@ def write_stream(
             if pending:  # the writes done by now: their items count as evaluated
                 done, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
                 settle(done)
-            if progress.send() == "stopping":
+            state = progress.send()
+            if state == "fenced":
+                raise RunSuperseded.of(task_id, epoch)
+            if state == "stopping":
                 outcome.stopped = True
                 break
             error = check()
             if error is not None:
                 raise StreamAborted(error)
         settle(pending)
-    except WriterLost:
-        shutdown()  # nothing more can be committed: Ray Data stops its tasks and actors now
+    except (WriterLost, RunSuperseded):
+        shutdown()  # nothing more can (or may) be committed: Ray Data stops its tasks and actors now
         raise
     finally:
         if not quit.is_set():
             shutdown()  # left early (stop, error): Ray Data stops its tasks and actors now
             outcome.add(ray.get(writer.close.remote()))
-    progress.send(force=True)
+    if progress.send(force=True) == "fenced":
+        raise RunSuperseded.of(task_id, epoch)
     return outcome

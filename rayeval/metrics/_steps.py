@@ -113,7 +113,11 @@ class MetricSteps:
 
         def script(kind: Literal["preprocess", "postprocess"]) -> Any:
             source = ref.script_source(kind)
-            return None if source is None else compile_script(source, getattr(ref, kind), kind)
+            return (
+                None
+                if source is None
+                else compile_script(source, getattr(ref, kind), kind, timeout_s=ref.script_timeout_s)
+            )
 
         return cls(
             ref.name,

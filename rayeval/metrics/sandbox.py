@@ -9,11 +9,15 @@ Isolation, honestly stated (README: Code execution):
 * no network: the process runs in new user and network namespaces (`unshare -rn`), whose only
   interface is a loopback that is down, when this machine lets unprivileged users create them;
   otherwise socket creation is disabled inside the process, which code could work around;
+* its own PID namespace where the machine allows it (`unshare -p`, with /proc mounted for it): the
+  program is process 1 there and sees no process outside, so it cannot signal the worker that runs
+  it, and whatever it starts (a `setsid` double-forked daemon too) dies with it;
 * process creation disabled inside the process (`os.fork`, `os.system`, `subprocess`...), as
   HumanEval's own `reliability_guard` does; RLIMIT_NPROC cannot bound root, so a program that
   gets around this can still start processes, but they die with its group at the time limit;
-* a throwaway working directory (also HOME and TMPDIR), removed afterwards; the rest of the
-  filesystem is as readable (and writable) as for the worker that runs it.
+* a throwaway working directory (also HOME and TMPDIR), removed afterwards (and, when the worker
+  that made it was killed, by the next sandbox on the machine); the rest of the filesystem is as
+  readable (and writable) as for the worker that runs it.
 
 This is not a security boundary against hostile code: run untrusted evaluations on machines
 (or containers) that hold nothing of value.
@@ -31,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-__all__ = ["SandboxResult", "network_isolated", "run_python"]
+__all__ = ["SandboxResult", "clean_leftovers", "isolation", "network_isolated", "pid_isolated", "run_python"]
 
 #: Runs before the program: takes away process creation (and sockets without a network namespace).
 _GUARD = """
@@ -78,17 +82,52 @@ class SandboxResult:
         return self.status == "passed"
 
 
+#: unshare's options, from the most isolated: user, network, PID (forked, killed with unshare, /proc of
+#: its own) namespaces; then user and network only.
+_ISOLATIONS = (["-rnpf", "--kill-child", "--mount-proc"], ["-rn"])
+_WORKDIR_PREFIX = "rayeval-sandbox-"
+
+
 @functools.lru_cache(maxsize=1)
-def network_isolated() -> bool:
-    """Whether `unshare -rn` works here (unprivileged user and network namespaces)."""
+def isolation() -> tuple[str, ...]:
+    """The `unshare` command line prefix that works here (empty: none does)."""
     unshare = shutil.which("unshare")
     if unshare is None:
-        return False
-    try:
-        probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
+        return ()
+    for options in _ISOLATIONS:
+        try:
+            probe = subprocess.run([unshare, *options, "true"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return (unshare, *options)
+    return ()
+
+
+def network_isolated() -> bool:
+    """Whether programs run without a network here (unprivileged user and network namespaces)."""
+    return bool(isolation())
+
+
+def pid_isolated() -> bool:
+    """Whether programs run in a PID namespace of their own here."""
+    return "--mount-proc" in isolation()
+
+
+@functools.lru_cache(maxsize=1)
+def clean_leftovers() -> int:
+    """Remove the working directories of sandboxes whose worker died before removing them (their
+    owner's process is gone); once per process. Returns how many."""
+    removed = 0
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        if not name.startswith(_WORKDIR_PREFIX):
+            continue
+        owner = name[len(_WORKDIR_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and int(owner) != os.getpid() and not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def run_python(program: str, *, timeout: float = 3.0, memory_mb: int = 1024, max_detail: int = 2000) -> SandboxResult:
@@ -100,7 +139,8 @@ def run_python(program: str, *, timeout: float = 3.0, memory_mb: int = 1024, max
         memory_mb: Address-space limit.
         max_detail: Characters of standard error kept.
     """
-    workdir = tempfile.mkdtemp(prefix="rayeval-sandbox-")
+    clean_leftovers()
+    workdir = tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-")
     started = time.perf_counter()
     try:
         path = os.path.join(workdir, "program.py")
@@ -111,8 +151,8 @@ def run_python(program: str, *, timeout: float = 3.0, memory_mb: int = 1024, max
         env["RAYEVAL_SANDBOX_MEMORY"] = str(memory_mb * 1024 * 1024)
         env["RAYEVAL_SANDBOX_CPU"] = str(int(timeout) + 1)
         cmd = [sys.executable, "-I", path]
-        if network_isolated():
-            cmd = ["unshare", "-rn", *cmd]
+        if isolation():
+            cmd = [*isolation(), *cmd]
         else:
             env["RAYEVAL_SANDBOX_NO_SOCKETS"] = "1"
         proc = subprocess.Popen(

@@ -87,11 +87,20 @@ def judging_limits(params: Parameters) -> dict[str, Any]:
 class JudgeClient:
     """One judge model as an actor sees it: its endpoint and its share of the judge's cluster-wide permits."""
 
-    def __init__(self, task_id: str, judge: JudgeConnection, *, limit: int, timeout: float):
+    def __init__(
+        self,
+        task_id: str,
+        judge: JudgeConnection,
+        *,
+        limit: int,
+        timeout: float,
+        epoch: int | None = None,
+        secrets: list[str] | None = None,
+    ):
         model = judge.spec
         self.name = model.name
-        self.endpoint = resolve_endpoint(model, judge.auth, timeout, hosted=judge.hosted)
-        self.limiter = ray.get_actor(limiter_name(task_id, judge_limiter_key(model.name)), namespace=NAMESPACE)
+        self.endpoint = resolve_endpoint(model, judge.auth, timeout, hosted=judge.hosted, secrets=secrets or ())
+        self.limiter = ray.get_actor(limiter_name(task_id, judge_limiter_key(model.name), epoch), namespace=NAMESPACE)
         self.limit = limit
         self.permits: LeasedPermits | None = None
 
@@ -112,6 +121,8 @@ class JudgeActor:
         max_concurrency: MAX_JUDGING_CONCURRENCY.
         max_retries: MAX_JUDGING_RETRY_PER_Q.
         timeout: Seconds per judge request.
+        epoch: The run (its limiters are its own).
+        secrets: The task's credentials, masked in the judges' answers and errors.
     """
 
     def __init__(
@@ -122,17 +133,26 @@ class JudgeActor:
         max_concurrency: int,
         max_retries: int,
         timeout: float,
+        epoch: int | None = None,
+        secrets: list[str] | None = None,
     ):
         self.holder = ray.get_runtime_context().get_actor_id()
         report_placement(task_id, "judging")
         self.judges = {
-            name: JudgeClient(task_id, judge, limit=max_concurrency, timeout=timeout) for name, judge in judges.items()
+            name: JudgeClient(task_id, judge, limit=max_concurrency, timeout=timeout, epoch=epoch, secrets=secrets)
+            for name, judge in judges.items()
         }
         for judge in self.judges.values():
             ray.get(judge.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it
         self.metrics = {
             s: [
-                (ref.name, ref.judge, compile_script(source, ref.preprocess, "preprocess") if source else None)
+                (
+                    ref.name,
+                    ref.judge,
+                    compile_script(source, ref.preprocess, "preprocess", timeout_s=ref.script_timeout_s)
+                    if source
+                    else None,
+                )
                 for ref in refs
                 for source in [ref.script_source("preprocess")]
             ]

@@ -79,6 +79,8 @@ class PairwiseActor:
         max_concurrency: int,
         max_retries: int,
         timeout: float,
+        epoch: int | None = None,
+        secrets: list[str] | None = None,
     ):
         self.spec = spec
         self.judge_spec = JudgeSpec(
@@ -90,7 +92,7 @@ class PairwiseActor:
             temperature=self.spec.temperature,
         )
         self.pattern = re.compile(self.spec.pattern)
-        self.judge = JudgeClient(task_id, judge, limit=max_concurrency, timeout=timeout)
+        self.judge = JudgeClient(task_id, judge, limit=max_concurrency, timeout=timeout, epoch=epoch, secrets=secrets)
         self.holder = ray.get_runtime_context().get_actor_id()
         ray.get(self.judge.limiter.reset.remote(self.holder))
         self.reference = reference
@@ -195,6 +197,8 @@ def run_pairwise(task: Any, hosted: dict[str, HostedEndpoint]) -> None:
                         "spec": p,
                         "judge": judges[p.judge],
                         "reference": theirs,
+                        "epoch": task.epoch,
+                        "secrets": [v for v in task.auth_values.values() if v],
                         **judging_limits(spec.parameters),
                     },
                     **request_actor_options(spec.resources, "judging"),

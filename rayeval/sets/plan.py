@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from rayeval.errors import DatasetError
+from rayeval.sets.ids import IdCheck, text_value
 from rayeval.spec import ColumnMapping, EvaluationSetSpec, TaskSpec
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def _format_of(path: str) -> str | None:
     return None
 
 
-def _scan_jsonl(path: str, required: list[str], *, field: str) -> list[Shard]:
+def _scan_jsonl(path: str, required: list[str], *, field: str, ids: IdCheck) -> list[Shard]:
     """Stream a JSONL file once: UTF-8, one JSON object per line, required keys present.
 
     Returns byte-range shards of `_SHARD_UNIT` rows (merged to the final shard size later).
@@ -167,6 +168,7 @@ def _scan_jsonl(path: str, required: list[str], *, field: str) -> list[Shard]:
                 except json.JSONDecodeError as e:
                     raise DatasetError(f"file '{path}' line {line_no}: invalid JSON ({e.msg})", field=field) from None
                 _check_row(row, required, path=path, where=f"line {line_no}", field=field)
+                ids.add_row(row, path, f"line {line_no}")
                 columns = columns or tuple(row)
                 if unit_rows == 0:
                     unit_start = start
@@ -191,10 +193,10 @@ def _check_row(row: Any, required: list[str], *, path: str, where: str, field: s
         )
 
 
-def _scan_file(path: str, fmt: str, required: list[str], *, field: str) -> list[Shard]:
-    """Check that a file can be read and holds the required columns; return its shards."""
+def _scan_file(path: str, fmt: str, required: list[str], *, field: str, ids: IdCheck) -> list[Shard]:
+    """Check that a file can be read and holds the required columns (its ids go to `ids`); return its shards."""
     if fmt == "jsonl":
-        return _scan_jsonl(path, required, field=field)
+        return _scan_jsonl(path, required, field=field, ids=ids)
     fs, p = filesystem(path)
     if fmt == "json":
         with fs.open_input_stream(p) as f:
@@ -204,20 +206,28 @@ def _scan_file(path: str, fmt: str, required: list[str], *, field: str) -> list[
         except UnicodeDecodeError as e:
             raise DatasetError(f"file '{path}' is not UTF-8 (bad byte at offset {e.start})", field=field) from None
         except json.JSONDecodeError:
-            return _scan_jsonl(path, required, field=field)  # JSON Lines named .json
+            return _scan_jsonl(path, required, field=field, ids=ids)  # JSON Lines named .json
         rows = data if isinstance(data, list) else [data]
         for i, row in enumerate(rows):
             _check_row(row, required, path=path, where=f"item {i}", field=field)
+            ids.add_row(row, path, f"item {i}")
         return [Shard(path, "json", 0, -1, len(rows), tuple(rows[0]) if rows else ())]
     if fmt == "csv":
         import pyarrow.csv as pacsv
 
+        types = {ids.id_column: pa.string()} if ids.id_column else {}  # as the reader reads it: "007" stays
         try:
             with fs.open_input_stream(p) as f:
-                reader = pacsv.open_csv(f, convert_options=pacsv.ConvertOptions(check_utf8=True))
+                options = pacsv.ConvertOptions(check_utf8=True, column_types=types)
+                reader = pacsv.open_csv(f, convert_options=options)
                 _check_row(dict.fromkeys(reader.schema.names), required, path=path, where="header", field=field)
                 names = tuple(reader.schema.names)
-                return [Shard(path, "csv", 0, -1, sum(batch.num_rows for batch in reader), names)]
+                rows = 0
+                for batch in reader:
+                    if ids.id_column:
+                        _add_column(ids, batch.column(ids.id_column).to_pylist(), path, rows, first_line=2)
+                    rows += batch.num_rows
+                return [Shard(path, "csv", 0, -1, rows, names)]
         except pa.ArrowInvalid as e:
             raise DatasetError(f"file '{path}' cannot be read as UTF-8 CSV: {e}", field=field) from None
     import pyarrow.parquet as pq
@@ -227,7 +237,19 @@ def _scan_file(path: str, fmt: str, required: list[str], *, field: str) -> list[
     except (pa.ArrowInvalid, OSError) as e:
         raise DatasetError(f"file '{path}' is not a readable Parquet file: {e}", field=field) from None
     _check_row(dict.fromkeys(meta.schema.names), required, path=path, where="schema", field=field)
+    if ids.id_column:
+        column = pq.read_table(p, filesystem=fs, columns=[ids.id_column]).column(0).to_pylist()
+        _add_column(ids, column, path, 0, first_line=1)
     return [Shard(path, "parquet", 0, -1, meta.num_rows, tuple(meta.schema.names))]
+
+
+def _add_column(ids: IdCheck, values: list[Any], path: str, before: int, *, first_line: int) -> None:
+    """Ids of a CSV or Parquet file's rows (`before` rows came earlier; rows without one are left to the
+    reader, which makes their id from their content)."""
+    unit = "line" if first_line == 2 else "row"
+    for i, value in enumerate(values):
+        if value is not None:
+            ids.add(text_value(value), path, f"{unit} {before + i + first_line}")
 
 
 #: Most rows per shard. A fixed size (not one that grows with the set) keeps the memory of every
@@ -254,15 +276,23 @@ def _merge(shards: list[Shard], target: int) -> list[Shard]:
 
 
 def _plan_source(
-    paths: list[str], required: list[str], prediction_column: str | None, *, set_name: str, field: str
+    paths: list[str],
+    required: list[str],
+    prediction_column: str | None,
+    *,
+    set_name: str,
+    field: str,
+    id_column: str | None,
 ) -> SourcePlan:
     files: list[tuple[str, str]] = []
     for path in paths:
         files.extend(_list_files(path, set_name=set_name, field=field))
-    units = [sh for f, fmt in files for sh in _scan_file(f, fmt, required, field=field)]
+    ids = IdCheck(set_name, id_column, field)
+    units = [sh for f, fmt in files for sh in _scan_file(f, fmt, required, field=field, ids=ids)]
     rows = sum(sh.rows for sh in units)
     if rows == 0:
         raise DatasetError(f"set '{set_name}' has no rows in {', '.join(paths)}", field=field)
+    ids.check()
     return SourcePlan(shards=tuple(_merge(units, shard_rows(rows))), prediction_column=prediction_column, rows=rows)
 
 
@@ -301,7 +331,9 @@ def plan_sets(spec: TaskSpec) -> list[SetPlan]:
         shared = None
         if s.path is not None:
             required = base_cols + sorted(set(s.predictions.values()))
-            shared = _plan_source(s.paths(), required, None, set_name=s.name, field=f"evaluation_sets.{i}.path")
+            shared = _plan_source(
+                s.paths(), required, None, set_name=s.name, field=f"evaluation_sets.{i}.path", id_column=s.columns.id
+            )
         per_model = {}
         for model in (m.name for m in spec.models):
             if model in s.prediction_files:
@@ -312,6 +344,7 @@ def plan_sets(spec: TaskSpec) -> list[SetPlan]:
                     s.columns.prediction,
                     set_name=s.name,
                     field=f"evaluation_sets.{i}.prediction_files.{model}",
+                    id_column=s.columns.id,
                 )
             elif model in s.predictions and shared is not None:
                 per_model[model] = SourcePlan(shared.shards, s.predictions[model], shared.rows)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from rayeval.schema import INFERENCE_FIELDS, ITEM_SCHEMA, with_inference_columns
+from rayeval.sets.ids import item_id, row_id
+from rayeval.sets.ids import text_value as _text
 from rayeval.sets.plan import READ_CONCURRENCY, SetPlan, Shard, SourcePlan, filesystem
 from rayeval.spec import EvaluationSetSpec
 
@@ -21,22 +22,6 @@ if TYPE_CHECKING:
     import ray.data
 
 __all__ = ["head_items", "read_items", "row_id"]
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def row_id(row: dict[str, Any]) -> str:
-    """A stable id from a row's content (identical rows share it: give an id column to tell them apart)."""
-    blob = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
-    return hashlib.sha1(blob).hexdigest()[:16]
 
 
 class _Normalizer:
@@ -68,8 +53,7 @@ class _Normalizer:
         c = self.cols
         out: dict[str, list[Any]] = {name: [] for name in ITEM_SCHEMA.names}
         for row in rows:
-            given = row.get(c.id) if c.id else None
-            out["item_id"].append(_text(given) if given is not None else row_id(row))
+            out["item_id"].append(item_id(row, c.id))
             out["eval_set"].append(self.set_name)
             out["query"].append(_text(row.get(c.query)))
             out["reference"].append(_text(row.get(c.reference)) if c.reference else None)

@@ -120,6 +120,13 @@ class MetricRef(SpecModel):
         None,
         description="Python file defining postprocess(judge_output, item) -> score | {score, ...}, run after scoring.",
     )
+    script_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Most seconds its pre/post-processing scripts may take to load, and per item; past it the "
+        "item fails with 'script X exceeded N s' (at load time, the task fails before it runs).",
+    )
     judge: JudgeSpec | None = Field(None, description="Makes this a judge metric: the judge, prompt and parser.")
     pass_at: list[int] = Field(
         default_factory=list,
@@ -153,7 +160,8 @@ class MetricRef(SpecModel):
 
     def checked_data(self) -> dict[str, Any]:
         """The reference as data, with its scripts' source as `<kind>_source` (what its fingerprint covers)."""
-        return {**self.model_dump(), **{f"{kind}_source": code for kind, code in self._sources.items()}}
+        data = self.model_dump(exclude={"script_timeout_s"})  # a time limit does not change a score
+        return {**data, **{f"{kind}_source": code for kind, code in self._sources.items()}}
 
 
 class EvaluationSetSpec(SpecModel):

@@ -120,6 +120,14 @@ class TaskSpec(SpecModel):
         DEFAULT_OUTPUT,
         description="Results location: a local folder (relative to the task file) or a pyarrow filesystem URI.",
     )
+    max_error_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="The task fails (state failed, exit status 1; its results stay stored) when more than this "
+        "fraction of its items failed (errors of inference, scripts, metrics or judges). Unset: it fails only "
+        "when every item failed.",
+    )
 
     _source: str | None = PrivateAttr(None)
 

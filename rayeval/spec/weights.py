@@ -4,6 +4,7 @@ that are not in [0, 1]."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ class Weights(BaseModel):
     @field_validator("sets", "metrics")
     @classmethod
     def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, w in value.items() if not math.isfinite(w))
+        if bad:
+            raise ValueError(f"weights must be finite numbers; not so for {', '.join(bad)}")
         bad = sorted(k for k, w in value.items() if w < 0)
         if bad:
             raise ValueError(f"weights must be 0 or more; negative for {', '.join(bad)}")
@@ -45,6 +49,9 @@ class Weights(BaseModel):
     @field_validator("ranges")
     @classmethod
     def _distinct_ends(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        bad = sorted(k for k, ends in value.items() if not all(math.isfinite(x) for x in ends))
+        if bad:
+            raise ValueError(f"a range's ends must be finite numbers; not so for {', '.join(bad)}")
         bad = sorted(k for k, (lo, hi) in value.items() if lo == hi)
         if bad:
             raise ValueError(f"a range needs two different ends (worst, best); not so for {', '.join(bad)}")
@@ -62,6 +69,18 @@ class Weights(BaseModel):
             worst, best = self.ranges[metric]
             return min(1.0, max(0.0, (value - worst) / (best - worst)))
         return value if 0.0 <= value <= 1.0 else None
+
+    def check_names(self, sets: set[str], metrics: set[str], task: str) -> None:
+        """Raises SpecError when a weight names a set or a metric the task does not have (a typo would
+        otherwise weigh nothing, silently)."""
+        for kind, given, known in (("set", self.sets, sets), ("metric", {**self.metrics, **self.ranges}, metrics)):
+            unknown = sorted(set(given) - known)
+            if unknown:
+                raise SpecError(
+                    f"weights name {kind}(s) {', '.join(repr(u) for u in unknown)}, which task {task} does not have "
+                    f"(its {kind}s: {', '.join(sorted(known)) or 'none'})",
+                    field="weights",
+                )
 
     def merged(self, other: Weights) -> Weights:
         """These weights with `other`'s entries on top."""
@@ -88,11 +107,7 @@ def parse_weights(text: str | dict[str, Any] | Weights | None) -> Weights:
         if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
             if not path.is_file():
                 raise SpecError(f"weights file {path} does not exist", field="weights")
-            data = (
-                yaml.safe_load(path.read_text(encoding="utf-8"))
-                if path.suffix != ".json"
-                else json.loads(path.read_text(encoding="utf-8"))
-            )
+            data = _read_file(path)
         else:
             data = {"sets": {}, "metrics": {}}
             for part in filter(None, (p.strip() for p in text.split(","))):
@@ -107,7 +122,32 @@ def parse_weights(text: str | dict[str, Any] | Weights | None) -> Weights:
                     raise SpecError(f"weights: '{value}' in '{part}' is not a number", field="weights") from None
                 kind, name = ("metrics", key[len("metric:") :]) if key.startswith("metric:") else ("sets", key)
                 data[kind][name.strip()] = w
+    if data is not None and not isinstance(data, dict):
+        raise SpecError(
+            f"weights must be a mapping with sets:, metrics: and ranges:, not {type(data).__name__}", field="weights"
+        )
     try:
         return Weights.model_validate(data or {})
     except ValidationError as e:
         raise SpecError(f"weights: {validation_summary(e)}", field="weights") from None
+
+
+def _read_file(path: Path) -> Any:
+    """A weights file's content (YAML, or JSON for .json).
+
+    Raises:
+        SpecError: not UTF-8, or not valid YAML/JSON (the message says where).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"weights file {path} is not UTF-8 (bad byte at offset {e.start})", field="weights") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"weights file {path} is not valid JSON: {e.msg} (line {e.lineno})", field="weights") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"weights file {path} is not valid YAML{at}: {problem}", field="weights") from None

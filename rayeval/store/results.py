@@ -22,6 +22,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from rayeval.store.fence import fenced_out
+
 __all__ = ["ResultsStore", "custom_name", "join_uri"]
 
 PARTITIONING = pads.partitioning(pa.schema([("model", pa.string()), ("eval_set", pa.string())]), flavor="hive")
@@ -110,9 +112,35 @@ class ResultsStore:
             for i in infos
         )
 
+    def sealed(self, task_id: str) -> dict[str, int]:
+        """The task's sealed run epochs -> result files each was allowed to commit (rayeval.store.fence)."""
+        try:
+            record = self.read_json(task_id, "task.json") or {}
+        except (OSError, ValueError):
+            return {}
+        return dict(record.get("sealed") or {})
+
     def results_dataset(self, task_id: str) -> pads.Dataset:
-        """The task's results as a lazily read pyarrow dataset (model and eval_set are string columns)."""
-        return pads.dataset(self.results_path(task_id), format="parquet", filesystem=self.fs, partitioning=PARTITIONING)
+        """The task's results as a lazily read pyarrow dataset (model and eval_set are string columns);
+        files a run committed after it lost its lease are not part of it (rayeval.store.fence)."""
+        root = self.results_path(task_id)
+        dataset = pads.dataset(root, format="parquet", filesystem=self.fs, partitioning=PARTITIONING)
+        sealed = self.sealed(task_id)
+        files = [f for f in dataset.files if not fenced_out(f.rsplit("/", 1)[-1], sealed)]
+        if len(files) == len(dataset.files):
+            return dataset
+        return pads.dataset(
+            files, format="parquet", filesystem=self.fs, partitioning=PARTITIONING, partition_base_dir=root
+        )
+
+    def fenced_files(self, task_id: str) -> list[str]:
+        """Paths of result files that runs committed after they lost the task's lease (to delete)."""
+        sealed = self.sealed(task_id)
+        if not sealed or not self.has_results(task_id):
+            return []
+        root = self.results_path(task_id)
+        infos = self.fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        return [i.path for i in infos if i.type == pafs.FileType.File and fenced_out(i.base_name, sealed)]
 
     def result_files(self, task_id: str, partition: tuple[str, str] | None = None) -> list[str]:
         """Paths (on `self.fs`) of the task's committed result files, of one (model, eval_set) if given."""

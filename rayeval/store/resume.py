@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from rayeval.store.failures import failed_items
 from rayeval.store.results import ResultsStore, join_uri
 
 __all__ = [
@@ -79,14 +80,14 @@ def done_items(store: ResultsStore, task_id: str) -> DoneItems:
     """Read the task's committed item ids (ids and errors only, file by file)."""
     found: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
     done = DoneItems()
-    for batch in store.iter_results(task_id, ["model", "eval_set", "item_id", "error"]):
+    for batch in store.iter_results(task_id, ["model", "eval_set", "item_id", "error", "details"]):
         if not batch.num_rows:
             continue
         key = (batch.column(0)[0].as_py(), batch.column(1)[0].as_py())  # a batch comes from one partition
         found[key].append(id_hashes(batch.column(2).to_pylist()))
         c = done.counts.setdefault(key, {"done": 0, "errors": 0})
         c["done"] += batch.num_rows
-        c["errors"] += batch.num_rows - batch.column(3).null_count
+        c["errors"] += sum(failed_items(batch))
     for key, parts in found.items():
         done.hashes[key] = np.unique(np.concatenate(parts))
     return done
@@ -96,13 +97,13 @@ def committed_counts(store: ResultsStore, task_id: str) -> dict[tuple[str, str],
     """(model, eval_set) -> {"done", "errors"} of the rows committed to the task's results (the truth
     after a crash: what a driver reported last may be behind or ahead of it)."""
     counts: dict[tuple[str, str], dict[str, int]] = {}
-    for batch in store.iter_results(task_id, ["model", "eval_set", "error"]):
+    for batch in store.iter_results(task_id, ["model", "eval_set", "error", "details"]):
         if not batch.num_rows:
             continue
         key = (batch.column(0)[0].as_py(), batch.column(1)[0].as_py())  # a batch comes from one partition
         c = counts.setdefault(key, {"done": 0, "errors": 0})
         c["done"] += batch.num_rows
-        c["errors"] += batch.num_rows - batch.column(2).null_count
+        c["errors"] += sum(failed_items(batch))
     return counts
 
 

@@ -7,10 +7,9 @@ import re
 from collections import Counter, defaultdict
 from typing import Any, NamedTuple
 
-import pyarrow.compute as pc
-
 from rayeval.schema import score_column
 from rayeval.spec import TaskSpec
+from rayeval.store.failures import failed_items
 from rayeval.store.results import ResultsStore
 
 __all__ = ["Summary", "error_kind", "metric_outputs", "pairwise_rows", "summarize"]
@@ -68,7 +67,7 @@ def summarize(store: ResultsStore, task_id: str, metrics_by_set: dict[str, list[
         names = batch.schema.names
         model_col = batch.column(names.index("model")).to_pylist()
         set_col = batch.column(names.index("eval_set")).to_pylist()
-        err_col = pc.is_valid(batch.column(names.index("error"))).to_pylist()
+        err_col = failed_items(batch)  # the row's error, or a failed metric step (rayeval.store.failures)
         error_kinds.update(error_kind(e) for e in batch.column(names.index("error")).drop_null().to_pylist())
         if "attempts" in names:
             attempts = [a for a in batch.column(names.index("attempts")).to_pylist() if a]

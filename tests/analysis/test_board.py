@@ -132,6 +132,38 @@ def test_weights_parse_and_normalise(tmp_path):
         parse_weights({"ranges": {"x": [1, 1]}})
 
 
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("w.yaml", "sets: {a: [1\n", "weights file .*w.yaml is not valid YAML \\(line 2\\)"),
+        ("w.json", '{"sets": {"a": 1,}}', "weights file .*w.json is not valid JSON: .* \\(line 1\\)"),
+        ("w.yaml", b"sets: {\xff: 1}", "is not UTF-8 \\(bad byte at offset 7\\)"),
+        ("w.yaml", "- a\n- b\n", "must be a mapping with sets:, metrics: and ranges:, not list"),
+        ("w.yaml", "sets: {a: .nan}", "weights must be finite numbers; not so for a"),
+        ("w.json", '{"metrics": {"f1": Infinity}}', "weights must be finite numbers; not so for f1"),
+        ("w.yaml", "ranges: {x: [0, .inf]}", "a range's ends must be finite numbers; not so for x"),
+    ],
+)
+def test_a_bad_weights_file_is_one_line_that_says_what(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(SpecError, match=message) as e:
+        parse_weights(str(path))
+    assert "\n" not in str(e.value)
+    with pytest.raises(SpecError, match="not so for a"):
+        parse_weights("a=nan")
+
+
+def test_weights_naming_what_the_task_lacks_are_refused(board_task):
+    task_id, tmp = board_task
+    out = CliRunner().invoke(main, ["results", task_id, "--weights", "nosuchset=2", "--output", str(tmp / "out")])
+    assert out.exit_code == 2  # a bad input, as for every SpecError
+    assert "rayeval: error: field 'weights': weights name set(s) 'nosuchset', which task" in out.output
+    assert "(its sets: a, b)" in out.output
+    out = CliRunner().invoke(main, ["results", task_id, "--weights", "metric:f2=2", "--output", str(tmp / "out")])
+    assert out.exit_code == 2 and "weights name metric(s) 'f2'" in out.output
+
+
 def test_the_cli_prints_exports_and_reweights(board_task):
     task_id, tmp = board_task
     out = CliRunner().invoke(main, ["results", task_id, "--weights", "a=3", "--output", str(tmp / "out")])

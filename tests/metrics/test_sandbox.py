@@ -55,3 +55,44 @@ def test_the_working_directory_is_thrown_away():
     import os
 
     assert not os.path.exists(where)
+
+
+def test_a_program_cannot_kill_the_worker_that_runs_it_nor_leave_a_daemon(tmp_path):
+    import os
+
+    import pytest
+
+    from rayeval.metrics.sandbox import pid_isolated
+
+    if not pid_isolated():
+        pytest.skip("this machine gives no PID namespace to unprivileged users")
+    killer = "import ctypes, os\nlibc = ctypes.CDLL(None)\nlibc.kill(os.getppid(), 9)\nlibc.kill(-1, 9)\n"
+    result = run_python(killer)
+    assert os.getpid() and result.status in ("passed", "failed")  # this process is still here
+    marker = tmp_path / "daemon-alive"
+    daemon = (
+        "import ctypes, os, time\nlibc = ctypes.CDLL(None)\n"
+        "if libc.fork() == 0:\n    libc.setsid()\n    if libc.fork() == 0:\n"
+        f"        time.sleep(2)\n        open({str(marker)!r}, 'w').write('x')\n    os._exit(0)\n"
+    )
+    assert run_python(daemon).status == "passed"
+    time.sleep(3)
+    assert not marker.exists()  # the double-forked daemon died with the program
+
+
+def test_working_directories_of_killed_workers_are_cleaned_up():
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from rayeval.metrics import sandbox
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that is gone
+    left = tempfile.mkdtemp(prefix=f"rayeval-sandbox-{pid}-")
+    mine = tempfile.mkdtemp(prefix=f"rayeval-sandbox-{os.getpid()}-")
+    sandbox.clean_leftovers.cache_clear()
+    assert sandbox.clean_leftovers() >= 1
+    assert not os.path.exists(left) and os.path.exists(mine)
+    os.rmdir(mine)

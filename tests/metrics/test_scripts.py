@@ -44,7 +44,7 @@ def test_a_script_that_raises_gives_an_item_error_with_its_own_frames(tmp_path):
     )
     result = run_script(load_script(path, "preprocess"), "preprocess", {"query": "q"})
     assert result.value is None
-    assert result.error.startswith("preprocess script raised KeyError: 'missing'")
+    assert result.error.startswith("preprocess script 'boom.py' raised KeyError: 'missing'")
     assert "boom.py:5 in preprocess: return helper(item)" in result.error
     assert "boom.py:2 in helper: return item['missing']" in result.error
 

@@ -78,7 +78,7 @@ def test_a_failing_sample_leaves_the_item_unscored_with_its_error(tmp_path):
     ref = ref.with_script_sources({"preprocess": checked_source(str(script), "preprocess", field="x")})
     scores, details = MetricSteps.from_ref(ref).run({"prediction": "ok", "reference": "ok", "samples": ["ok", "bad"]})
     assert scores == {"exact_match": None, "exact_match_pass@1": None}
-    assert details["error"].startswith("sample 1: preprocess script raised ValueError: no")
+    assert details["error"].startswith("sample 1: preprocess script 'pre.py' raised ValueError: no")
 
 
 def test_judged_samples_are_parsed_one_by_one_and_a_parse_failure_is_kept_apart():

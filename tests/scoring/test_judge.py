@@ -9,6 +9,7 @@ import re
 import pytest
 
 import rayeval
+from rayeval.errors import TooManyErrors
 from tests.support.judged import PROMPT, judge_rule
 from tests.support.judged import judged_task as _task
 from tests.support.openai_server import prompt_text
@@ -52,7 +53,9 @@ def test_a_judge_that_fails_gives_item_errors_and_retries_recover(ray_cluster, s
     (tmp_path / "again").mkdir()
     task2, _ = _task(tmp_path / "again", server.url)
     task2["reuse"] = False  # the judge must be asked again (not the first run's scores reused)
-    handle2 = rayeval.run(task2)
+    with pytest.raises(TooManyErrors, match="40 of its 40 items failed") as failed:  # the judge was down throughout
+        rayeval.run(task2)
+    handle2 = rayeval.TaskHandle(failed.value.record["task_id"], task2["output"])
     judged2 = next(r for r in handle2.results() if r["metric"] == "correct")
     assert (judged2["scored"], judged2["errors"], judged2["parse_failures"]) == (0, 40, 0)
     details = json.loads(handle2.items().to_table(columns=["details"]).column(0)[0].as_py())["correct"]

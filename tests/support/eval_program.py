@@ -45,16 +45,26 @@ def hostile_tree() -> list[int]:
     shell = subprocess.Popen(["/bin/sh", "-c", HOSTILE], stdout=subprocess.PIPE, text=True)
     daemon = int(shell.stdout.readline())
     time.sleep(0.5)
-    pids = {shell.pid, daemon}
+    # This tree only (other runs' leftovers on the machine are not ours): the shell's descendants, and the
+    # daemon, which its double fork left to whoever reaps orphans.
+    return sorted({shell.pid, daemon, *_descendants(shell.pid)})
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                cmd = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+                stat = open(f"/proc/{entry}/stat", "rb").read().decode(errors="replace")
             except OSError:
                 continue
-            if "sleep\x00360" in cmd or "sleep 360" in cmd:
-                pids.add(int(entry))
-    return sorted(pids)
+            children.setdefault(int(stat[stat.rfind(")") + 2 :].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def main() -> int:

@@ -105,6 +105,8 @@ class OpenAIStubServer:
         port: Port to bind on 127.0.0.1; 0 picks a free one.
         record: Whether to keep request bodies and headers (``received`` and
             ``headers_seen``); turn off for long benchmarks.
+        echo_auth: A leaky service: every answer, and the message of every injected 500, repeats the
+            request's Authorization header (the 500's well past its 200th character).
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class OpenAIStubServer:
         models: Sequence[str] = ("stub-model",),
         port: int = 0,
         record: bool = True,
+        echo_auth: bool = False,
     ) -> None:
         if latency < 0:
             raise ValueError("latency must be >= 0")
@@ -129,6 +132,7 @@ class OpenAIStubServer:
         self._model_set = frozenset(self._models)
         self._requested_port = port
         self._record = record
+        self._echo_auth = echo_auth
         self._created = int(time.time())
         self._ids = itertools.count(1)
 
@@ -570,12 +574,19 @@ class OpenAIStubServer:
             fault = self._injector.draw(body)
             if self._latency > 0:
                 await self._sleep(self._latency)
+            auth = request.headers.get("authorization", "")
+            if fault == "500" and self._echo_auth:
+                message = "internal error while serving the request" + "." * 150 + f" (Authorization: {auth})"
+                return error_response(500, message, type_="server_error")
             if fault is not None:
                 faulted = await self._fault_response(fault, body, chat=chat)
                 if faulted is not None:
                     return faulted
+            responder = self._responder
+            if self._echo_auth:
+                responder = lambda b: f"{self._responder(b)} (you sent Authorization: {auth})"  # noqa: E731
             try:
-                return JSONResponse(completion_body(body, chat=chat, responder=self._responder, ids=self._ids))
+                return JSONResponse(completion_body(body, chat=chat, responder=responder, ids=self._ids))
             except Exception as exc:  # a user responder failed
                 return error_response(500, f"responder failed: {exc!r}", type_="server_error")
         finally:
