@@ -15,7 +15,7 @@ import numpy as np
 
 from rayeval.errors import DatasetError
 
-__all__ = ["IdCheck", "item_id", "row_id", "text_value"]
+__all__ = ["IdCheck", "generated_id", "item_id", "row_id", "text_value"]
 
 #: Repeated ids named in the error.
 _SHOWN = 3
@@ -44,6 +44,11 @@ def item_id(row: dict[str, Any], id_column: str | None) -> str:
     return text_value(given) if given is not None else row_id(row)
 
 
+def generated_id(path: str, where: int) -> str:
+    """The id `generate_ids` gives the row at line `where` of a JSONL file (or index, in a JSON array)."""
+    return f"{path.rsplit('/', 1)[-1]}:{where}"
+
+
 def _hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
@@ -55,10 +60,11 @@ class IdCheck:
         set_name: The set (for the error).
         id_column: Its id column (None: ids are hashes of the rows' content).
         field: The spec field to name in the error.
+        generate: The set numbers its rows (`generate_ids`): ids are FILE:LINE.
     """
 
-    def __init__(self, set_name: str, id_column: str | None, field: str):
-        self.set_name, self.id_column, self.field = set_name, id_column, field
+    def __init__(self, set_name: str, id_column: str | None, field: str, *, generate: bool = False):
+        self.set_name, self.id_column, self.field, self.generate = set_name, id_column, field, generate
         self._hashes: list[int] = []
         self._places: list[tuple[str, str]] = []  # (file, "line N" / "row N") of each id, in order
         self._texts: dict[int, str] = {}  # hash -> id, kept for the ids shown in the error only
@@ -70,8 +76,9 @@ class IdCheck:
         if len(self._texts) < 100_000:  # the texts of the first ids (repeats of later ones show as hashes)
             self._texts.setdefault(self._hashes[-1], text)
 
-    def add_row(self, row: dict[str, Any], path: str, where: str) -> None:
-        self.add(item_id(row, self.id_column), path, where)
+    def add_row(self, row: dict[str, Any], path: str, where: str, place: int) -> None:
+        """A row's id (its line or index `place`, for generated ids) and where it is."""
+        self.add(generated_id(path, place) if self.generate else item_id(row, self.id_column), path, where)
 
     def check(self) -> None:
         """Raises DatasetError naming the first repeated ids and where they are."""
@@ -93,7 +100,8 @@ class IdCheck:
         how = (
             f"make the `{self.id_column}` column unique"
             if self.id_column
-            else "the rows are identical and ids are made from the content: give the set an id column (columns.id)"
+            else "the rows are identical and ids are made from the content: give the set an id column (columns.id), "
+            "or `generate_ids: true` to number the rows"
         )
         raise DatasetError(
             f"set '{self.set_name}' repeats item ids, on which results, restarts and reuse rely: {shown}{more}; {how}",

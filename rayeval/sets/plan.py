@@ -45,6 +45,7 @@ class Shard:
         rows: Rows in the shard.
         columns: Columns of the file (keys of its first row, its header or its schema).
         take: Read only the shard's first rows (the set's `limit` ends in this shard).
+        first_line: Line number of its first byte (JSONL; what `generate_ids` numbers rows by).
     """
 
     path: str
@@ -54,6 +55,7 @@ class Shard:
     rows: int
     columns: tuple[str, ...] = ()
     take: int | None = None
+    first_line: int = 1
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def _scan_jsonl(path: str, required: list[str], *, field: str, ids: IdCheck) -> 
     fs, p = filesystem(path)
     shards: list[Shard] = []
     columns: tuple[str, ...] = ()
-    offset, line_no, unit_start, unit_rows, buf, eof = 0, 0, 0, 0, b"", False
+    offset, line_no, unit_start, unit_line, unit_rows, buf, eof = 0, 0, 0, 1, 0, b"", False
     with fs.open_input_stream(p) as f:
         while not eof:
             chunk = f.read(_CHUNK)
@@ -168,16 +170,16 @@ def _scan_jsonl(path: str, required: list[str], *, field: str, ids: IdCheck) -> 
                 except json.JSONDecodeError as e:
                     raise DatasetError(f"file '{path}' line {line_no}: invalid JSON ({e.msg})", field=field) from None
                 _check_row(row, required, path=path, where=f"line {line_no}", field=field)
-                ids.add_row(row, path, f"line {line_no}")
+                ids.add_row(row, path, f"line {line_no}", line_no)
                 columns = columns or tuple(row)
                 if unit_rows == 0:
-                    unit_start = start
+                    unit_start, unit_line = start, line_no
                 unit_rows += 1
                 if unit_rows == _SHARD_UNIT:
-                    shards.append(Shard(path, "jsonl", unit_start, offset, unit_rows))
+                    shards.append(Shard(path, "jsonl", unit_start, offset, unit_rows, first_line=unit_line))
                     unit_rows = 0
     if unit_rows:
-        shards.append(Shard(path, "jsonl", unit_start, offset, unit_rows))
+        shards.append(Shard(path, "jsonl", unit_start, offset, unit_rows, first_line=unit_line))
     return [dataclasses.replace(sh, columns=columns) for sh in shards]
 
 
@@ -210,8 +212,10 @@ def _scan_file(path: str, fmt: str, required: list[str], *, field: str, ids: IdC
         rows = data if isinstance(data, list) else [data]
         for i, row in enumerate(rows):
             _check_row(row, required, path=path, where=f"item {i}", field=field)
-            ids.add_row(row, path, f"item {i}")
+            ids.add_row(row, path, f"item {i}", i)
         return [Shard(path, "json", 0, -1, len(rows), tuple(rows[0]) if rows else ())]
+    if ids.generate:
+        raise DatasetError(f"file '{path}': generate_ids works for JSONL and JSON files, not {fmt}", field=field)
     if fmt == "csv":
         import pyarrow.csv as pacsv
 
@@ -283,11 +287,12 @@ def _plan_source(
     set_name: str,
     field: str,
     id_column: str | None,
+    generate_ids: bool = False,
 ) -> SourcePlan:
     files: list[tuple[str, str]] = []
     for path in paths:
         files.extend(_list_files(path, set_name=set_name, field=field))
-    ids = IdCheck(set_name, id_column, field)
+    ids = IdCheck(set_name, id_column, field, generate=generate_ids)
     units = [sh for f, fmt in files for sh in _scan_file(f, fmt, required, field=field, ids=ids)]
     rows = sum(sh.rows for sh in units)
     if rows == 0:
@@ -332,7 +337,13 @@ def plan_sets(spec: TaskSpec) -> list[SetPlan]:
         if s.path is not None:
             required = base_cols + sorted(set(s.predictions.values()))
             shared = _plan_source(
-                s.paths(), required, None, set_name=s.name, field=f"evaluation_sets.{i}.path", id_column=s.columns.id
+                s.paths(),
+                required,
+                None,
+                set_name=s.name,
+                field=f"evaluation_sets.{i}.path",
+                id_column=s.columns.id,
+                generate_ids=s.generate_ids,
             )
         per_model = {}
         for model in (m.name for m in spec.models):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from rayeval.schema import INFERENCE_FIELDS, ITEM_SCHEMA, with_inference_columns
-from rayeval.sets.ids import item_id, row_id
+from rayeval.sets.ids import generated_id, item_id, row_id
 from rayeval.sets.ids import text_value as _text
 from rayeval.sets.plan import READ_CONCURRENCY, SetPlan, Shard, SourcePlan, filesystem
 from rayeval.spec import EvaluationSetSpec
@@ -33,6 +33,7 @@ class _Normalizer:
 
     def __init__(self, set_spec: EvaluationSetSpec, prediction_column: str | None, scored_as: str | None = None):
         self.scored_as = scored_as
+        self.generate_ids = set_spec.generate_ids
         self.set_name = set_spec.name
         self.cols = set_spec.columns
         self.prediction_column = prediction_column
@@ -49,11 +50,12 @@ class _Normalizer:
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.rows_to_table(batch.to_pylist())
 
-    def rows_to_table(self, rows: list[dict[str, Any]]) -> pa.Table:
+    def rows_to_table(self, rows: list[dict[str, Any]], ids: list[str] | None = None) -> pa.Table:
+        """ITEM_SCHEMA rows (`ids`: the rows' generated ids, for a set with `generate_ids`)."""
         c = self.cols
         out: dict[str, list[Any]] = {name: [] for name in ITEM_SCHEMA.names}
-        for row in rows:
-            out["item_id"].append(item_id(row, c.id))
+        for i, row in enumerate(rows):
+            out["item_id"].append(ids[i] if ids is not None else item_id(row, c.id))
             out["eval_set"].append(self.set_name)
             out["query"].append(_text(row.get(c.query)))
             out["reference"].append(_text(row.get(c.reference)) if c.reference else None)
@@ -147,14 +149,17 @@ def _read_shard(shard: Shard, normalizer: _Normalizer) -> pa.Table:
         with fs.open_input_stream(p) as f:
             data = json.loads(f.read().decode("utf-8"))
         rows = data if isinstance(data, list) else [data]
-        return normalizer.rows_to_table(rows[: shard.take] if shard.take is not None else rows)
+        rows = rows[: shard.take] if shard.take is not None else rows
+        ids = [generated_id(shard.path, i) for i in range(len(rows))] if normalizer.generate_ids else None
+        return normalizer.rows_to_table(rows, ids)
     with fs.open_input_file(p) as f:
         f.seek(shard.start)
         raw = f.read(shard.end - shard.start)
-    lines = [line for line in raw.decode("utf-8").split("\n") if line.strip()]
+    numbered = [(shard.first_line + i, line) for i, line in enumerate(raw.decode("utf-8").split("\n")) if line.strip()]
     if shard.take is not None:
-        lines = lines[: shard.take]
-    return normalizer.rows_to_table([json.loads(line) for line in lines])
+        numbered = numbered[: shard.take]
+    ids = [generated_id(shard.path, n) for n, _ in numbered] if normalizer.generate_ids else None
+    return normalizer.rows_to_table([json.loads(line) for _, line in numbered], ids)
 
 
 def head_items(set_plan: SetPlan, model: str | None, n: int) -> list[dict[str, Any]]:

@@ -198,6 +198,11 @@ class EvaluationSetSpec(SpecModel):
         default_factory=list, description="Metrics computed on this set (a built-in set's defaults when omitted)."
     )
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N items (for quick trials).")
+    generate_ids: bool = Field(
+        False,
+        description="Give each item the id FILE:LINE (JSONL; FILE:N for the N-th item of a JSON array) instead of "
+        "its id column or a hash of its content: for sets whose rows may repeat. JSONL and JSON files only.",
+    )
     pairwise: list[PairwiseSpec] = Field(
         default_factory=list,
         description="Pairwise judging against the task's reference_model (run once every answer is stored).",
@@ -236,6 +241,11 @@ class EvaluationSetSpec(SpecModel):
             raise ValueError("`shots` applies to built-in sets only")
         if self.builtin is not None and isinstance(self.path, list):
             raise ValueError("a built-in set's `path` is one folder (the set's folder in the OpenCompass layout)")
+        if self.generate_ids and (self.columns.id or self.prediction_files or self.builtin):
+            raise ValueError(
+                "generate_ids makes ids from where each row is: leave out `columns.id`, and use it on a set of "
+                "your own files without `prediction_files` (those are matched to the set by id)"
+            )
         return self
 
     @property

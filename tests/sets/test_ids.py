@@ -73,3 +73,57 @@ def test_a_set_that_is_one_50_mb_line_is_read(tmp_path):
     path.write_text(json.dumps({"id": "only", "query": "x" * 50_000_000, "reference": "r", "pred": "p"}) + "\n")
     (plan,) = plan_sets(_spec(tmp_path, path, {"id": "id"}))
     assert plan.entries("m") == 1
+
+
+def test_generate_ids_numbers_repeated_rows_by_their_lines(tmp_path):
+    from rayeval.sets.read import head_items
+
+    path = tmp_path / "set.jsonl"
+    same = json.dumps({"query": "q", "reference": "r", "pred": "p"})
+    path.write_text(f"{same}\n\n{same}\n{same}\n")  # a blank line keeps the numbering of the file
+    spec = _spec(tmp_path, path, {})
+    spec = spec.model_copy(
+        update={"evaluation_sets": [spec.evaluation_sets[0].model_copy(update={"generate_ids": True})]}
+    )
+    (plan,) = plan_sets(spec)
+    assert [i["item_id"] for i in head_items(plan, "m", 10)] == ["set.jsonl:1", "set.jsonl:3", "set.jsonl:4"]
+    big = tmp_path / "big.jsonl"
+    big.write_text(f"{same}\n" * 3000)  # several shards: each knows the line it starts at
+    spec = spec.model_copy(update={"evaluation_sets": [spec.evaluation_sets[0].model_copy(update={"path": str(big)})]})
+    (plan,) = plan_sets(spec)
+    assert len(plan.shared.shards) > 1
+    ids = [i["item_id"] for i in head_items(plan, "m", 3000)]
+    assert ids == [f"big.jsonl:{n}" for n in range(1, 3001)]
+
+
+def test_generate_ids_is_refused_where_it_cannot_apply(tmp_path):
+    from rayeval.errors import SpecError
+
+    path = tmp_path / "set.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _rows(["a", "b"])))
+    with pytest.raises(SpecError, match="generate_ids makes ids from where each row is"):
+        parse_task(
+            {
+                "name": "ids",
+                "mode": "evaluation_only",
+                "models": [{"name": "m"}],
+                "evaluation_sets": [
+                    {
+                        "name": "s",
+                        "path": str(path),
+                        "columns": {"id": "id"},
+                        "predictions": {"m": "pred"},
+                        "metrics": ["f1"],
+                        "generate_ids": True,
+                    }
+                ],
+            }
+        )
+    csv = tmp_path / "set.csv"
+    csv.write_text("query,reference,pred\nq,r,p\n")
+    spec = _spec(tmp_path, csv, {})
+    spec = spec.model_copy(
+        update={"evaluation_sets": [spec.evaluation_sets[0].model_copy(update={"generate_ids": True})]}
+    )
+    with pytest.raises(DatasetError, match="generate_ids works for JSONL and JSON files, not csv"):
+        plan_sets(spec)
