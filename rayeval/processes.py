@@ -142,9 +142,16 @@ def _supervise(grace: float, command: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopped.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopped.append(1))
 
+    known: list[int] = []  # the tree as last looked at: killed first, without a look, when the parent dies
+
     def parent_died(*_: Any) -> None:  # end the tree right here, before Ray kills this process too
         orphaned.append(1)
         stopped.append(1)
+        for pid in known:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         end_tree(os.getpid(), grace=0.0, include_self=False)
 
     signal.signal(signal.SIGHUP, parent_died)
@@ -158,7 +165,11 @@ def _supervise(grace: float, command: list[str]) -> int:
     # The program gets the supervisor's stdin, stdout and stderr (`supervised`'s popen).
     program = subprocess.Popen(command, preexec_fn=die_with_supervisor)
     status = None
+    looked = 0.0
     while status is None and not stopped:
+        if time.monotonic() - looked >= 0.5:
+            known[:] = [program.pid, *descendants(os.getpid())]
+            looked = time.monotonic()
         # Polled, not blocking: a blocked waitpid is resumed after a signal (PEP 475), never seeing a stop.
         try:
             pid, code = os.waitpid(-1, os.WNOHANG)  # the program, or an orphan of its tree re-parented here

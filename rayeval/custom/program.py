@@ -39,6 +39,20 @@ _METRICS_LIMIT = 16 * 1024 * 1024
 _LOG_EVERY = 0.5
 #: Seconds a program's processes have between SIGTERM and SIGKILL.
 _GRACE_S = 3.0
+#: Seconds between looks at the task's state while a program runs (a stop ends the program from here).
+_STOP_POLL_S = 1.0
+
+
+def _asked_to_stop(events: tuple[Any, str, int | None]) -> bool:
+    """Whether the task was asked to stop (or this run lost its lease), as its coordinator says."""
+    import ray
+
+    coordinator, task_id, epoch = events
+    try:
+        state = ray.get(coordinator.report.remote(task_id, [], epoch), timeout=10)
+    except Exception:  # the coordinator is restarting: look again next time
+        return False
+    return state in ("stopping", "stopped", "fenced")
 
 
 def ship_by_value() -> None:
@@ -129,7 +143,7 @@ def run_program(
     secret_env: dict[str, str],
     pair_dir: str,
     timeout: float | None,
-    events: tuple[Any, str] | None = None,
+    events: tuple[Any, str, int | None] | None = None,
     prefix: str = "program",
     pair_uri: str | None = None,
     mounts: bytes | None = None,
@@ -152,8 +166,9 @@ def run_program(
             is masked against all of them.
 
     Returns:
-        {"exit_code", "timed_out", "seconds", "metrics_text" (None: no metrics.json), "tail" (last
-        lines), "files" (what the program wrote), "archive" (the pair's folder, or None)}.
+        {"exit_code", "timed_out", "stopped" (the task was asked to stop: the program was ended), "seconds",
+        "metrics_text" (None: no metrics.json), "tail" (last lines), "files" (what the program wrote),
+        "archive" (the pair's folder, or None)}.
     """
     import ray
 
@@ -196,16 +211,25 @@ def run_program(
     )
     reader = _Output(proc.stdout, log_path, secrets, sink, prefix)
     reader.start()
-    timed_out = False
+    timed_out = stopped = False
     deadline = None if timeout is None else started + timeout
+    next_look = time.monotonic() + _STOP_POLL_S
     try:
-        # Short waits, not one long one: Ray's cancellation (a stop) arrives as an exception raised
-        # between Python instructions, which a thread blocked in waitpid would never run.
+        # Short waits, not one long one: Ray's cancellation arrives as an exception raised between Python
+        # instructions, which a thread blocked in waitpid would never run. A stop does not rely on it (Ray
+        # may not interrupt a running task, and then kills the worker, and soon its children, our
+        # supervisor with them): the task's state is looked at here, and the program stopped from here.
         while proc.poll() is None:
             if deadline is not None and time.monotonic() >= deadline:
                 timed_out = True
                 stop_supervised(proc)
                 break
+            if events is not None and time.monotonic() >= next_look:
+                next_look = time.monotonic() + _STOP_POLL_S
+                if _asked_to_stop(events):
+                    stopped = True
+                    stop_supervised(proc)
+                    break
             time.sleep(0.1)
     finally:
         if proc.poll() is None:  # cancelled (a stop) or failed here: the program goes too
@@ -232,6 +256,7 @@ def run_program(
     return {
         "exit_code": proc.returncode,
         "timed_out": timed_out,
+        "stopped": stopped,
         "seconds": round(time.monotonic() - started, 3),
         "metrics_text": metrics_text,
         "tail": reader.tail,

@@ -210,6 +210,11 @@ def _run_pair(
                     )
                     return outcome
             result = ray.get(ref)
+            if result.get("stopped"):  # the program saw the stop first and ended itself
+                outcome.stopped = True
+                outcome.error = "stopped on request before the program finished"
+                log.warning("task %s: stopped on request during %s x %s", task_id, cfg.name, model.name)
+                return outcome
             if result.get("archive") is not None:  # it ran on another node than the local output's
                 unpack(result["archive"], pair_dir)
             set_verdict(outcome, result, cfg.timeout_s)

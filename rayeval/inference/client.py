@@ -40,6 +40,10 @@ _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _RAW = 4000
 #: Characters of an item's error text stored, after the task's credentials are masked.
 ERROR_CHARS = 300
+#: Seconds the permit of a request given up at its timeout stays taken after its connection was closed, so
+#: that a server which stops working on requests whose client left (vLLM does) has noticed before the
+#: next request gets the permit: such a server never works on more than MAX_CONCURRENCY at once.
+ABANDON_GRACE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -183,9 +187,10 @@ class ItemOutcome:
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, *, abandoned: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.abandoned = abandoned  # given up on while the server may still be working on it
 
 
 class _Fatal(Exception):
@@ -230,7 +235,7 @@ async def _attempt(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str
     try:
         response = await client.post(endpoint.url, json=body, headers=endpoint.headers, timeout=endpoint.timeout)
     except httpx.TimeoutException:
-        raise _Retryable(f"request timed out after {endpoint.timeout:g}s") from None
+        raise _Retryable(f"request timed out after {endpoint.timeout:g}s", abandoned=True) from None
     except httpx.TransportError as e:
         raise _Retryable(f"connection error: {type(e).__name__}: {e}") from None
     if response.status_code == 400 and (too_long := context_error(response.text)):
@@ -267,6 +272,8 @@ async def infer_one(
             outcome = await _attempt(client, endpoint, body)
         except _Retryable as e:
             error, retry_after = e, e.retry_after
+            if e.abandoned:  # its connection is closed: the permit waits until a server can have noticed
+                await asyncio.sleep(ABANDON_GRACE_S)
         except _Fatal as e:
             return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(e), ERROR_CHARS))
         else:

@@ -26,12 +26,15 @@ This is not a security boundary against hostile code: run untrusted evaluations 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -88,11 +91,17 @@ _ISOLATIONS = (["-rnpf", "--kill-child", "--mount-proc"], ["-rn"])
 _WORKDIR_PREFIX = "rayeval-sandbox-"
 
 
+#: Set to "none" to run samples without namespaces (as on machines that allow none).
+ISOLATION_ENV = "RAYEVAL_SANDBOX_ISOLATION"
+#: Times a sample may be running when its worker died before it is failed without running again.
+MAX_WORKER_DEATHS = 2
+
+
 @functools.lru_cache(maxsize=1)
 def isolation() -> tuple[str, ...]:
-    """The `unshare` command line prefix that works here (empty: none does)."""
+    """The `unshare` command line prefix that works here (empty: none does, or ISOLATION_ENV says none)."""
     unshare = shutil.which("unshare")
-    if unshare is None:
+    if unshare is None or os.environ.get(ISOLATION_ENV) == "none":
         return ()
     for options in _ISOLATIONS:
         try:
@@ -138,8 +147,85 @@ def run_python(program: str, *, timeout: float = 3.0, memory_mb: int = 1024, max
         timeout: Wall-clock seconds before its whole process group is killed.
         memory_mb: Address-space limit.
         max_detail: Characters of standard error kept.
+
+    A sample that was running when its worker died twice already (it kills its worker, which a PID
+    namespace prevents where the machine gives one) fails without running again.
     """
     clean_leftovers()
+    journal = _Journal.of_this_worker()
+    key = hashlib.blake2b(program.encode("utf-8"), digest_size=12).hexdigest()
+    deaths = journal.start(key)
+    if deaths > MAX_WORKER_DEATHS:
+        journal.end(key)
+        return SandboxResult(
+            "failed",
+            f"not run again: the worker running this sample died {deaths - 1} times while it ran (it kills its "
+            "worker, e.g. through ctypes)",
+            0.0,
+        )
+    try:
+        return _run(program, timeout=timeout, memory_mb=memory_mb, max_detail=max_detail)
+    finally:
+        journal.end(key)
+
+
+class _Journal:
+    """The samples a worker is running, on local disk under the worker's Ray actor id (which a restarted
+    actor keeps): a sample found there when it starts again was running when the worker died. Counted, so
+    that a sample that kills its worker fails after MAX_WORKER_DEATHS deaths instead of forever."""
+
+    _lock = threading.Lock()  # samples may run from several threads of one worker
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @classmethod
+    def of_this_worker(cls) -> _Journal:
+        owner = str(os.getpid())
+        try:
+            import ray
+
+            if ray.is_initialized():
+                owner = ray.get_runtime_context().get_actor_id() or owner
+        except Exception:  # outside Ray
+            pass
+        return cls(os.path.join(tempfile.gettempdir(), f"rayeval-sandbox-journal-{owner}.json"))
+
+    def _read(self) -> dict[str, int]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def _write(self, counts: dict[str, int]) -> None:
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(counts, f)
+        os.replace(tmp, self.path)
+
+    def start(self, key: str) -> int:
+        """Note that `key` runs; returns how many times it has started without ending (this one included)."""
+        with self._lock:
+            counts = self._read()
+            counts[key] = counts.get(key, 0) + 1
+            self._write(counts)
+            return counts[key]
+
+    def end(self, key: str) -> None:
+        with self._lock:
+            counts = self._read()
+            counts.pop(key, None)
+            if counts:
+                self._write(counts)
+                return
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+
+
+def _run(program: str, *, timeout: float, memory_mb: int, max_detail: int) -> SandboxResult:
     workdir = tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-")
     started = time.perf_counter()
     try:

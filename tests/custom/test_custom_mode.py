@@ -410,3 +410,23 @@ def test_a_program_no_node_can_run_fails_in_time_saying_what_it_needs(ray_cluste
     assert "no node has it" in rows["gpu"]["error"] and "GPU 1" in rows["gpu"]["error"]
     assert "(resources.wait_timeout_s)" in rows["gpu"]["error"] and "the cluster has 1 node" in rows["gpu"]["error"]
     assert rows["cpu"]["metric"] in ("answered", "mean_chars")
+
+
+def test_a_program_gets_only_its_own_credential_and_prints_none(tmp_path, monkeypatch):
+    from rayeval.custom.program import run_program
+
+    own, other = "Bearer sk-own-444555666", "Bearer sk-other-111222333"
+    monkeypatch.setenv("OTHER_MODEL_KEY", other)  # another model's key, in the worker's environment
+    result = run_program(
+        "env; echo own=$EVAL_AUTHORIZATION_HEADER_VALUE; echo typed=sk-other-111222333",
+        {"EVAL_CONFIG_NAME": "c"},
+        {"EVAL_AUTHORIZATION_HEADER_VALUE": own},
+        str(tmp_path),
+        30,
+        mask=[own, other],
+    )
+    assert result["exit_code"] == 0
+    log = (tmp_path / "program.log").read_text()
+    assert "OTHER_MODEL_KEY" not in log  # left out of its environment
+    assert "own=***" in log and "typed=***" in log  # and masked in everything it prints
+    assert "sk-own" not in log and "sk-other" not in log and "sk-other" not in "\n".join(result["tail"])

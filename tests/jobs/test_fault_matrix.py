@@ -87,3 +87,14 @@ def test_a_service_killed_and_restarted_mid_run_loses_nothing(ray_cluster, stub_
     thread.join()
     assert [r for r in rows if r["error"]] == []
     assert second and second[0].total_requests > 0  # the rest was answered by the restarted service
+
+
+def test_requests_given_up_count_against_max_concurrency_until_a_server_can_notice(ray_cluster, stub_server, tmp_path):
+    """The exact guarantee (README: Inference): at most MAX_CONCURRENCY requests open at once; one given up at
+    REQUEST_TIMEOUT has its connection closed, and its permit is freed only after a grace, so a server that
+    drops requests whose client left never works on more than MAX_CONCURRENCY at once."""
+    server = stub_server(latency=0.01, record=False, abort_on_disconnect=True)
+    server.set_faults(rate=0.4, kinds=("timeout",), seed=13, per_prompt_failures=1, hang_seconds=30.0)
+    rows, _ = _run(tmp_path, server, "matrix-abandoned", MAX_CONCURRENCY=4, MAX_RETRY_PER_QUERY=2, REQUEST_TIMEOUT=0.5)
+    assert len(server.faulted_prompts) > 20 and [r for r in rows if r["error"]] == []
+    assert server.max_in_flight <= 4

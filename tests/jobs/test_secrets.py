@@ -53,6 +53,7 @@ def test_an_echoing_service_leaks_no_credential_anywhere(ray_cluster, stub_serve
             }
         ],
         "parameters": {"MAX_CONCURRENCY": 4, "MAX_RETRY_PER_QUERY": 0},
+        "reuse": False,  # every answer from the echoing services, none from earlier tasks
         "evaluation_sets": [
             {
                 "name": "q",

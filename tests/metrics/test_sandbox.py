@@ -96,3 +96,26 @@ def test_working_directories_of_killed_workers_are_cleaned_up():
     assert sandbox.clean_leftovers() >= 1
     assert not os.path.exists(left) and os.path.exists(mine)
     os.rmdir(mine)
+
+
+def test_a_sample_that_kills_its_worker_fails_after_two_deaths(ray_cluster):
+    """Without a PID namespace (as on machines that give none), a sample can kill the Ray worker running it;
+    the worker's journal of running samples makes the third start fail it instead of dying forever."""
+    import ray
+
+    from rayeval.metrics.sandbox import ISOLATION_ENV
+
+    @ray.remote(num_cpus=0, max_restarts=5, max_task_retries=5, runtime_env={"env_vars": {ISOLATION_ENV: "none"}})
+    class Worker:
+        def run(self, program):
+            import os
+
+            return os.getpid(), run_python(program)
+
+    killer = "import ctypes, os\nctypes.CDLL(None).kill(os.getppid(), 9)\nimport time\ntime.sleep(5)\n"
+    worker = Worker.remote()
+    pid, result = ray.get(worker.run.remote(killer), timeout=120)
+    assert result.status == "failed" and "not run again: the worker running this sample died 2 times" in result.detail
+    pid_after, fine = ray.get(worker.run.remote("print('fine')"), timeout=60)
+    assert fine.passed and pid_after == pid  # the third worker goes on with the next samples
+    ray.kill(worker)

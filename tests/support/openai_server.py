@@ -107,6 +107,8 @@ class OpenAIStubServer:
             ``headers_seen``); turn off for long benchmarks.
         echo_auth: A leaky service: every answer, and the message of every injected 500, repeats the
             request's Authorization header (the 500's well past its 200th character).
+        abort_on_disconnect: A hanging request (fault "timeout") stops, and stops counting in flight, as
+            soon as its client closes the connection (as vLLM aborts a request whose client left).
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class OpenAIStubServer:
         port: int = 0,
         record: bool = True,
         echo_auth: bool = False,
+        abort_on_disconnect: bool = False,
     ) -> None:
         if latency < 0:
             raise ValueError("latency must be >= 0")
@@ -133,6 +136,7 @@ class OpenAIStubServer:
         self._requested_port = port
         self._record = record
         self._echo_auth = echo_auth
+        self._abort_on_disconnect = abort_on_disconnect
         self._created = int(time.time())
         self._ids = itertools.count(1)
 
@@ -578,6 +582,9 @@ class OpenAIStubServer:
             if fault == "500" and self._echo_auth:
                 message = "internal error while serving the request" + "." * 150 + f" (Authorization: {auth})"
                 return error_response(500, message, type_="server_error")
+            if fault == "timeout" and self._abort_on_disconnect:
+                await self._hang_until_disconnected(request)
+                return error_response(499, "client closed the request")
             if fault is not None:
                 faulted = await self._fault_response(fault, body, chat=chat)
                 if faulted is not None:
@@ -597,6 +604,14 @@ class OpenAIStubServer:
             await self._sleep(self._injector.hang_seconds)
             return None
         return self._injector.response(kind, body, chat=chat, ids=self._ids)
+
+    async def _hang_until_disconnected(self, request: Request) -> None:
+        """Hang (up to the fault's hang time) until the client closes the connection."""
+        deadline = time.monotonic() + self._injector.hang_seconds
+        while not self._stopping and time.monotonic() < deadline:
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.005)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleeps ``seconds``; long sleeps end early when the server stops."""
