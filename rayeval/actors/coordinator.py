@@ -259,9 +259,7 @@ class Coordinator:
             record["state"] = "stopped"
             record["finished_at"] = time.time()
             record.pop("waiting", None)
-            record.setdefault("events", []).append(
-                {"t": time.time(), "level": "info", "message": f"task {task_id} stopped: its driver was gone"}
-            )
+            self.log_event(task_id, "info", f"task {task_id} stopped: its driver was gone")
             self._persist(task_id, force=True)
         elif record["state"] in ("pending", "running"):  # a stopping task is on its way already
             record["state"] = "stopping"

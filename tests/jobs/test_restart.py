@@ -99,6 +99,9 @@ def test_restart_after_the_driver_was_killed(ray_cluster, stub_server, tmp_path)
         time.sleep(0.5)
     shown = CliRunner().invoke(main, ["status", "killed-1", "--json"])
     assert json.loads(shown.output)["state"] == "interrupted"
+    began = time.monotonic()
+    stopped = CliRunner().invoke(main, ["stop", "killed-1"])  # nothing runs it: stopped at once, not waited for
+    assert stopped.exit_code == 0 and "stopped" in stopped.output and time.monotonic() - began < 10
     result = CliRunner().invoke(main, ["restart", "killed-1"])
     assert result.exit_code == 0, result.output
     assert server.total_requests - before == N - committed
