@@ -122,7 +122,7 @@ def test_inference_results_are_reused_across_tasks_only_while_the_fingerprint_ho
     first = rayeval.run(inference_task(data, tmp_path / "out", model, name="reuse-a"))
     assert server.total_requests == N
 
-    second = rayeval.run(inference_task(data, tmp_path / "out", model, name="reuse-b"))
+    second = rayeval.run(inference_task(data, tmp_path / "out", model, name="reuse-b", reuse={"tasks": ["reuse-a"]}))
     assert server.total_requests == N  # nothing asked again
     a, b = _rows(first), _rows(second)
     assert sorted(b) == sorted(a) and len(b) == N
@@ -140,7 +140,9 @@ def test_inference_results_are_reused_across_tasks_only_while_the_fingerprint_ho
     assert f"m / q: {N}/{N} done, 0 errors, {N} reused, 0 remaining" in status
 
     # A changed temperature changes every item's fingerprint: all asked again.
-    hot = rayeval.run(inference_task(data, tmp_path / "out", model, name="reuse-c", parameters={"temperature": 0.5}))
+    hot = rayeval.run(
+        inference_task(data, tmp_path / "out", model, name="reuse-c", parameters={"temperature": 0.5}, reuse=True)
+    )
     assert server.total_requests == 2 * N
     assert {r["reused_from"] for r in _rows(hot).values()} == {None}
 
@@ -162,7 +164,7 @@ def test_partial_results_are_reused_and_a_new_metric_is_computed_without_inferen
     failed = {k for k, r in _rows(earlier).items() if r["error"]}
     assert len(failed) == 5 and server.total_requests == 25
 
-    full = inference_task(data, tmp_path / "out", model, name="full")
+    full = inference_task(data, tmp_path / "out", model, name="full", reuse={"tasks": ["part"]})
     full["evaluation_sets"][0]["metrics"] = ["numeric_match", "exact_match", "f1"]
     later = rayeval.run(full)
     assert server.total_requests == 25 + (N - 20)  # the 15 never run and the 5 that failed

@@ -24,7 +24,11 @@ def write_items(path: Path, n: int, *, start: int = 0) -> Path:
 def inference_task(
     data: Path, output: Path, models: list[dict[str, Any]], *, parameters: dict[str, Any] | None = None, **over: Any
 ) -> dict[str, Any]:
-    """An Inference and Evaluation task dict over `data` with numeric_match."""
+    """An Inference and Evaluation task dict over `data` with numeric_match.
+
+    Reuse is off unless `reuse` is given: every test's tasks share the session's coordinator, and
+    write_items' items would otherwise come from whichever test ran them before.
+    """
     task = {
         "name": over.pop("name", "t"),
         "mode": "inference_and_evaluation",
@@ -34,6 +38,7 @@ def inference_task(
         ],
         "models": models,
         "parameters": parameters or {},
+        "reuse": False,
     }
     task.update(over)
     return task
@@ -45,7 +50,7 @@ def stub_task(tmp_path: Path, server: Any, n: int, *, name: str, output: Any = N
     data = write_items(tmp_path / f"{name}.jsonl", n)
     model = {"name": "m", "url": server.url, "model": "stub-model"}
     out = tmp_path / "out" if output is None else output
-    return inference_task(data, out, [model], name=name, **{"reuse": False, **over})
+    return inference_task(data, out, [model], name=name, **over)
 
 
 def gsm8k_task(predictions: Path, output: Path, *, name: str, limit: int, **over: Any) -> dict[str, Any]:
