@@ -475,7 +475,7 @@ def report(
         print(
             f"  NOTE: the judge began only after {answered_when_judging_began}/{n} answers. An inference task "
             "hands its output on as one block when its whole input block is answered: are the blocks going "
-            "into inference small (rayeval.jobs.pipeline.INFERENCE_BLOCK_ROWS)?"
+            "into inference small (one batch per block, rayeval.jobs.pipeline)?"
         )
     for name, s in per_server.items():
         q = s["client_latency_ms"]

@@ -21,6 +21,12 @@ Run from the repository root::
     python benchmarks/throughput.py                      # 20,000 items, C=24, 0.1 s
     python benchmarks/throughput.py --items 2000 --actors 4 --batch-size 8
     python benchmarks/throughput.py --warmup 1000 --timeline benchmarks/out/timeline.csv
+    python benchmarks/throughput.py --items 2000 --error-rate 0.1 --retries 3   # retries
+
+With --error-rate the server answers that share of requests with HTTP 500 (a seeded draw per
+request) and MAX_RETRY_PER_QUERY is --retries: the steady phase then ends at the last response,
+and its ratio counts the requests sent (retries included), so it shows whether a backoff idles
+the other items' concurrency. Items that failed every try must show as errors, each once.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--warmup", type=int, default=0, help="first run a task of this many items on the same cluster (default 0)"
     )
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered HTTP 500 (default 0)")
+    p.add_argument("--retries", type=int, default=None, help="MAX_RETRY_PER_QUERY (default: the spec's)")
     p.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray cluster (default 4)")
     p.add_argument("--poll", type=float, default=0.25, help="seconds between /_stats polls (default 0.25)")
     p.add_argument("--timeline", type=Path, default=None, help="write the polled (t, requests, in flight) as CSV")
@@ -59,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.items < 1 or args.concurrency < 1 or args.latency <= 0 or args.poll <= 0 or args.warmup < 0:
         p.error("--items and --concurrency must be >= 1, --latency and --poll > 0, --warmup >= 0")
+    if not 0 <= args.error_rate < 1 or (args.retries is not None and args.retries < 0):
+        p.error("--error-rate must be in [0, 1) and --retries >= 0")
     return args
 
 
@@ -108,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         from tests.support.tasks import inference_task, write_items
 
         data = write_items(workdir / "items.jsonl", args.items)
-        server = StubProcess("model", args.latency)
+        faults = ("--fault-rate", str(args.error_rate), "--fault-kinds", "500") if args.error_rate else ()
+        server = StubProcess("model", args.latency, *faults)
 
         import ray
 
@@ -129,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             data,
             workdir / "results",
             [{"name": "m", "url": server.url, "model": "stub-model"}],
-            parameters={"MAX_CONCURRENCY": args.concurrency},
+            parameters={
+                "MAX_CONCURRENCY": args.concurrency,
+                **({} if args.retries is None else {"MAX_RETRY_PER_QUERY": args.retries}),
+            },
             resources=resources,
             name="throughput",
             reuse=False,  # the warm-up's results must not stand in for the measured run's
@@ -143,16 +157,26 @@ def main(argv: list[str] | None = None) -> int:
         handle, t_start, t_end, cpu = measured_run(
             rayeval.run, task, poller, cpu_tracker, lambda: poller.last is not None, args.poll
         )
+        stats = server.get("/_stats")
+        if args.error_rate:  # retries: the steady phase ends at the last response, not the N-th request
+            poller.last = next(
+                (t for t, c, inf in poller.samples if c >= stats["total_requests"] and inf == 0), poller.last
+            )
         if poller.last is not None:  # a poll sees the last response up to --poll s late
             poller.last = min(poller.last, marks.get("summarize.start", t_end), t_end)
-        stats = server.get("/_stats")
         rows = handle.results()
-        latencies = handle.items().to_table(columns=["latency_ms"]).column("latency_ms").to_pylist()
+        items = handle.items().to_table(columns=["item_id", "latency_ms", "error"])
+        latencies = items.column("latency_ms").to_pylist()
+        ids = items.column("item_id").to_pylist()
+        stored_once = len(ids) if len(set(ids)) == len(ids) else -1
+        item_counts = (stored_once, sum(e is not None for e in items.column("error").to_pylist()))
         if args.timeline is not None:
             with args.timeline.open("w", encoding="utf-8") as f:
                 f.write("t,total_requests,in_flight\n")
                 f.writelines(f"{t - t_start:.3f},{total},{inf}\n" for t, total, inf in poller.samples)
-        figures = report(args, stats, rows, poller, latencies, cpu, marks, t_start, t_end, ray_init_s, spec_resources)
+        figures = report(
+            args, stats, rows, poller, latencies, cpu, marks, t_start, t_end, ray_init_s, spec_resources, item_counts
+        )
         if args.json:
             print(json.dumps(figures))
         return 0 if figures["ok"] else 1
@@ -220,6 +244,7 @@ def report(
     t_end: float,
     ray_init_s: float,
     resources: Any,
+    item_counts: tuple[int, int],
 ) -> dict[str, Any]:
     n, c, latency = args.items, args.concurrency, args.latency
     ideal = c / latency
@@ -242,14 +267,20 @@ def report(
     cores = os.cpu_count() or 1
 
     nm = next((r for r in rows if r["metric"] == "numeric_match"), None)
-    succeeded = (
-        nm is not None
-        and nm["items"] == n
-        and nm["errors"] == 0
-        and nm["value"] == 1.0
-        and stats["total_requests"] == n
-        and all(r["errors"] == 0 for r in rows)
-    )
+    sent = stats["total_requests"]
+    sent_ratio = sent / steady_s / ideal if steady_s else None
+    if args.error_rate:  # an item may fail every try: it is an error, stored once, never a wrong score
+        stored, failed = item_counts
+        succeeded = nm is not None and nm["items"] == n == stored and nm["errors"] == failed and nm["value"] == 1.0
+    else:
+        succeeded = (
+            nm is not None
+            and nm["items"] == n
+            and nm["errors"] == 0
+            and nm["value"] == 1.0
+            and sent == n
+            and all(r["errors"] == 0 for r in rows)
+        )
     within_c = stats["max_in_flight"] <= c
 
     def pct(x: float | None) -> str:
@@ -270,6 +301,11 @@ def report(
         f"(first request .. last response, /_stats polled every {args.poll:g} s)"
     )
     print(f"  steady / ideal             {pct(steady / ideal if steady else None)}  (target >= {STEADY_TARGET})")
+    if args.error_rate:
+        print(
+            f"  with retries               {sent} requests for {n} items ({args.error_rate:g} answered HTTP 500, "
+            f"MAX_RETRY_PER_QUERY {args.retries}); requests sent / steady s / ideal = {pct(sent_ratio)}"
+        )
     busy_ratio = (busy_rate or 0) / ideal
     print(f"  server busy time           {busy:.3f} s -> {pct(busy_rate)} items/s, ratio {busy_ratio:.3f}")
     print(f"  end to end                 {e2e:.1f} items/s  over {wall:.3f} s (rayeval.run wall time)")
@@ -314,7 +350,11 @@ def report(
             f"  summary numeric_match      value {nm['value']}, items {nm['items']}, scored {nm['scored']}, "
             f"errors {nm['errors']}"
         )
-    print(f"  every item succeeded       {'yes' if succeeded else 'NO'}")
+    if args.error_rate:
+        print(f"  items stored once / failed {item_counts[0]} of {n} / {item_counts[1]} (every try failed)")
+        print(f"  summary is consistent      {'yes' if succeeded else 'NO'}")
+    else:
+        print(f"  every item succeeded       {'yes' if succeeded else 'NO'}")
     if steady is not None and steady / ideal < STEADY_TARGET:
         print(f"  NOTE: steady-state ratio below the {STEADY_TARGET} target")
     if not within_c:
@@ -345,7 +385,8 @@ def report(
         "steady_parts_s": {label: [took, want] for label, took, want in parts},
         "cpu_s": cpu,
         "client_latency_ms": {"p50": q[50], "p90": q[90], "p99": q[99], "max": lat[-1] if lat else None},
-        "total_requests": stats["total_requests"],
+        "total_requests": sent,
+        "sent_ratio": sent_ratio,
         "summary": nm,
         "ok": succeeded and within_c,
     }

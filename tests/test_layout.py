@@ -5,6 +5,7 @@ and every module says what it holds and what it makes public."""
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -142,7 +143,7 @@ def test_every_module_has_a_docstring_and_public_names_that_exist(module):
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
     assert ast.get_docstring(tree), f"{module} says nothing about what it holds"
     exported = None
-    defined = set()
+    defined, lazy = set(), set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             defined.add(node.name)
@@ -155,6 +156,13 @@ def test_every_module_has_a_docstring_and_public_names_that_exist(module):
                         exported = ast.literal_eval(node.value)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            imports = [inner for inner in node.body if isinstance(inner, (ast.Import, ast.ImportFrom))]
+            lazy.update(n for inner in imports for n in _bound(inner))
+    if "__getattr__" in defined:  # names imported on first use: they must resolve
+        package = importlib.import_module(module)
+        assert all(getattr(package, n, None) is not None for n in lazy), f"{module}: a lazy name does not resolve"
+        defined |= lazy
     public = {n for n in defined if not n.startswith("_")} - {
         n for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)) for n in _bound(node)
     }

@@ -6,12 +6,19 @@ passes from one request to the next inside the actor with no round trip. An acto
 asks the limiter for more (waiting until some are free); an actor whose permits stay idle for a
 moment gives them back, so at ramp-up and at the tail the permits move to where the work is. The
 leases never add up to more than MAX_CONCURRENCY, so the bound holds across actors and nodes.
+
+Inside an actor, waiting requests get permits oldest batch first (`acquire(priority)`): a batch
+whose item waits out a retry's backoff is finished before newer batches are started, so the
+batches in the actor do not all end at once, each waiting on its last retries while the permits
+sit idle; newer batches use the permits in the meantime.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict, deque
+import heapq
+import itertools
+from collections import defaultdict
 
 import ray
 
@@ -38,6 +45,7 @@ class ConcurrencyLimiter:
         self._changed = asyncio.Condition()
         self._check_every_s = check_every_s
         self._calls = {"acquire": 0, "release": 0}
+        self._reclaiming: asyncio.Task | None = None
 
     async def acquire(self, holder: str, want: int, handle: ray.actor.ActorHandle | None = None) -> int:
         """Lease up to `want` permits to `holder`, waiting until at least one is free."""
@@ -49,25 +57,30 @@ class ConcurrencyLimiter:
                 try:
                     await asyncio.wait_for(self._changed.wait(), self._check_every_s)
                 except asyncio.TimeoutError:
-                    await self._reclaim_dead()
+                    self._look_for_dead_holders()
             granted = min(want, self._available)
             self._available -= granted
             self._held[holder] += granted
             return granted
 
+    def _look_for_dead_holders(self) -> None:
+        """Start `_reclaim_dead` unless it is running: it runs beside the waiting requests, never holding
+        the lock while it waits for holders to answer (a busy holder may take seconds to)."""
+        if self._reclaiming is None or self._reclaiming.done():
+            self._reclaiming = asyncio.get_running_loop().create_task(self._reclaim_dead())
+
     async def _reclaim_dead(self) -> None:
-        """Take back the leases of holders whose actor is gone (called with the lock held)."""
-        for holder, count in list(self._held.items()):
-            handle = self._handles.get(holder)
-            if not count or handle is None:
-                continue
-            try:
-                await asyncio.wait_for(handle.__ray_ready__.remote(), 10)
-            except ray.exceptions.RayActorError:
+        """Take back the leases of holders whose actor is gone."""
+        holders = [h for h, count in self._held.items() if count and h in self._handles]
+        gone = await asyncio.gather(*(_is_gone(self._handles[h]) for h in holders))
+        dead = [h for h, g in zip(holders, gone) if g]
+        if not dead:
+            return
+        async with self._changed:
+            for holder in dead:
+                self._available += self._held[holder]
                 self._held[holder] = 0
-                self._available += count
-            except asyncio.TimeoutError:  # alive but busy: keep its lease
-                pass
+            self._changed.notify_all()
 
     async def release(self, holder: str, count: int) -> None:
         """Take `count` of a holder's permits back."""
@@ -89,6 +102,18 @@ class ConcurrencyLimiter:
     async def leases(self) -> dict[str, int]:
         """Permits currently leased, by holder."""
         return {h: n for h, n in self._held.items() if n}
+
+
+async def _is_gone(handle: ray.actor.ActorHandle, wait_s: float = 10.0) -> bool:
+    """Whether a holder's actor is dead: a call to it fails so; one that takes past `wait_s` is a busy
+    actor's (all its threads taken by batches), which keeps its lease."""
+    try:
+        await asyncio.wait_for(handle.__ray_ready__.remote(), wait_s)
+    except ray.exceptions.RayActorError:
+        return True
+    except asyncio.TimeoutError:
+        pass
+    return False
 
 
 class LimiterGone(RuntimeError):
@@ -117,17 +142,19 @@ class LeasedPermits:
         self.handle = handle
         self.held = 0
         self.in_use = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        #: (priority, arrival, future): the lowest priority is served first, then the earliest.
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
         self._refilling = False
         self._return_timer: asyncio.TimerHandle | None = None
 
-    async def acquire(self) -> None:
-        """Wait for a permit."""
+    async def acquire(self, priority: int = 0) -> None:
+        """Wait for a permit; waiting requests are served lowest `priority` first, then in arrival order."""
         if self.in_use < self.held and not self._waiters:
             self.in_use += 1
             return
         future = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+        heapq.heappush(self._waiters, (priority, next(self._arrivals), future))
         if not self._refilling:
             self._refilling = True
             asyncio.get_running_loop().create_task(self._refill())
@@ -146,7 +173,7 @@ class LeasedPermits:
     def _hand_over(self, count: int) -> int:
         given = 0
         while given < count and self._waiters:
-            future = self._waiters.popleft()
+            _, _, future = heapq.heappop(self._waiters)
             if not future.done():
                 self.in_use += 1
                 future.set_result(None)
@@ -163,7 +190,7 @@ class LeasedPermits:
                     self._schedule_return()
         except Exception as e:  # the limiter is gone (its run ended or failed): nobody waits forever
             while self._waiters:
-                future = self._waiters.popleft()
+                _, _, future = heapq.heappop(self._waiters)
                 if not future.done():
                     future.set_exception(
                         LimiterGone(f"the concurrency limiter is gone ({type(e).__name__}): the run has ended")

@@ -6,13 +6,17 @@ from typing import Any
 
 from rayeval.spec import ResourceSpec, Stage
 
-__all__ = ["request_actor_options", "scoring_actor_options", "stage_options"]
+__all__ = ["BATCHES_PER_REQUEST_ACTOR", "request_actor_options", "scoring_actor_options", "stage_options"]
 
 
 def stage_options(res: ResourceSpec, stage: Stage) -> dict[str, Any]:
     """Ray remote options of one stage's actors: the custom resources the task names for it, if any."""
     wanted = res.stage_resources.get(stage)
     return {"resources": dict(wanted)} if wanted else {}
+
+
+#: Batches a request actor (inference, judging) works on at once.
+BATCHES_PER_REQUEST_ACTOR = 16
 
 
 def request_actor_options(res: ResourceSpec, stage: Stage) -> dict[str, Any]:
@@ -23,7 +27,13 @@ def request_actor_options(res: ResourceSpec, stage: Stage) -> dict[str, Any]:
     return {
         "batch_format": "pyarrow",
         "batch_size": res.batch_size,
-        "compute": ray.data.ActorPoolStrategy(size=res.inference_actors, max_concurrent_calls_per_actor=4),
+        # Each batch waits for its requests in a thread of its own (rayeval.inference.loop): enough of
+        # them that batches whose last items wait out a retry's backoff leave others to use the permits.
+        "compute": ray.data.ActorPoolStrategy(
+            size=res.inference_actors,
+            max_concurrent_calls_per_actor=BATCHES_PER_REQUEST_ACTOR,
+            enable_true_multi_threading=True,
+        ),
         "num_cpus": res.actor_num_cpus,
         **stage_options(res, stage),
     }

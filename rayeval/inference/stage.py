@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pyarrow as pa
@@ -12,6 +13,7 @@ import ray
 from rayeval.actors.coordinator import report_placement
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.inference.client import HostedEndpoint, ItemOutcome, infer_one, item_system, request_body, resolve_endpoint
+from rayeval.inference.loop import RequestLoop
 from rayeval.inference.prompt_budget import PromptBudget
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
@@ -22,8 +24,9 @@ __all__ = ["InferenceActor", "combine_samples", "infer_samples"]
 class InferenceActor:
     """Ray Data callable class: one async HTTP client per actor, permits from the task's limiter.
 
-    Ray Data runs several batches at once in one actor; all of them share the client's
-    connection pool and the cluster-wide limiter, so MAX_CONCURRENCY is never exceeded.
+    Ray Data runs several batches at once in one actor, each in a thread of its own that waits for
+    its requests on the actor's request loop (rayeval.inference.loop); all of them share the
+    client's connection pool and the cluster-wide limiter, so MAX_CONCURRENCY is never exceeded.
     """
 
     def __init__(
@@ -52,6 +55,8 @@ class InferenceActor:
         self._client = None
         #: eval set -> the column of its items' own system message (sets that have one).
         self.system_columns = system_columns or {}
+        self._batches = itertools.count()
+        self._loop = RequestLoop()  # every request of this actor runs there (rayeval.inference.loop)
 
     def _http(self):
         import httpx
@@ -66,18 +71,22 @@ class InferenceActor:
             self._permits = LeasedPermits(self.limiter, self.holder, limit, handle=handle)
         return self._client
 
-    async def _acquire(self) -> None:
-        await self._permits.acquire()
+    async def _acquire(self, order: int) -> None:
+        await self._permits.acquire(order)
 
     def _release(self) -> None:
         self._permits.release()
 
-    async def __call__(self, batch: pa.Table) -> AsyncIterator[pa.Table]:
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self._loop.run(self._answer(batch))
+
+    async def _answer(self, batch: pa.Table) -> pa.Table:
         client = self._http()
+        order = next(self._batches)  # its requests (retries too) get permits before later batches'
         queries = batch.column("query").to_pylist()
         systems = self._systems(batch)
         n = self.params.inference_count
-        outcomes = await asyncio.gather(*(self._item(client, q or "", s, n) for q, s in zip(queries, systems)))
+        outcomes = await asyncio.gather(*(self._item(client, q or "", s, n, order) for q, s in zip(queries, systems)))
         columns = {
             name: [getattr(o, name) for o in outcomes]
             for name in (
@@ -93,7 +102,7 @@ class InferenceActor:
         }
         if n > 1:
             columns["samples"] = [o.samples for o in outcomes]
-        yield with_inference_columns(batch, self.model.name, columns)
+        return with_inference_columns(batch, self.model.name, columns)
 
     def _systems(self, batch: pa.Table) -> list[str | None]:
         if not self.system_columns:
@@ -102,10 +111,10 @@ class InferenceActor:
         fields = batch.column("fields").to_pylist()
         return [item_system(f, self.system_columns.get(s)) for s, f in zip(sets, fields)]
 
-    async def _item(self, client: Any, query: str, system: str | None, n: int) -> ItemOutcome:
-        return await infer_samples(lambda: self._one(client, query, system), n)
+    async def _item(self, client: Any, query: str, system: str | None, n: int, order: int) -> ItemOutcome:
+        return await infer_samples(lambda: self._one(client, query, system, order), n)
 
-    async def _one(self, client: Any, query: str, system: str | None) -> ItemOutcome:
+    async def _one(self, client: Any, query: str, system: str | None, order: int) -> ItemOutcome:
         body = request_body(self.endpoint, query, self.params, system)
         if self.budget is not None:
             error = self.budget.fit(body)
@@ -116,7 +125,7 @@ class InferenceActor:
             self.endpoint,
             body,
             max_retries=self.params.max_retry_per_query,
-            acquire=self._acquire,
+            acquire=lambda: self._acquire(order),
             release=self._release,
         )
 

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["build_dataset"]
 
 MiB = 1024 * 1024
-#: Rows per block going into inference (see build_dataset).
-INFERENCE_BLOCK_ROWS = 64
 
 
 def _union(parts: list[ray.data.Dataset]) -> ray.data.Dataset:
@@ -87,11 +85,12 @@ def build_dataset(
         if spec.predictions_given:  # the read tasks give rows ready to score
             branches.extend(unfinished(read_items(plan, model.name), model.name) for plan in plans)
             continue
-        # Small blocks into inference: an inference task's answers move on (to judging, scoring and
-        # the writer) only when its whole block is answered, so read shards of a thousand rows would
-        # hold the next stages back for as long as a shard takes to answer.
+        # One batch per block into inference: an inference task's answers move on (to judging, scoring
+        # and the writer) only when its whole block is answered, and its batches run one after the
+        # other in the task's thread (rayeval.inference.loop), so a block of several batches would hold
+        # its first batch's answers back behind its last.
         items = unfinished(_union([read_items(plan, None) for plan in plans]), model.name).repartition(
-            target_num_rows_per_block=INFERENCE_BLOCK_ROWS
+            target_num_rows_per_block=res.batch_size
         )
         params = spec.model_parameters(model)
         branches.append(

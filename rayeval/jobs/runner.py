@@ -225,8 +225,9 @@ def _run_registered(
     concurrency = {m.name: spec.model_parameters(m).max_concurrency for m in spec.models} if spec.runs_inference else {}
     concurrency.update({judge_limiter_key(j.name): spec.parameters.max_judging_concurrency for j in spec.judges})
     limiter_keys = list(concurrency)
+    # Registered by name at once; their processes start while the pipeline does (the request actors'
+    # first call to them waits for that), not before it.
     limiters = [create_limiter(task.task_id, key, limit, task.epoch) for key, limit in concurrency.items()]
-    ray.get([lim.leases.remote() for lim in limiters])
     with task_session(task, coordinator, on_progress, progress_every, limiters) as hosted:
         ds = build_dataset(
             spec,

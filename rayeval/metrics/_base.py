@@ -77,6 +77,9 @@ class Metric(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    #: Its `score` runs a program and waits for it (rayeval.metrics.sandbox): items and samples are then
+    #: scored from several threads at once, as many as the sandbox runs at once.
+    runs_programs: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))

@@ -28,6 +28,7 @@ class CodePass(Metric):
     name = "code_pass"
     description = "1 when the code passes the item's tests (HumanEval style, run in a sandbox); use pass_at for pass@k"
     defaults = {"timeout": 3.0, "memory_mb": 1024}
+    runs_programs = True
 
     def score(self, prediction: str, reference: str, item: dict[str, Any]) -> ItemScore:
         from rayeval.metrics.sandbox import run_python

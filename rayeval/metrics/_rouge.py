@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rouge_score import rouge_scorer
-
 from rayeval.metrics._base import ItemScore, Metric
 from rayeval.metrics._registry import register_metric
 
@@ -27,6 +25,8 @@ class Rouge(Metric):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        from rouge_score import rouge_scorer  # nltk and scipy: imported only where rouge is used
+
         use_stemmer = self.options["use_stemmer"]
         if not isinstance(use_stemmer, bool):
             raise self._bad_option("use_stemmer", f"expected true or false, got {use_stemmer!r}")

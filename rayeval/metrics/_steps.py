@@ -14,6 +14,7 @@ from typing import Any, Literal
 from rayeval.metrics._base import ItemScore, MeanAggregator, Metric
 from rayeval.metrics._judge import build_metric
 from rayeval.metrics._scripts import compile_script, run_script
+from rayeval.metrics.sandbox import program_threads
 from rayeval.spec import JudgeParser, MetricRef
 
 __all__ = ["MetricSteps", "PassAtK", "corpus_inputs", "pass_at_k", "pass_output", "ref_outputs"]
@@ -144,10 +145,14 @@ class MetricSteps:
             self._add_pass_at(scores, {o: [scores[o]] for o in self.metric.outputs()})
             return scores, details
         judged_samples = (judged or {}).get("samples") or []
-        runs = [
-            self._one({**item, "prediction": text}, judged_samples[i] if i < len(judged_samples) else None)
-            for i, text in enumerate(samples)
-        ]
+
+        def one(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
+            return self._one({**item, "prediction": samples[i]}, judged_samples[i] if i < len(judged_samples) else None)
+
+        if self.metric.runs_programs and len(samples) > 1:  # the samples' programs run at once
+            runs = list(program_threads().map(one, range(len(samples))))
+        else:
+            runs = [one(i) for i in range(len(samples))]
         outs = self.metric.outputs()
         details: dict[str, Any] = {"samples": [d for _, d in runs]}
         for i, (scores, d) in enumerate(runs):  # one unscored sample leaves the item unscored

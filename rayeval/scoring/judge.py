@@ -22,6 +22,7 @@ import ray
 from rayeval.actors.coordinator import report_placement
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.inference.client import HostedEndpoint, infer_one, resolve_endpoint
+from rayeval.inference.loop import RequestLoop
 from rayeval.metrics import compile_script, render_prompt, run_script
 from rayeval.schema import item_dict
 from rayeval.spec import JudgeSpec, MetricRef, ModelSpec, Parameters
@@ -160,6 +161,7 @@ class JudgeActor:
         }
         self.max_retries, self.timeout = max_retries, timeout
         self._client = None
+        self._loop = RequestLoop()  # every request of this actor runs there (rayeval.inference.loop)
 
     def _http(self) -> Any:
         import httpx
@@ -170,7 +172,10 @@ class JudgeActor:
                 judge.start(self.holder)
         return self._client
 
-    async def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self._loop.run(self._judge(batch))
+
+    async def _judge(self, batch: pa.Table) -> pa.Table:
         client = self._http()
         rows = batch.select([c for c in ITEM_COLUMNS if c in batch.schema.names]).to_pylist()
         judged = await asyncio.gather(*(self._item(client, row) for row in rows))

@@ -22,6 +22,7 @@ import ray
 from rayeval.cluster.placement import pinned
 from rayeval.cluster.resources import request_actor_options
 from rayeval.inference.client import HostedEndpoint
+from rayeval.inference.loop import RequestLoop
 from rayeval.schema import item_dict
 from rayeval.scoring.judge import (
     JudgeClient,
@@ -98,6 +99,7 @@ class PairwiseActor:
         self.reference = reference
         self.max_retries, self.timeout = max_retries, timeout
         self._client = None
+        self._loop = RequestLoop()  # every request of this actor runs there (rayeval.inference.loop)
 
     def _verdict(self, step: dict[str, Any]) -> str | None:
         if step.get("error"):
@@ -150,7 +152,10 @@ class PairwiseActor:
             out.update(outcome=result, inconsistent=inconsistent, score=_SCORE[result])
         return out
 
-    async def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self._loop.run(self._judge(batch))
+
+    async def _judge(self, batch: pa.Table) -> pa.Table:
         import httpx
 
         if self._client is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -47,8 +48,15 @@ class ScoringActor:
         self.model_fps = model_fps or {}
         self.metric_fps = {s: json.dumps(fps, sort_keys=True) for s, fps in (metric_fps or {}).items()}
         self.given = given
+        #: Threads that score several items at once, where a metric runs programs (code_pass): each
+        #: waits for its program, and the sandbox bounds how many run (rayeval.metrics.sandbox).
+        self._rows: ThreadPoolExecutor | None = None
+        if any(steps.metric.runs_programs for steps_ in self.metrics.values() for steps in steps_):
+            from rayeval.metrics.sandbox import parallelism
 
-    def _score_row(self, row: dict[str, Any], scores: dict[str, list[Any]]) -> str | None:
+            self._rows = ThreadPoolExecutor(parallelism(), thread_name_prefix="rayeval-item")
+
+    def _score_row(self, row: dict[str, Any]) -> tuple[dict[str, float | None], str | None]:
         values: dict[str, float | None] = {}
         details: dict[str, Any] = {}
         carried = json.loads(row.pop("carried", None) or "{}")
@@ -63,9 +71,7 @@ class ScoringActor:
                 values.update(scores_)
                 if step_details:
                     details[steps.name] = step_details
-        for out in self.outputs:
-            scores[out].append(values.get(out))
-        return json.dumps(details, ensure_ascii=False) if details else None
+        return values, json.dumps(details, ensure_ascii=False) if details else None
 
     def _fingerprints(self, batch: pa.Table) -> tuple[list[str | None], list[str | None]]:
         from rayeval.store.fingerprint import item_fp_column
@@ -85,8 +91,12 @@ class ScoringActor:
         columns = ["eval_set", "model", "prediction", "reference", "query", "item_id", "fields", "samples", "error"]
         extra = [c for c in ("judging", "carried") if c in batch.schema.names]
         rows = batch.select(columns + extra).to_pylist()
-        scores: dict[str, list[Any]] = {out: [] for out in self.outputs}
-        details = [self._score_row(row, scores) for row in rows]
+        if self._rows is not None and len(rows) > 1:  # metrics that wait on programs: items at once
+            scored = list(self._rows.map(self._score_row, rows))
+        else:
+            scored = [self._score_row(row) for row in rows]
+        scores = {out: [values.get(out) for values, _ in scored] for out in self.outputs}
+        details = [d for _, d in scored]
         item_fps, metric_fps = self._fingerprints(batch)
         for out in self.outputs:
             batch = batch.append_column(pa.field(score_column(out), pa.float64()), pa.array(scores[out], pa.float64()))

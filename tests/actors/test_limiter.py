@@ -52,6 +52,19 @@ class _Holder:
     async def held(self) -> int:
         return self.permits.held
 
+    async def ordered(self, priorities: list[int], seconds: float) -> list[int]:
+        """Requests of the given priorities, all waiting at once: the priorities in the order served."""
+        served: list[int] = []
+
+        async def one(priority: int):
+            await self.permits.acquire(priority)
+            served.append(priority)
+            await asyncio.sleep(seconds)
+            self.permits.release()
+
+        await asyncio.gather(*(one(p) for p in priorities))
+        return served
+
 
 def test_permits_move_from_an_idle_actor_to_a_busy_one(ray_cluster):
     limiter = create_limiter("limiter-move", "m", 6)
@@ -93,3 +106,13 @@ def _eventually(check, timeout_s: float = 10.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_waiting_requests_are_served_oldest_batch_first(ray_cluster):
+    limiter = create_limiter("limiter-order", "m", 2)
+    holder = _Holder.remote(limiter, "a", 2)
+    # a late batch's requests (3) arrive first; an earlier batch's (1, its retries among them) and a
+    # middle one's (2) after, all while no permit is held yet: the earlier batches' requests are served first
+    served = ray.get(holder.ordered.remote([3, 3, 3, 1, 2, 1, 1, 2], 0.05))
+    assert served == [1, 1, 1, 2, 2, 3, 3, 3]
+    ray.kill(limiter)

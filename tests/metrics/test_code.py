@@ -50,3 +50,18 @@ def test_the_first_fenced_block_is_the_code():
     assert extract_code("    return 2\n") == "    return 2\n"
     missing = get_metric("code_pass").score("x", "", {"prompt": "def f():\n"})
     assert missing.scores["code_pass"] is None and "no test, entry_point" in missing.details["reason"]
+
+
+def test_an_items_samples_run_at_once_and_each_keeps_its_own_verdict():
+    from rayeval.metrics import MetricSteps
+    from rayeval.spec import MetricRef
+
+    problem = PROBLEMS["HumanEval/0"]
+    good = problem["canonical_solution"]
+    samples = [good, "    while True: pass\n", good, "    return None\n", good, "    while True: pass\n"]
+    steps = MetricSteps.from_ref(MetricRef(name="code_pass", options={"timeout": 2.0}, pass_at=[1, 2]))
+    scores, details = steps.run({**problem, "prediction": samples[0], "samples": samples})
+    statuses = [d["status"] for d in details["samples"]]
+    assert statuses == ["passed", "timed out", "passed", "failed", "passed", "timed out"]
+    assert details["sample_scores"]["code_pass"] == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    assert scores["code_pass"] == 0.5 and scores["code_pass_pass@2"] == pytest.approx(1 - 3 / 15)

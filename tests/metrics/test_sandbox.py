@@ -3,9 +3,12 @@ no network and a throwaway directory; a program that misbehaves fails alone."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
+
+import pytest
 
 from rayeval.metrics.sandbox import network_isolated, run_python
 
@@ -119,3 +122,50 @@ def test_a_sample_that_kills_its_worker_fails_after_two_deaths(ray_cluster):
     pid_after, fine = ray.get(worker.run.remote("print('fine')"), timeout=60)
     assert fine.passed and pid_after == pid  # the third worker goes on with the next samples
     ray.kill(worker)
+
+
+def _overlap(log) -> int:
+    """The most programs running at once, from their (start, end) lines in `log`."""
+    events = []
+    for line in log.read_text().splitlines():
+        start, end = map(float, line.split())
+        events += [(start, 1), (end, -1)]
+    running = most = 0
+    for _, step in sorted(events):
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_programs_from_several_threads_run_at_once_but_never_more_than_the_slots(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rayeval.metrics import sandbox
+
+    monkeypatch.setenv(sandbox.PARALLEL_ENV, "3")
+    monkeypatch.setattr(sandbox._Slots, "_semaphore", None)  # sized again, from the variable
+    log = tmp_path / "runs.log"
+    # Each program notes when it ran in a file outside its sandbox (the filesystem is shared).
+    program = (
+        "import time\nt = time.time()\ntime.sleep(1.0)\n"
+        f"with open({str(log)!r}, 'a') as f:\n    f.write(f'{{t}} {{time.time()}}\\n')\n"
+    )
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: run_python(program, timeout=10), range(8)))
+    assert [r.status for r in results] == ["passed"] * 8  # identical programs at once are not "deaths"
+    assert 2 <= _overlap(log) <= 3  # at once, within the slots
+
+
+def test_parallelism_is_bounded_by_cores_and_memory(monkeypatch):
+    from rayeval.metrics import sandbox
+
+    monkeypatch.delenv(sandbox.PARALLEL_ENV, raising=False)
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(sandbox, "_available_memory", lambda: 64 * 1024**4)
+    assert sandbox.parallelism(1024) == sandbox.PROGRAMS_PER_CORE * cores
+    monkeypatch.setattr(sandbox, "_available_memory", lambda: 3 * 1024**3)
+    assert sandbox.parallelism(1024) == min(3, sandbox.PROGRAMS_PER_CORE * cores)
+    assert sandbox.parallelism(8192) == 1  # never none
+    monkeypatch.setenv(sandbox.PARALLEL_ENV, "lots")
+    with pytest.raises(ValueError, match="RAYEVAL_SANDBOX_PARALLEL must be a whole number"):
+        sandbox.parallelism()

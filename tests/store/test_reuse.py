@@ -98,6 +98,7 @@ def test_candidate_sources_are_newest_first_named_or_all_never_itself():
 
 def test_reuse_spec_accepts_false_and_a_list_of_tasks(tmp_path):
     base = inference_task(tmp_path / "x.jsonl", tmp_path / "out", [{"name": "m", "url": "http://127.0.0.1:9/v1"}])
+    del base["reuse"]  # the spec's default (the helper turns it off)
     assert parse_task({**base, "reuse": False}).reuse.enabled is False
     spec = parse_task({**base, "reuse": {"tasks": ["nightly"]}})
     assert spec.reuse.enabled and spec.reuse.tasks == ["nightly"]

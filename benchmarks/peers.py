@@ -1,0 +1,240 @@
+"""rayeval against lm-evaluation-harness, whole process and request phase, side by side in one run.
+
+One OpenAI-compatible stub server (tests/support/openai_server.py, a subprocess) answers every
+request after a fixed latency L ("The answer is N.", N the prompt's length, which is each item's
+reference). For each N given, the same N items go, one after the other, through:
+
+* `rayeval run TASK.yaml --quiet --json`: a new process that starts Ray in-process (no cluster given),
+  an Inference and Evaluation task with MAX_CONCURRENCY C and numeric_match;
+* `lm_eval --model local-chat-completions --apply_chat_template` with `num_concurrent` C, on a
+  task of the same items written here (a local JSON file, no hub), scored by exact match on the
+  number the answer ends with.
+
+Each is timed as a whole process (start to exit), and the server's /_stats is polled to find its
+request phase (first request .. last response). The ideal is N * L / C seconds (C requests
+always in flight); the table prints each process's whole time and request phase against it,
+and both scores (each must be 1.0: every item answered and scored).
+
+With --judge, a second stub server is the judge of a judge metric in the rayeval task (same
+latency, MAX_JUDGING_CONCURRENCY C): the ideal is then the overlapped one, max of the two
+servers' N * L / C, and the sum of both is what predicting first and judging after pays at best
+(lm-eval has no judge metric, so that case has rayeval alone against both ideals).
+
+lm-eval is an optional dependency (`pip install -e '.[bench]'`); --lm-eval names another
+executable (e.g. in a virtual environment of its own). Run from the repository root::
+
+    python benchmarks/peers.py                        # N = 5,000 and 20,000, L = 0.1 s, C = 24
+    python benchmarks/peers.py --items 2000 --judge
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import REPO, CpuTracker, StubProcess, bench_workdir
+from judging import JUDGE_MODEL, JUDGE_PATTERN, JUDGE_PROMPT, Poller
+
+LM_EVAL_TASK = """\
+task: rayeval_peer
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{query}}}}"
+doc_to_target: "{{{{reference.split('#### ')[-1]}}}}"
+generation_kwargs:
+  until: []
+  max_gen_toks: 32
+filter_list:
+  - name: last_number
+    filter:
+      - function: regex
+        regex_pattern: "(\\\\d+)\\\\.?$"
+      - function: take_first
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--items", type=int, nargs="+", default=[5000, 20000], help="N, one run each (default 5000 20000)")
+    p.add_argument("--concurrency", type=int, default=24, help="C for both (default 24)")
+    p.add_argument("--latency", type=float, default=0.1, help="stub server seconds per request (default 0.1)")
+    p.add_argument("--judge", action="store_true", help="rayeval with a judge metric on a second server instead")
+    p.add_argument("--lm-eval", default=None, help="the lm_eval executable (default: the one beside this Python)")
+    p.add_argument("--skip-lm-eval", action="store_true", help="rayeval only")
+    p.add_argument("--poll", type=float, default=0.25, help="seconds between /_stats polls (default 0.25)")
+    p.add_argument("--workdir", type=Path, default=None, help="where data and results go (default: a temp dir)")
+    p.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    args = p.parse_args(argv)
+    if min(args.items) < 1 or args.concurrency < 1 or args.latency <= 0:
+        p.error("--items and --concurrency must be >= 1, --latency > 0")
+    return args
+
+
+def lm_eval_command(args: argparse.Namespace) -> list[str] | None:
+    """How to start lm_eval, or None when it is not installed."""
+    if args.lm_eval:
+        return [args.lm_eval]
+    beside = Path(sys.executable).parent / "lm_eval"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("lm_eval")
+    return [found] if found else None
+
+
+def timed(cmd: list[str], servers: dict[str, StubProcess], n: int, poll: float, log: Path) -> dict[str, Any]:
+    """Run `cmd` to its end while polling the servers; its wall time and each server's request phase."""
+    for server in servers.values():
+        server.post("/_reset")
+    poller = Poller(servers, n, poll, CpuTracker())
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    poller.start()
+    t = time.perf_counter()
+    with log.open("w", encoding="utf-8") as out:
+        rc = subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - t
+    deadline = time.perf_counter() + max(2.0, 4 * poll)
+    while not poller.done() and time.perf_counter() < deadline:
+        time.sleep(0.02)
+    poller.stopped.set()
+    poller.join()
+    phases = {}
+    for name, server in servers.items():
+        track, stats = poller.tracks[name], server.get("/_stats")
+        span = track.last - track.first if track.first is not None and track.last is not None else None
+        phases[name] = {"requests": stats["total_requests"], "max_in_flight": stats["max_in_flight"], "span_s": span}
+    return {"rc": rc, "wall_s": wall, "servers": phases, "log": str(log)}
+
+
+def rayeval_task(args: argparse.Namespace, n: int, data: Path, out: Path, servers: dict[str, StubProcess]) -> dict:
+    from tests.support.tasks import inference_task
+
+    parameters = {"MAX_CONCURRENCY": args.concurrency, "MAX_JUDGING_CONCURRENCY": args.concurrency}
+    model = [{"name": "m", "url": servers["model"].url, "model": "stub-model"}]
+    task = inference_task(data, out, model, parameters=parameters, name=f"peers-{n}")
+    if args.judge:
+        task["judges"] = [{"name": "referee", "url": servers["judge"].url, "model": JUDGE_MODEL}]
+        parser = {"kind": "regex", "pattern": JUDGE_PATTERN, "min_score": 0, "max_score": 1}
+        judged = {"name": "judged", "judge": {"model": "referee", "prompt": JUDGE_PROMPT, "parser": parser}}
+        task["evaluation_sets"][0]["metrics"] = [judged, "numeric_match"]
+    return task
+
+
+def rayeval_score(log: Path) -> float | None:
+    """numeric_match from the JSON summary `rayeval run --json` ends its output with."""
+    text = Path(log).read_text(encoding="utf-8", errors="replace")
+    if "[\n  {" not in text:
+        return None
+    rows = json.loads(text[text.rindex("[\n  {") :])
+    return next((r["value"] for r in rows if r["metric"] == "numeric_match"), None)
+
+
+def lm_eval_score(out: Path) -> float | None:
+    for path in sorted(out.rglob("results*.json")):
+        results = json.loads(path.read_text())["results"]["rayeval_peer"]
+        return next((v for k, v in results.items() if k.startswith("exact_match,")), None)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir, own = bench_workdir(args.workdir, "rayeval-peers-")
+    servers: dict[str, StubProcess] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        import ray  # noqa: F401  (makes Ray's vendored psutil importable for the CPU tracker)
+        import yaml
+
+        from tests.support.tasks import write_items
+
+        servers["model"] = StubProcess("model", args.latency)
+        if args.judge:
+            judge = ("--responder", "tests.support.responders:last_number_judge", "--model", JUDGE_MODEL)
+            servers["judge"] = StubProcess("judge", args.latency, *judge)
+        lm_eval = None if args.skip_lm_eval or args.judge else lm_eval_command(args)
+        if lm_eval is None and not (args.skip_lm_eval or args.judge):
+            print("lm_eval is not installed (pip install -e '.[bench]', or --lm-eval PATH): rayeval alone")
+        rayeval_cli = [str(Path(sys.executable).parent / "rayeval")]
+        for n in args.items:
+            data = write_items(workdir / f"items-{n}.jsonl", n)
+            ideal = n * args.latency / args.concurrency
+            row: dict[str, Any] = {"items": n, "ideal_s": ideal}
+            task_file = workdir / f"task-{n}.yaml"
+            out = workdir / f"rayeval-{n}"
+            task_file.write_text(yaml.safe_dump(rayeval_task(args, n, data, out, servers)))
+            cmd = [*rayeval_cli, "run", str(task_file), "--quiet", "--json"]
+            ours = timed(cmd, servers, n, args.poll, workdir / f"r{n}.log")
+            row["rayeval"] = {**ours, "score": rayeval_score(ours["log"])}
+            if lm_eval is not None:
+                tasks = workdir / f"lm-eval-tasks-{n}"
+                tasks.mkdir(exist_ok=True)
+                (tasks / "rayeval_peer.yaml").write_text(LM_EVAL_TASK.format(data=data))
+                model_args = (
+                    f"model=stub-model,base_url={servers['model'].url}/chat/completions,"
+                    f"num_concurrent={args.concurrency},max_retries=3,tokenized_requests=False"
+                )
+                cmd = [*lm_eval, "--model", "local-chat-completions", "--model_args", model_args]
+                cmd += ["--tasks", "rayeval_peer", "--include_path", str(tasks), "--apply_chat_template"]
+                cmd += ["--output_path", str(workdir / f"lm-eval-{n}")]
+                theirs = timed(cmd, servers, n, args.poll, workdir / f"l{n}.log")
+                row["lm_eval"] = {**theirs, "score": lm_eval_score(workdir / f"lm-eval-{n}")}
+            rows.append(row)
+        ok = report(args, rows)
+        if args.json:
+            print(json.dumps(rows))
+        return 0 if ok else 1
+    finally:
+        for server in servers.values():
+            server.stop()
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> bool:
+    c, latency = args.concurrency, args.latency
+    ok = True
+    print()
+    kind = "with a judge metric (second server)" if args.judge else "inference and a rule metric"
+    print(f"rayeval against its peers: stub servers at {latency:g} s a request, C = {c}, {kind}")
+    for row in rows:
+        n, ideal = row["items"], row["ideal_s"]
+        print(f"  N = {n}: ideal {ideal:.1f} s (N x {latency:g} / {c})" + (", overlapped" if args.judge else ""))
+        if args.judge:
+            print(f"    predict, then judge (sequential) pays at best {2 * ideal:.1f} s = 2.00x the overlapped ideal")
+        for name in ("rayeval", "lm_eval"):
+            run = row.get(name)
+            if run is None:
+                continue
+            spans = []
+            for server, phase in run["servers"].items():
+                if phase["span_s"]:
+                    ratio = phase["requests"] * latency / c / phase["span_s"]
+                    spans.append(f"{server} {phase['span_s']:.1f} s = {ratio:.3f} of the ideal rate")
+            good = run["rc"] == 0 and run["score"] == 1.0
+            good = good and all(p["max_in_flight"] <= c and p["requests"] == n for p in run["servers"].values())
+            ok = ok and good
+            print(
+                f"    {name:8} whole process {run['wall_s']:.1f} s = {run['wall_s'] / ideal:.2f}x ideal; "
+                f"request phase {'; '.join(spans) or 'n/a'}; score {run['score']}; "
+                f"{'ok' if good else 'NOT OK (see ' + run['log'] + ')'}"
+            )
+    return ok
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
