@@ -2,7 +2,8 @@
 
 - `tasks/`: the coordinator's index, one pointer per task to its folder in the results store;
 - `datasets/`: built-in sets normalised once per source;
-- `models/`: models rayeval builds or converts (the tiny random model, the built-in real ones).
+- `models/`: models rayeval builds or converts (the tiny random model, the built-in real ones);
+- `logs/`: what Ray, Serve and vLLM printed during each `rayeval run` (rayeval.cli.console).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["HOME_ENV", "datasets_dir", "default_home", "index_location", "models_dir"]
+__all__ = ["HOME_ENV", "datasets_dir", "default_home", "index_location", "logs_dir", "models_dir"]
 
 #: The environment variable naming rayeval's home.
 HOME_ENV = "RAYEVAL_HOME"
@@ -34,3 +35,8 @@ def datasets_dir(home: str | os.PathLike[str] | None = None) -> Path:
 def models_dir(home: str | os.PathLike[str] | None = None) -> Path:
     """Where models rayeval builds or converts are kept."""
     return Path(home or default_home()) / "models"
+
+
+def logs_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Where the command line keeps what the libraries under it printed (one file per run)."""
+    return Path(home or default_home()) / "logs"

@@ -185,9 +185,18 @@ def test_run_starts_a_cluster_of_its_own_unless_told_where_and_says_which(ray_cl
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(stub_task(tmp_path, server, 5, name="own-cluster")))
     rayeval_cli = str(Path(sys.executable).parent / "rayeval")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAYEVAL_HOME"] = str(tmp_path / "home")
     own = subprocess.run([rayeval_cli, "run", str(tmp_path / "task.yaml")], env=env, capture_output=True, text=True)
     assert own.returncode == 0, own.stderr[-2000:]
     assert "rayeval: running on a local Ray cluster started for this run" in own.stderr
+    # Only rayeval's own lines reach the terminal: Ray's (its token warning, Ray Data's plan, the core
+    # worker's C++ lines, Python warnings) go to the run's log file.
+    ours = ("rayeval: ", "[", "model ", "task ", "reused ")
+    assert [line for line in own.stderr.splitlines() if line.strip() and not line.startswith(ours)] == []
+    assert own.stdout.splitlines()[0].split()[:3] == ["model", "eval_set", "metric"]  # the summary, alone
+    (log,) = (tmp_path / "home" / "logs").glob("run-*.log")
+    kept = log.read_text()
+    assert "core_worker.cc" in kept or "Warning" in kept  # Ray's C++ lines and Python warnings went there
     joined = subprocess.run(
         [rayeval_cli, "run", str(tmp_path / "task.yaml"), "--address", ray_cluster],
         env=env, capture_output=True, text=True,
