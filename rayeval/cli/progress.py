@@ -4,6 +4,7 @@ own log lines in plain text, then where the results are and the summary."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from rayeval.cli.group import caller_tags_option
 from rayeval.errors import TooManyErrors
 from rayeval.records import TaskRecord
 
-__all__ = ["progress_printer", "quiet_logging", "run_and_print"]
+__all__ = ["deployment_step", "progress_printer", "quiet_logging", "run_and_print"]
 
 
 def progress_printer(quiet: bool, stream: TextIO | None = None) -> Callable[[TaskRecord], None]:
@@ -34,7 +35,7 @@ def progress_printer(quiet: bool, stream: TextIO | None = None) -> Callable[[Tas
         if quiet:
             return
         for model, d in record.get("deployments", {}).items():
-            seen = (d.get("state", ""), d.get("message", ""))
+            seen = (d.get("state", ""), deployment_step(d.get("message", "")))
             if deployments.get(model) != seen:  # deployment steps take minutes: say what is going on
                 deployments[model] = seen
                 echo(f"{chr(13) if tty else ''}model {model}: {seen[0]}: {seen[1]}")
@@ -53,6 +54,9 @@ def run_and_print(spec: Any, *, address: str | None, quiet: bool, verbose: bool,
     """Run a task here with a progress bar, then say where its results are (and what it reused) and
     print its summary. Unless `verbose`, what Ray, Serve and vLLM print goes to a log file
     (rayeval.cli.console), and the terminal shows rayeval's lines only."""
+    import ray
+
+    connects = not ray.is_initialized()
     with own_console(verbose) as console:
         try:
             _run_and_print(spec, console, address=address, quiet=quiet, verbose=verbose, fmt=fmt)
@@ -60,6 +64,9 @@ def run_and_print(spec: Any, *, address: str | None, quiet: bool, verbose: bool,
             if console.log is not None:
                 click.echo(f"rayeval: what Ray, Serve and vLLM printed is in {console.log}", file=console.err)
             raise
+        finally:  # Ray's last words (the raylet's warnings, the local cluster going down) go to the log too
+            if connects:
+                ray.shutdown()
 
 
 def _run_and_print(spec: Any, console: Console, *, address: str | None, quiet: bool, verbose: bool, fmt: str) -> None:
@@ -88,6 +95,18 @@ def _run_and_print(spec: Any, console: Console, *, address: str | None, quiet: b
     if note:
         click.echo(note, file=console.err)
     click.echo(format_summary(rows, fmt), file=console.out)
+
+
+_SLOW_START = re.compile(r"has (\d+) replicas? that ha(?:s|ve) taken more than (\d+)s to initialize")
+
+
+def deployment_step(message: str) -> str:
+    """A deployment event's message on one line: Serve's note on replicas that start slowly says what
+    they do (vLLM loads the weights, then compiles and warms up), not that `__init__` may be slow."""
+    slow = _SLOW_START.search(message)
+    if slow:
+        return f"{slow.group(1)} replica(s) still starting after {slow.group(2)} s (vLLM loads the model and warms up)"
+    return message.strip().splitlines()[0] if message.strip() else ""
 
 
 def quiet_logging(verbose: bool, stream: TextIO | None = None) -> None:

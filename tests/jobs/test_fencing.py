@@ -79,7 +79,7 @@ def _killed_after_a_file(tmp_path, task_file: Path, task_id: str, env: dict) -> 
 
 
 def test_two_restarts_at_once_run_one_at_a_time(ray_cluster, stub_server, tmp_path):
-    server = stub_server(latency=0.5, record=False)
+    server = stub_server(latency=0.25, record=False)  # a run takes about 20 s: long enough to overlap
     env = {**os.environ, "RAY_ADDRESS": ray_cluster}
     task_file = _task_file(tmp_path, server, "fence-twice")
     _killed_after_a_file(tmp_path, task_file, "twice-1", env)

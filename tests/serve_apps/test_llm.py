@@ -48,6 +48,8 @@ def test_cpu_config_asks_for_cpu_bundles_and_passes_engine_settings(ray_cluster,
     assert cfg["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "2"
     assert cfg["engine_kwargs"]["max_model_len"] == 256 and cfg["engine_kwargs"]["seed"] == 3
     assert cfg["engine_kwargs"]["dtype"] == "bfloat16" and cfg["engine_kwargs"]["enforce_eager"] is True
+    # PyTorch's rotary embedding, not vLLM's CPU kernel (whose bf16 answers part from transformers')
+    assert cfg["engine_kwargs"]["compilation_config"] == {"custom_ops": ["all", "-rotary_embedding"]}
     assert cfg["model_loading_config"]["model_id"] == "m"
     assert cfg["deployment_config"] == {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}
     scaled = llm_config(_model(checkpoint, min_replicas=1, max_replicas=3)).model_dump()
@@ -59,7 +61,7 @@ def test_gpu_config_spreads_tensor_parallel_workers(ray_cluster, checkpoint):
     dumped = cfg.model_dump()
     assert dumped["placement_group_config"] == {"bundles": [{"GPU": 1.0, "CPU": 1}, {"GPU": 1.0, "CPU": 1}]}
     assert dumped["accelerator_type"] == "H100" and dumped["engine_kwargs"]["tensor_parallel_size"] == 2
-    assert "enforce_eager" not in dumped["engine_kwargs"]
+    assert "enforce_eager" not in dumped["engine_kwargs"] and "compilation_config" not in dumped["engine_kwargs"]
 
 
 def test_same_model_and_engine_share_an_app_name(checkpoint):
