@@ -35,7 +35,11 @@ class ConcurrencyLimiter:
 
     A holder that dies (an actor Ray Data scaled down, or one that crashed) cannot give its
     permits back, so while a request waits the limiter checks its holders every
-    `check_every_s` and takes back the leases of the dead ones.
+    `check_every_s` and takes back the leases of the dead ones. A holder that Ray restarts (a lost
+    node's actors come back elsewhere under the same actor id) calls `reset` first, which takes back
+    its previous incarnation's leases and numbers the new one; a request of the dead incarnation still
+    waiting here is then granted nothing (else the permits would go to a caller that no longer exists,
+    and every request of the run would wait for them forever).
     """
 
     def __init__(self, limit: int, check_every_s: float = 1.0):
@@ -46,18 +50,24 @@ class ConcurrencyLimiter:
         self._check_every_s = check_every_s
         self._calls = {"acquire": 0, "release": 0}
         self._reclaiming: asyncio.Task | None = None
+        self._incarnations: dict[str, int] = defaultdict(int)
 
-    async def acquire(self, holder: str, want: int, handle: ray.actor.ActorHandle | None = None) -> int:
-        """Lease up to `want` permits to `holder`, waiting until at least one is free."""
+    async def acquire(
+        self, holder: str, want: int, handle: ray.actor.ActorHandle | None = None, incarnation: int | None = None
+    ) -> int:
+        """Lease up to `want` permits to `holder`, waiting until at least one is free; nothing to an
+        `incarnation` of the holder that a restart (`reset`) has replaced."""
         self._calls["acquire"] += 1
         if handle is not None:
             self._handles[holder] = handle
         async with self._changed:
-            while self._available <= 0:
+            while self._available <= 0 and not self._stale(holder, incarnation):
                 try:
                     await asyncio.wait_for(self._changed.wait(), self._check_every_s)
                 except asyncio.TimeoutError:
                     self._look_for_dead_holders()
+            if self._stale(holder, incarnation):
+                return 0
             granted = min(want, self._available)
             self._available -= granted
             self._held[holder] += granted
@@ -82,18 +92,29 @@ class ConcurrencyLimiter:
                 self._held[holder] = 0
             self._changed.notify_all()
 
-    async def release(self, holder: str, count: int) -> None:
-        """Take `count` of a holder's permits back."""
+    def _stale(self, holder: str, incarnation: int | None) -> bool:
+        return incarnation is not None and incarnation != self._incarnations[holder]
+
+    async def release(self, holder: str, count: int, incarnation: int | None = None) -> None:
+        """Take `count` of a holder's permits back (a replaced incarnation's were taken back by `reset`)."""
         self._calls["release"] += 1
         async with self._changed:
+            if self._stale(holder, incarnation):
+                return
             count = min(count, self._held[holder])
             self._held[holder] -= count
             self._available += count
             self._changed.notify_all()
 
-    async def reset(self, holder: str) -> None:
-        """Take back everything a holder leased (its previous incarnation died with them)."""
-        await self.release(holder, self._held[holder])
+    async def reset(self, holder: str) -> int:
+        """A holder (re)starts: take back everything it leased (its previous incarnation died with them),
+        wake that incarnation's waiting requests to be refused, and return the new incarnation's number."""
+        async with self._changed:
+            self._incarnations[holder] += 1
+            self._available += self._held[holder]
+            self._held[holder] = 0
+            self._changed.notify_all()
+            return self._incarnations[holder]
 
     async def calls(self) -> dict[str, int]:
         """How many leases were asked for and given back (each one call to this actor)."""
@@ -128,6 +149,8 @@ class LeasedPermits:
         holder: This actor's id (stable across restarts).
         limit: MAX_CONCURRENCY: never lease more than this.
         idle_return_s: How long permits may stay idle before they go back to the limiter.
+        handle: This actor's handle (the limiter asks it whether it is alive).
+        incarnation: What `reset` returned when this actor started (None: no restart check).
     """
 
     def __init__(
@@ -137,9 +160,10 @@ class LeasedPermits:
         limit: int,
         idle_return_s: float = 0.05,
         handle: ray.actor.ActorHandle | None = None,
+        incarnation: int | None = None,
     ):
         self.limiter, self.holder, self.limit, self.idle_return_s = limiter, holder, limit, idle_return_s
-        self.handle = handle
+        self.handle, self.incarnation = handle, incarnation
         self.held = 0
         self.in_use = 0
         #: (priority, arrival, future): the lowest priority is served first, then the earliest.
@@ -184,7 +208,9 @@ class LeasedPermits:
         try:
             while self._waiters and self.held < self.limit:
                 want = min(len(self._waiters), self.limit - self.held)
-                granted = await self.limiter.acquire.remote(self.holder, want, self.handle)
+                granted = await self.limiter.acquire.remote(self.holder, want, self.handle, self.incarnation)
+                if not granted:  # this incarnation was replaced: its requests go nowhere
+                    raise LimiterGone("this actor was restarted")
                 self.held += granted
                 if self._hand_over(granted) < granted:
                     self._schedule_return()
@@ -209,7 +235,7 @@ class LeasedPermits:
         idle = self.held - self.in_use
         if idle > 0 and not self._waiters:
             self.held -= idle
-            self.limiter.release.remote(self.holder, idle)
+            self.limiter.release.remote(self.holder, idle, self.incarnation)
 
 
 def limiter_name(task_id: str, model: str, epoch: int | None = None) -> str:

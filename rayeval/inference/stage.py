@@ -50,7 +50,8 @@ class InferenceActor:
         self.limiter = ray.get_actor(limiter_name(task_id, self.model.name, epoch), namespace=NAMESPACE)
         report_placement(task_id, "inference")
         self.holder = ray.get_runtime_context().get_actor_id()
-        ray.get(self.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it
+        # A restarted actor's old leases died with it; the limiter refuses its old incarnation's requests.
+        self.incarnation = ray.get(self.limiter.reset.remote(self.holder))
         self._permits: LeasedPermits | None = None
         self._client = None
         #: eval set -> the column of its items' own system message (sets that have one).
@@ -68,7 +69,7 @@ class InferenceActor:
                 timeout=self.params.request_timeout,
             )
             handle = ray.get_runtime_context().current_actor
-            self._permits = LeasedPermits(self.limiter, self.holder, limit, handle=handle)
+            self._permits = LeasedPermits(self.limiter, self.holder, limit, handle=handle, incarnation=self.incarnation)
         return self._client
 
     async def _acquire(self, order: int) -> None:

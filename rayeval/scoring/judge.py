@@ -104,11 +104,20 @@ class JudgeClient:
         self.limiter = ray.get_actor(limiter_name(task_id, judge_limiter_key(model.name), epoch), namespace=NAMESPACE)
         self.limit = limit
         self.permits: LeasedPermits | None = None
+        self.incarnation: int | None = None
+
+    def register(self, holder: str) -> None:
+        """The actor (re)starts: its previous incarnation's leases are taken back, and its requests refused."""
+        self.incarnation = ray.get(self.limiter.reset.remote(holder))
 
     def start(self, holder: str) -> None:
         if self.permits is None:
             self.permits = LeasedPermits(
-                self.limiter, holder, self.limit, handle=ray.get_runtime_context().current_actor
+                self.limiter,
+                holder,
+                self.limit,
+                handle=ray.get_runtime_context().current_actor,
+                incarnation=self.incarnation,
             )
 
 
@@ -144,7 +153,7 @@ class JudgeActor:
             for name, judge in judges.items()
         }
         for judge in self.judges.values():
-            ray.get(judge.limiter.reset.remote(self.holder))  # a restarted actor's old leases died with it
+            judge.register(self.holder)  # a restarted actor's old leases died with it
         self.metrics = {
             s: [
                 (

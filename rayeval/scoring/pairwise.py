@@ -95,7 +95,7 @@ class PairwiseActor:
         self.pattern = re.compile(self.spec.pattern)
         self.judge = JudgeClient(task_id, judge, limit=max_concurrency, timeout=timeout, epoch=epoch, secrets=secrets)
         self.holder = ray.get_runtime_context().get_actor_id()
-        ray.get(self.judge.limiter.reset.remote(self.holder))
+        self.judge.register(self.holder)  # a restarted actor's old leases died with it
         self.reference = reference
         self.max_retries, self.timeout = max_retries, timeout
         self._client = None

@@ -23,6 +23,26 @@ def test_leases_never_exceed_the_limit_and_are_taken_back(ray_cluster):
     ray.kill(limiter)
 
 
+def test_a_restarted_holders_old_requests_get_nothing(ray_cluster):
+    """A lost node's actor is restarted under the same id while a request of its dead incarnation still
+    waits in the limiter: once permits free up, they must not go to that request (its reply goes
+    nowhere, and the permits would be held by nobody for the rest of the run)."""
+    limiter = create_limiter("limiter-restart", "m", 2)
+    first = ray.get(limiter.reset.remote("a"))
+    assert ray.get(limiter.acquire.remote("a", 2, None, first)) == 2
+    orphan = limiter.acquire.remote("a", 2, None, first)  # the dead incarnation's refill, waiting
+    assert not ray.wait([orphan], timeout=0.3)[0]
+    second = ray.get(limiter.reset.remote("a"))  # the restarted actor: takes back the 2, new number
+    assert second == first + 1
+    assert ray.get(orphan, timeout=10) == 0  # refused, not granted
+    assert ray.get(limiter.leases.remote()) == {}
+    ray.get(limiter.release.remote("a", 2, first))  # a late release of the old incarnation changes nothing
+    assert ray.get(limiter.acquire.remote("b", 2)) == 2  # every permit is still there for the living
+    ray.get(limiter.release.remote("b", 2))
+    assert ray.get(limiter.acquire.remote("a", 1, None, second), timeout=10) == 1  # the new incarnation's
+    ray.kill(limiter)
+
+
 @ray.remote(num_cpus=0)
 class _Holder:
     """Stands in for an inference actor: runs `n` fake requests of `seconds` each under leased permits."""
