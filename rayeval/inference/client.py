@@ -9,6 +9,7 @@ import asyncio
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,10 +33,13 @@ __all__ = [
     "prompt_fields",
     "request_body",
     "resolve_endpoint",
+    "retryable_status",
     "scrub",
 ]
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+#: Ray Serve's proxy while an application's ingress is being replaced: its route is briefly missing.
+_SERVE_ROUTE_MISSING = re.compile(r"^Path '[^']*' not found\. Ping http")
 #: Characters of a service's answer kept in an error while it is handled (masked, then cut to ERROR_CHARS).
 _RAW = 4000
 #: Characters of an item's error text stored, after the task's credentials are masked.
@@ -231,6 +235,12 @@ def _parse(endpoint: Endpoint, response: httpx.Response) -> ItemOutcome:
     )
 
 
+def retryable_status(status: int, text: str) -> bool:
+    """Whether an HTTP error is worth retrying: 5xx, 408/409/425/429, and Serve's proxy answering 404 for a
+    route that is missing while a hosted model's ingress is replaced (it comes back within seconds)."""
+    return status in _RETRY_STATUS or status >= 500 or (status == 404 and bool(_SERVE_ROUTE_MISSING.match(text)))
+
+
 async def _attempt(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any]) -> ItemOutcome:
     try:
         response = await client.post(endpoint.url, json=body, headers=endpoint.headers, timeout=endpoint.timeout)
@@ -240,7 +250,7 @@ async def _attempt(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str
         raise _Retryable(f"connection error: {type(e).__name__}: {e}") from None
     if response.status_code == 400 and (too_long := context_error(response.text)):
         raise _Fatal(too_long)
-    if response.status_code in _RETRY_STATUS or response.status_code >= 500:
+    if retryable_status(response.status_code, response.text):
         raise _Retryable(f"HTTP {response.status_code}: {response.text[:_RAW]}", _retry_after(response))
     if response.status_code >= 400:
         raise _Fatal(f"HTTP {response.status_code}: {response.text[:_RAW]}")

@@ -58,6 +58,7 @@ def main() -> None:
     os.dup2(2, 1)  # the script's prints go to stderr, never into the answers
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    writer.send(("up", None))  # the interpreter is up: the script's time limit starts with its load
     kind, source, filename, arity, expected = reader.recv()
     fn, error = _load(kind, source, filename, arity, expected)
     writer.send(("error", error) if error else ("ready", None))

@@ -49,6 +49,8 @@ __all__ = [
 ScriptKind = Literal["preprocess", "postprocess"]
 _ARITY = {"preprocess": 1, "postprocess": 2}
 _EXPECTED = {"preprocess": "item", "postprocess": "judge_output, item"}
+#: Seconds a script's process may take to start Python (not counted against the script's own limit).
+PROCESS_START_S = 60.0
 #: Seconds a script may take to load, and per call, unless its metric sets `script_timeout_s`.
 DEFAULT_SCRIPT_TIMEOUT_S = 5.0
 _HOST = str(Path(__file__).with_name("_script_host.py"))
@@ -109,6 +111,13 @@ class Script:
         self._reader = Connection(os.dup(proc.stdout.fileno()), writable=False)
         proc.stdin.close()  # the connections hold their own copies of the pipes
         proc.stdout.close()
+        # Starting Python is not the script's time (seconds on a loaded machine): its limit starts after.
+        up = self._answer(PROCESS_START_S)
+        if up[0] != "up":
+            self.close()
+            if up[0] == "timeout":
+                return f"its process did not start in {PROCESS_START_S:g} s"
+            return f"its process ended before loading it ({up[0]} {up[1]})"
         self._writer.send((self.kind, self.source, self.filename, _ARITY[self.kind], _EXPECTED[self.kind]))
         answer = self._answer()
         if answer[0] == "ready":
@@ -118,10 +127,11 @@ class Script:
             return f"exceeded {self.timeout_s:g} s while loading (script_timeout_s)"
         return answer[1]
 
-    def _answer(self) -> tuple[str, Any]:
-        """The process's next answer, ("timeout", None) past the time limit, ("ended", exit code) if it died."""
+    def _answer(self, timeout_s: float | None = None) -> tuple[str, Any]:
+        """The process's next answer, ("timeout", None) past the time limit (the script's, unless given),
+        ("ended", exit code) if it died."""
         try:
-            if not self._reader.poll(self.timeout_s):
+            if not self._reader.poll(self.timeout_s if timeout_s is None else timeout_s):
                 return ("timeout", None)
             return self._reader.recv()
         except (EOFError, OSError):

@@ -31,6 +31,9 @@ log = logging.getLogger("rayeval")
 #: The Serve proxy's address when rayeval starts Serve (RAYEVAL_SERVE_HOST / RAYEVAL_SERVE_PORT override).
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+#: Seconds a deployment may stay UNHEALTHY (a replica failed its health checks; Serve replaces it) before
+#: a task that deploys or joins it gives up. DEPLOY_FAILED (a replica that cannot start) fails at once.
+UNHEALTHY_GRACE_S = 180.0
 
 
 def ensure_serve() -> int:
@@ -98,7 +101,7 @@ def deploy(
     if coordinator is not None:
         ray.get(coordinator.use_deployment.remote(name, user))
     state, _ = _status(name)
-    shared = state in ("RUNNING", "DEPLOYING")
+    shared = state in ("RUNNING", "DEPLOYING", "UNHEALTHY")  # UNHEALTHY: Serve is replacing a replica
     if not shared:
         emit({"state": "deploying", "app": name, "message": f"deploying {model.served_model} from {source.source}"})
         log.info("deploying %s as Serve app %s", model.name, name)
@@ -115,11 +118,12 @@ def deploy(
         emit({"state": "deploying", "app": name, "message": f"joining the running deployment {name}"})
     started = time.monotonic()
     last_message = ""
-    unscheduled_since = None
+    unscheduled_since = unhealthy_since = None
     while True:
         state, message = _status(name)
         if state == "RUNNING":
             break
+        unhealthy_since = (unhealthy_since or time.monotonic()) if state == "UNHEALTHY" else None
         if "to be scheduled" in message:  # Serve's word for replicas the cluster cannot place (after 30 s)
             unscheduled_since = unscheduled_since or time.monotonic() - 30.0
             waited = time.monotonic() - unscheduled_since
@@ -130,8 +134,13 @@ def deploy(
                 )  # fmt: skip
         else:
             unscheduled_since = None
-        if state in ("DEPLOY_FAILED", "UNHEALTHY", "NOT_STARTED") and time.monotonic() - started > 1.0:
+        if state in ("DEPLOY_FAILED", "NOT_STARTED") and time.monotonic() - started > 1.0:
             _fail(name, model, message or f"application {state}", user, coordinator, emit)
+        if unhealthy_since is not None and time.monotonic() - unhealthy_since > UNHEALTHY_GRACE_S:
+            _fail(
+                name, model, f"unhealthy for {UNHEALTHY_GRACE_S:.0f} s: {message or 'application UNHEALTHY'}",
+                user, coordinator, emit,
+            )  # fmt: skip
         if time.monotonic() - started > engine.deploy_timeout_s:
             _fail(
                 name, model, f"not healthy after {engine.deploy_timeout_s:.0f} s ({message})", user, coordinator, emit

@@ -37,3 +37,14 @@ def test_an_items_system_message_goes_before_the_tasks():
     fields = json.dumps({"sys": "Use tools.", "topic": "x"})
     assert item_system(fields, "sys") == "Use tools." and item_system(fields, None) is None
     assert item_system(None, "sys") is None and item_system(json.dumps({"topic": "x"}), "sys") is None
+
+
+def test_which_http_errors_are_retried():
+    from rayeval.inference.client import retryable_status
+
+    assert retryable_status(503, "busy") and retryable_status(429, "") and retryable_status(599, "")
+    assert not retryable_status(400, "bad request") and not retryable_status(401, "no key")
+    # Serve's proxy while a hosted model's ingress is replaced: the route is back within seconds
+    missing = "Path '/rayeval-tiny-d346/v1/chat/completions' not found. Ping http://.../-/routes for available routes."
+    assert retryable_status(404, missing)
+    assert not retryable_status(404, '{"error": {"message": "The model `x` does not exist."}}')  # a real 404
