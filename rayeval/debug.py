@@ -196,9 +196,8 @@ async def _debug(
     judge_names: set[str],
     show_prompt: bool,
 ) -> list[DebugSample]:
-    import httpx
-
     from rayeval.inference.client import resolve_endpoint
+    from rayeval.inference.http import HttpClient
 
     spec = task.spec
     wanted = [model] if ask_model else []
@@ -215,11 +214,14 @@ async def _debug(
             )
             for m in wanted
         }
-        async with httpx.AsyncClient(timeout=spec.parameters.request_timeout) as client:
+        client = HttpClient()
+        try:
             out = []
             for i, item in enumerate(items):  # one at a time: the printout follows the set's order
                 out.append(await _sample(task, client, endpoints, item, i, refs, model, given, ask_model, show_prompt))
             return out
+        finally:
+            await client.close()
     finally:
         _release_hosted(hosted, user)
 

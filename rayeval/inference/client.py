@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from rayeval.inference.http import ConnectionFailed, HttpClient, Reply, RequestTimedOut
 from rayeval.inference.prompt_budget import context_error
 from rayeval.redaction import masked, scrub
 from rayeval.spec import ModelSpec, Parameters
@@ -201,7 +202,7 @@ class _Fatal(Exception):
     pass
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Reply) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
         return None
@@ -219,7 +220,7 @@ def backoff_delay(attempt: int, retry_after: float | None, *, base: float = 0.5,
     return min(cap, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
 
-def _parse(endpoint: Endpoint, response: httpx.Response) -> ItemOutcome:
+def _parse(endpoint: Endpoint, response: Reply) -> ItemOutcome:
     try:
         data = response.json()
         choice = data["choices"][0]
@@ -241,24 +242,25 @@ def retryable_status(status: int, text: str) -> bool:
     return status in _RETRY_STATUS or status >= 500 or (status == 404 and bool(_SERVE_ROUTE_MISSING.match(text)))
 
 
-async def _attempt(client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any]) -> ItemOutcome:
+async def _attempt(client: HttpClient, endpoint: Endpoint, body: dict[str, Any]) -> ItemOutcome:
     try:
-        response = await client.post(endpoint.url, json=body, headers=endpoint.headers, timeout=endpoint.timeout)
-    except httpx.TimeoutException:
-        raise _Retryable(f"request timed out after {endpoint.timeout:g}s", abandoned=True) from None
-    except httpx.TransportError as e:
-        raise _Retryable(f"connection error: {type(e).__name__}: {e}") from None
-    if response.status_code == 400 and (too_long := context_error(response.text)):
-        raise _Fatal(too_long)
-    if retryable_status(response.status_code, response.text):
-        raise _Retryable(f"HTTP {response.status_code}: {response.text[:_RAW]}", _retry_after(response))
-    if response.status_code >= 400:
-        raise _Fatal(f"HTTP {response.status_code}: {response.text[:_RAW]}")
+        response = await client.post_json(endpoint.url, body, endpoint.headers, endpoint.timeout)
+    except RequestTimedOut as e:
+        raise _Retryable(str(e), abandoned=True) from None
+    except ConnectionFailed as e:
+        raise _Retryable(f"connection error: {e}") from None
+    if response.status >= 400:
+        text = response.text
+        if response.status == 400 and (too_long := context_error(text)):
+            raise _Fatal(too_long)
+        if retryable_status(response.status, text):
+            raise _Retryable(f"HTTP {response.status}: {text[:_RAW]}", _retry_after(response))
+        raise _Fatal(f"HTTP {response.status}: {text[:_RAW]}")
     return _parse(endpoint, response)
 
 
 async def infer_one(
-    client: httpx.AsyncClient,
+    client: HttpClient,
     endpoint: Endpoint,
     body: dict[str, Any],
     *,

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["RequestLoop"]
+if TYPE_CHECKING:
+    from rayeval.inference.http import HttpClient
+
+__all__ = ["RequestLoop", "close_requests"]
 
 T = TypeVar("T")
 
@@ -31,3 +34,23 @@ class RequestLoop:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the loop and wait for its result (its exception is raised here)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self, client: HttpClient | None, timeout: float = 5.0) -> None:
+        """Close `client`'s connections on the loop, then stop the loop (an actor's `__del__`: Ray Data calls
+        it when a pool shuts down, and an unclosed session would print a warning on the user's terminal)."""
+        if self.loop.is_closed():
+            return
+        try:
+            if client is not None:
+                asyncio.run_coroutine_threadsafe(client.close(), self.loop).result(timeout)
+        except Exception:  # noqa: BLE001 (an actor going away: nothing left to tell)
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def close_requests(actor: Any) -> None:
+    """A request actor's `__del__`: close its HTTP client (`_client`) and stop its loop (`_loop`), whatever
+    its constructor got to."""
+    loop = getattr(actor, "_loop", None)
+    if loop is not None:
+        loop.close(getattr(actor, "_client", None))

@@ -13,7 +13,8 @@ import ray
 from rayeval.actors.coordinator import report_placement
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.inference.client import HostedEndpoint, ItemOutcome, infer_one, item_system, request_body, resolve_endpoint
-from rayeval.inference.loop import RequestLoop
+from rayeval.inference.http import HttpClient
+from rayeval.inference.loop import RequestLoop, close_requests
 from rayeval.inference.prompt_budget import PromptBudget
 from rayeval.schema import with_inference_columns
 from rayeval.spec import ModelSpec, Parameters
@@ -59,15 +60,10 @@ class InferenceActor:
         self._batches = itertools.count()
         self._loop = RequestLoop()  # every request of this actor runs there (rayeval.inference.loop)
 
-    def _http(self):
-        import httpx
-
+    def _http(self) -> HttpClient:
         if self._client is None:
             limit = self.params.max_concurrency
-            self._client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-                timeout=self.params.request_timeout,
-            )
+            self._client = HttpClient(max_connections=limit)
             handle = ray.get_runtime_context().current_actor
             self._permits = LeasedPermits(self.limiter, self.holder, limit, handle=handle, incarnation=self.incarnation)
         return self._client
@@ -77,6 +73,8 @@ class InferenceActor:
 
     def _release(self) -> None:
         self._permits.release()
+
+    __del__ = close_requests  # Ray Data calls it when the pool shuts down
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self._loop.run(self._answer(batch))

@@ -22,7 +22,8 @@ import ray
 from rayeval.actors.coordinator import report_placement
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.inference.client import HostedEndpoint, infer_one, resolve_endpoint
-from rayeval.inference.loop import RequestLoop
+from rayeval.inference.http import HttpClient
+from rayeval.inference.loop import RequestLoop, close_requests
 from rayeval.metrics import compile_script, render_prompt, run_script
 from rayeval.schema import item_dict
 from rayeval.spec import JudgeSpec, MetricRef, ModelSpec, Parameters
@@ -168,18 +169,18 @@ class JudgeActor:
             ]
             for s, refs in judge_metrics.items()
         }
-        self.max_retries, self.timeout = max_retries, timeout
+        self.max_retries = max_retries
         self._client = None
         self._loop = RequestLoop()  # every request of this actor runs there (rayeval.inference.loop)
 
-    def _http(self) -> Any:
-        import httpx
-
+    def _http(self) -> HttpClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256), timeout=self.timeout)
+            self._client = HttpClient(max_connections=256)
             for judge in self.judges.values():
                 judge.start(self.holder)
         return self._client
+
+    __del__ = close_requests  # Ray Data calls it when the pool shuts down
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self._loop.run(self._judge(batch))
@@ -191,7 +192,7 @@ class JudgeActor:
         column = [json.dumps(j, ensure_ascii=False) if j else None for j in judged]
         return batch.append_column(pa.field("judging", pa.string()), pa.array(column, pa.string()))
 
-    async def _item(self, client: Any, row: dict[str, Any]) -> dict[str, Any]:
+    async def _item(self, client: HttpClient, row: dict[str, Any]) -> dict[str, Any]:
         carried = json.loads(row.pop("carried", None) or "{}")  # scores reused from an earlier task
         metrics = [m for m in self.metrics.get(row["eval_set"], []) if m[0] not in carried]
         if row.get("error") is not None or not metrics:
@@ -270,7 +271,7 @@ def judge_request(
 
 
 async def ask_judge(
-    client: Any,
+    client: HttpClient,
     endpoint: Any,
     body: dict[str, Any],
     step: dict[str, Any],

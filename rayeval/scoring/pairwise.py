@@ -22,7 +22,8 @@ import ray
 from rayeval.cluster.placement import pinned
 from rayeval.cluster.resources import request_actor_options
 from rayeval.inference.client import HostedEndpoint
-from rayeval.inference.loop import RequestLoop
+from rayeval.inference.http import HttpClient
+from rayeval.inference.loop import RequestLoop, close_requests
 from rayeval.schema import item_dict
 from rayeval.scoring.judge import (
     JudgeClient,
@@ -97,7 +98,7 @@ class PairwiseActor:
         self.holder = ray.get_runtime_context().get_actor_id()
         self.judge.register(self.holder)  # a restarted actor's old leases died with it
         self.reference = reference
-        self.max_retries, self.timeout = max_retries, timeout
+        self.max_retries = max_retries
         self._client = None
         self._loop = RequestLoop()  # every request of this actor runs there (rayeval.inference.loop)
 
@@ -115,7 +116,7 @@ class PairwiseActor:
         step["verdict"] = verdict
         return verdict
 
-    async def _ask(self, client: Any, item: dict[str, Any], answer_a: str, answer_b: str) -> dict[str, Any]:
+    async def _ask(self, client: HttpClient, item: dict[str, Any], answer_a: str, answer_b: str) -> dict[str, Any]:
         step, body = judge_request(
             self.judge_spec, {**item, "answer_a": answer_a, "answer_b": answer_b}, None, self.judge.endpoint.model_id
         )
@@ -126,7 +127,7 @@ class PairwiseActor:
             acquire=self.judge.permits.acquire, release=self.judge.permits.release,
         )  # fmt: skip
 
-    async def _item(self, client: Any, row: dict[str, Any]) -> dict[str, Any]:
+    async def _item(self, client: HttpClient, row: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"item_id": row["item_id"], "first": None, "second": None, "outcome": None,
                                "inconsistent": False, "score": None, "error": None}  # fmt: skip
         theirs = self.reference.get(row["item_id"])
@@ -152,14 +153,14 @@ class PairwiseActor:
             out.update(outcome=result, inconsistent=inconsistent, score=_SCORE[result])
         return out
 
+    __del__ = close_requests  # Ray Data calls it when the pool shuts down
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self._loop.run(self._judge(batch))
 
     async def _judge(self, batch: pa.Table) -> pa.Table:
-        import httpx
-
         if self._client is None:
-            self._client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256), timeout=self.timeout)
+            self._client = HttpClient(max_connections=256)
             self.judge.start(self.holder)
         rows = batch.to_pylist()
         results = await asyncio.gather(*(self._item(self._client, r) for r in rows))

@@ -18,17 +18,25 @@ CONCURRENCY = 4
 
 
 def _kill_a_replica(app: str) -> str:
-    """Kill one replica actor of the application's LLM server deployment; returns its name."""
+    """Kill one live replica actor of the application's LLM server deployment; returns its name. (On a
+    loaded machine Serve may be replacing a replica whose health check timed out: any live one will do.)"""
     import ray
+    from ray._private.state import state
 
     names = [
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith("SERVE_REPLICA::") and app in a["name"] and "LLMServer" in a["name"]
+        a["Name"]
+        for a in state.actor_table(None).values()
+        if a["State"] == "ALIVE" and a["ActorClassName"].startswith(f"ServeReplica:{app}:LLMServer")
     ]
-    assert len(names) == 2, names
+    assert names, f"no live LLMServer replica of {app}"
     ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
     return names[0]
+
+
+def _replicas_lost(record: dict) -> int:
+    """How many replicas of the task's model stopped during the run, by its event log (the test's kill,
+    and any Serve replaced on its own when a health check timed out on a loaded machine)."""
+    return sum("model tiny: a replica (" in e["message"] and "stopped" in e["message"] for e in record["events"])
 
 
 def _run_and_kill(tmp_path, name: str, retries: int) -> tuple[dict, list[dict]]:
@@ -84,7 +92,9 @@ def test_a_lost_replica_is_retried_around_and_replaced(ray_cluster, tmp_path):
         failed = [r for r in rows if r["error"]]
         # Without retries, a request the lost replica had in flight is an item error (Serve's router sends
         # again, by itself, those the replica had not started): at most what was in flight, each sent once.
-        assert len(failed) <= CONCURRENCY, [r["error"] for r in failed]
+        lost = _replicas_lost(record)
+        assert lost >= 1
+        assert len(failed) <= CONCURRENCY * lost, ([r["error"] for r in failed], lost)
         assert all(r["attempts"] == 1 for r in failed)
     finally:
         for app in [a for a in serve.status().applications if a.startswith("rayeval-tiny")]:
