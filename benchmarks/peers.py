@@ -116,8 +116,15 @@ def timed(cmd: list[str], servers: dict[str, StubProcess], n: int, poll: float, 
     phases = {}
     for name, server in servers.items():
         track, stats = poller.tracks[name], server.get("/_stats")
-        span = track.last - track.first if track.first is not None and track.last is not None else None
-        phases[name] = {"requests": stats["total_requests"], "max_in_flight": stats["max_in_flight"], "span_s": span}
+        seen = track.first is not None and track.last is not None
+        phases[name] = {
+            "requests": stats["total_requests"],
+            "max_in_flight": stats["max_in_flight"],
+            "span_s": track.last - track.first if seen else None,
+            # the process's own time before the server's first request and after its last answer
+            "before_s": track.first - t if seen else None,
+            "after_s": t + wall - track.last if seen else None,
+        }
     return {"rc": rc, "wall_s": wall, "servers": phases, "log": str(log)}
 
 
@@ -233,6 +240,12 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> bool:
                 f"request phase {'; '.join(spans) or 'n/a'}; score {run['score']}; "
                 f"{'ok' if good else 'NOT OK (see ' + run['log'] + ')'}"
             )
+            ends = [p for p in run["servers"].values() if p["before_s"] is not None]
+            if ends:
+                print(
+                    f"    {'':8} process start to first request {min(p['before_s'] for p in ends):.1f} s, "
+                    f"last answer to exit {min(p['after_s'] for p in ends):.1f} s"
+                )
     return ok
 
 

@@ -14,7 +14,19 @@ from rayeval.records import TERMINAL, TaskRecord, progress_fraction
 from rayeval.spec import TaskSpec, load_task, parse_task
 from rayeval.store.results import ResultsStore
 
-__all__ = ["TaskHandle", "checkpoint_task", "copy_spec", "delete", "list_tasks", "restart", "run", "stop", "submit"]
+__all__ = [
+    "TaskHandle",
+    "checkpoint_task",
+    "copy_spec",
+    "delete",
+    "eval_task",
+    "eval_task_data",
+    "list_tasks",
+    "restart",
+    "run",
+    "stop",
+    "submit",
+]
 
 log = logging.getLogger("rayeval")
 SpecLike = TaskSpec | dict[str, Any] | str | Path
@@ -35,11 +47,15 @@ class TaskHandle:
     current, so a handle works from any process that can read the output location.
     """
 
+    #: For a submitted task: its Ray job's id and the cluster's dashboard address (else None).
+    job_id: str | None
+    dashboard: str | None
+
     def __init__(self, task_id: str, output: str, *, job_id: str | None = None, dashboard: str | None = None):
         self.task_id = task_id
         self.output = output
         self.job_id = job_id
-        self._dashboard = dashboard
+        self.dashboard = dashboard
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -56,10 +72,19 @@ class TaskHandle:
         record = self.store.read_json(self.task_id, "task.json")
         if record is None:
             record = {"task_id": self.task_id, "state": "pending", "progress": {}}
-        if record["state"] not in TERMINAL and self.job_id and self._dashboard:
+        if record["state"] not in TERMINAL and self.job_id and self.dashboard:
             job_state = self._job_status()
             if job_state in ("FAILED", "STOPPED"):
                 record = {**record, "state": "failed", "error": f"Ray job {self.job_id} {job_state.lower()}"}
+            elif job_state == "SUCCEEDED":  # its driver ended well, but its record is not readable from here
+                again = self.store.read_json(self.task_id, "task.json")  # (or was written just now)
+                record = again or {
+                    **record,
+                    "state": "succeeded",
+                    "unreadable": f"the Ray job {self.job_id} succeeded; its record and results are under "
+                    f"{self.output} on the cluster, which this machine cannot read (rayeval status "
+                    f"{self.task_id} --address {self.dashboard} asks the cluster)",
+                }
         if self._error is not None:
             record = {**record, "state": "failed", "error": f"{type(self._error).__name__}: {self._error}"}
         return record
@@ -67,7 +92,7 @@ class TaskHandle:
     def _job_status(self) -> str:
         from ray.job_submission import JobSubmissionClient
 
-        return str(JobSubmissionClient(self._dashboard).get_job_status(self.job_id).value)
+        return str(JobSubmissionClient(self.dashboard).get_job_status(self.job_id).value)
 
     def progress(self) -> float:
         """Evaluated entries / (models x entries), 0..1."""
@@ -107,6 +132,15 @@ class TaskHandle:
     def items(self):
         """The per-item results as a pyarrow dataset (read lazily)."""
         return self.store.results_dataset(self.task_id)
+
+    def frame(self, columns: list[str] | None = None, *, expand: bool = True):
+        """The per-item results as a pandas DataFrame; with `expand`, the JSON columns `fields` and
+        `details` become a column per key (`fields.topic`, `details.exact_match.prediction`...:
+        rayeval.analysis.frame)."""
+        from rayeval.analysis.frame import expand_json
+
+        table = self.items().to_table(columns=columns)
+        return expand_json(table) if expand else table.to_pandas()
 
     def stop(self, *, wait: float | None = 60.0) -> TaskRecord:
         """Stop the task (see `rayeval.stop`); returns its record."""
@@ -330,52 +364,89 @@ def restart(
     )
 
 
-def checkpoint_task(
-    path: str,
+def eval_task(model: str, sets: list[str], **options: Any) -> TaskSpec:
+    """The task of a one-line evaluation (`rayeval eval`), checked: see `eval_task_data`."""
+    return parse_task(eval_task_data(model, sets, **options), source=f"rayeval eval {model}")
+
+
+def eval_task_data(
+    model: str,
     sets: list[str],
     *,
     name: str | None = None,
+    served_model: str | None = None,
+    auth_env: str | None = None,
     data: dict[str, str] | None = None,
     limit: int | None = None,
     max_model_len: int | None = None,
     max_tokens: int | None = None,
     output: str | None = None,
-) -> TaskSpec:
-    """The task of a checkpoint quick evaluation: the checkpoint hosted on Ray Serve with vLLM, greedy
-    decoding, the named built-in sets with their default metrics.
+    engine: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The task file of a one-line evaluation (`rayeval eval`), as data: one model, greedy decoding, the
+    named built-in sets with their default metrics.
 
     Args:
-        path: The checkpoint folder (Hugging Face layout), or a URI vLLM can load.
+        model: An OpenAI-compatible URL (`http://host:8000/v1`), a built-in model's name (`rayeval models`),
+            or a checkpoint folder (Hugging Face layout, or a URI vLLM can load) hosted on Ray Serve + vLLM.
         sets: Built-in set names (`rayeval datasets list`).
-        name: Task name (default: `eval-<checkpoint folder name>`).
+        name: Task name (default: `eval-<model>`).
+        served_model: A URL's model id (default: the one model its /models lists).
+        auth_env: For a URL: the environment variable holding the Authorization header's value
+            ('Bearer sk-...'); it stays a `${env:NAME}` reference in the task.
         data: Set name -> its folder in the OpenCompass layout (else the package or the hub).
         limit: Evaluate only the first N items of each set.
-        max_model_len: The engine's MAX_MODEL_LEN (default 8192).
+        max_model_len: A hosted model's MAX_MODEL_LEN (default 8192).
         max_tokens: Most tokens per answer (default: the task default).
         output: Results location (default: the task default).
+        engine: A hosted model's other engine fields (`gpus_per_replica`, `tensor_parallel_size`,
+            `accelerator_type`, `replicas`, ...: EngineSpec).
 
     Raises:
-        SpecError: an unknown set, a bad name, or data given for a set that is not named.
+        SpecError: data given for a set that is not named, options that do not fit the kind of model, or
+            a URL that lists no model or several (give served_model). (Unknown sets and bad names: when
+            the data is checked, `eval_task`.)
     """
     import re
+
+    from rayeval.serve_apps.builtins import BUILTIN_MODELS
 
     data = data or {}
     unknown = sorted(set(data) - set(sets))
     if unknown:
         raise SpecError(f"data is given for sets that are not evaluated: {', '.join(unknown)}", field="data")
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path.rstrip("/")).name or "checkpoint").strip("-") or "checkpoint"
-    model: dict[str, Any] = {"name": stem[:100], "path": path}
+    url = model.startswith(("http://", "https://"))
+    if not url and (served_model or auth_env):
+        raise SpecError("served_model and auth_env are for a model behind a URL", field="model")
+    engine = {k: v for k, v in (engine or {}).items() if v is not None}
     if max_model_len is not None:
-        model["engine"] = {"max_model_len": max_model_len}
+        engine["max_model_len"] = max_model_len
+    if url and engine:
+        raise SpecError(
+            f"{', '.join(sorted(engine))}: for a model rayeval hosts (a built-in model or a checkpoint)", field="model"
+        )
+    if url:
+        stem = served_model or _served_model(model.rstrip("/"), auth_env)
+        entry: dict[str, Any] = {"url": model, "model": stem}
+        if auth_env:
+            entry["auth_header_value"] = f"${{env:{auth_env}}}"
+    elif model in BUILTIN_MODELS:
+        stem, entry = model, {"builtin": model}
+    else:
+        stem, entry = Path(model.rstrip("/")).name or "checkpoint", {"path": model}
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "model"
+    entry = {"name": stem[:100], **entry}
+    if engine:
+        entry["engine"] = engine
     parameters: dict[str, Any] = {"do_sample": False}
     if max_tokens is not None:
         parameters["max_tokens"] = max_tokens
     task: dict[str, Any] = {
         "name": name or f"eval-{stem}"[:100],
-        "remarks": f"checkpoint quick evaluation of {path}",
-        "tags": ["checkpoint"],
+        "remarks": f"one-line evaluation of {model}",
+        "tags": ["checkpoint"] if "path" in entry else [],
         "mode": "inference_and_evaluation",
-        "models": [model],
+        "models": [entry],
         "parameters": parameters,
         "evaluation_sets": [
             {"name": s, "builtin": s, **({"path": data[s]} if s in data else {}), **({"limit": limit} if limit else {})}
@@ -384,7 +455,32 @@ def checkpoint_task(
     }
     if output is not None:
         task["output"] = output
-    return parse_task(task, source=f"eval-checkpoint {path}")
+    return task
+
+
+def _served_model(base_url: str, auth_env: str | None) -> str:
+    """The one model a service lists at /models (a URL's model id when none is given)."""
+    import os
+
+    import httpx
+
+    headers = {"Authorization": os.environ[auth_env]} if auth_env and auth_env in os.environ else {}
+    url = base_url.removesuffix("/chat/completions").removesuffix("/completions")
+    try:
+        listed = [m["id"] for m in httpx.get(f"{url}/models", headers=headers, timeout=30).json()["data"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        raise SpecError(f"cannot list the models at {url}/models ({type(e).__name__}); give served_model") from None
+    if len(listed) != 1:
+        raise SpecError(
+            f"{url}/models lists {len(listed)} models ({', '.join(map(str, listed[:10])) or 'none'}): "
+            "give served_model (--served-model) to say which"
+        )
+    return listed[0]
+
+
+def checkpoint_task(path: str, sets: list[str], **options: Any) -> TaskSpec:
+    """The task of a checkpoint quick evaluation: `eval_task` with a checkpoint folder (the same options)."""
+    return eval_task(path, sets, **options)
 
 
 def submit(

@@ -20,7 +20,7 @@ from rayeval.errors import SpecError
 from rayeval.inference.client import HostedEndpoint
 from rayeval.spec import MetricRef, ModelSpec, TaskSpec
 
-__all__ = ["DebugSample", "debug_metrics", "format_debug", "load_responses"]
+__all__ = ["DebugSample", "debug_metrics", "format_debug", "load_responses", "preview_requests"]
 
 
 @dataclass
@@ -165,25 +165,70 @@ def debug_metrics(
     Raises:
         SpecError / ServiceError: a bad task, set, model, responses file or unreachable service.
     """
+    task, plan, chosen, items = _first_items(spec, set_name, model, samples, "--samples")
+    spec, name = task.spec, plan.spec.name
+    given = load_responses(responses) if isinstance(responses, (str, Path)) else responses
+    eval_only = spec.predictions_given
+    refs = task.metrics_by_set[name]
+    ask_model = given is None and not eval_only
+    judges = {r.judge.model for r in refs if r.judge is not None} if not show_prompt else set()
+    return asyncio.run(_debug(task, items, refs, chosen, given, ask_model, judges, show_prompt))
+
+
+def _first_items(
+    spec: TaskSpec | dict[str, Any] | str | Path, set_name: str | None, model: str | None, n: int, flag: str
+) -> tuple[Any, Any, ModelSpec, list[dict[str, Any]]]:
+    """(checked task, the set's plan, the model, the set's first `n` items) for debug and preview."""
     from rayeval.jobs.prepare import prepare
     from rayeval.sets.read import head_items
     from rayeval.spec import load_task, parse_task
 
     if not isinstance(spec, TaskSpec):
         spec = parse_task(spec, source="<dict>") if isinstance(spec, dict) else load_task(spec)
-    if samples < 1:
-        raise SpecError("--samples must be at least 1", field="samples")
+    if n < 1:
+        raise SpecError(f"{flag} must be at least 1", field=flag.lstrip("-"))
     name = _pick_set(spec, set_name)
     chosen = _pick_model(spec, model)
     task = prepare(spec, check_services=False)
     plan = next(p for p in task.plans if p.spec.name == name)
-    given = load_responses(responses) if isinstance(responses, (str, Path)) else responses
-    eval_only = spec.predictions_given
-    items = head_items(plan, chosen.name if eval_only else None, samples)
-    refs = task.metrics_by_set[name]
-    ask_model = given is None and not eval_only
-    judges = {r.judge.model for r in refs if r.judge is not None} if not show_prompt else set()
-    return asyncio.run(_debug(task, items, refs, chosen, given, ask_model, judges, show_prompt))
+    return task, plan, chosen, head_items(plan, chosen.name if spec.predictions_given else None, n)
+
+
+def preview_requests(
+    spec: TaskSpec | dict[str, Any] | str | Path,
+    set_name: str | None = None,
+    *,
+    n: int = 5,
+    model: str | None = None,
+) -> list[dict[str, Any]]:
+    """The first `n` items of a set (built-in or your own) as they will be sent to a model: each item's id,
+    reference and the request body, with the system prompt, few-shot examples and template applied. Nothing
+    is run or sent, and nothing is deployed (a hosted model's body names its served id).
+
+    Raises:
+        SpecError: a bad task, set or model, or n below 1.
+    """
+    from rayeval.inference.client import Endpoint, item_system, request_body, resolve_endpoint
+
+    task, plan, chosen, items = _first_items(spec, set_name, model, n, "--n")
+    spec = task.spec
+    if chosen.hosted:
+        endpoint = Endpoint("(Ray Serve)", chosen.api or "chat", chosen.served_model, {})
+    else:
+        endpoint = resolve_endpoint(chosen, None)
+    params = spec.model_parameters(chosen)
+    out = []
+    for item in items:
+        system = item_system(item.get("fields"), plan.spec.system_column)
+        out.append(
+            {
+                "item_id": item["item_id"],
+                "reference": item.get("reference"),
+                "url": endpoint.url if not chosen.hosted else f"Ray Serve: {chosen.name}",
+                "body": request_body(endpoint, item.get("query") or "", params, system),
+            }
+        )
+    return out
 
 
 async def _debug(

@@ -101,6 +101,7 @@ class TaskRecord(TypedDict, total=False):
     tags: list[str]
     mode: Literal["evaluation_only", "inference_and_evaluation", "custom"]
     models: list[str]
+    resources: dict[str, str]  # hosted model (or judge) -> its replicas and what each takes (EngineSpec.describe)
     eval_sets: list[str]
     output: str  # the results location (folder or URI)
     creator: str
@@ -139,9 +140,10 @@ def driver_gone(record: TaskRecord) -> bool:
 
 
 def shown_state(record: TaskRecord) -> TaskRecord:
-    """The record as shown: a task whose driver stopped sending heartbeats is 'interrupted' (restartable)."""
+    """The record as shown: a task whose driver stopped sending heartbeats is 'interrupted' (restartable),
+    or 'stopped' when it was asked to stop (`ray job stop` kills a driver 3 s after asking it to end)."""
     if record.get("state") in ACTIVE and driver_gone(record):
-        return {**record, "state": "interrupted"}
+        return {**record, "state": "stopped" if record.get("state") == "stopping" else "interrupted"}
     return record
 
 

@@ -110,3 +110,38 @@ def test_debug_names_what_to_fix(tmp_path, judged_task):
         rayeval.debug_metrics(task, model="x")
     result = CliRunner().invoke(main, ["debug", _write_task(tmp_path, task), "--model", "m", "--response", "a"])
     assert result.exit_code == 2 and "give --model or responses, not both" in result.output
+
+
+def test_preview_shows_each_request_as_it_will_be_sent(tmp_path):
+    """`rayeval preview`: a built-in set's first items with its template and the task's system prompt, for a
+    chat model; a set of your own for a completions model; nothing sent."""
+    from tests.conftest import SHARED_DATA
+
+    task = {
+        "name": "pv",
+        "mode": "inference_and_evaluation",
+        "models": [
+            {"name": "chat", "url": "http://127.0.0.1:9/v1", "model": "served-id"},
+            {"name": "plain", "url": "http://127.0.0.1:9/v1/completions"},
+        ],
+        "parameters": {"SYSTEM_PROMPT": "Be brief.", "MAX_TOKENS": 64, "DO_SAMPLE": False},
+        "evaluation_sets": [
+            {"name": "g", "builtin": "gsm8k", "path": str(SHARED_DATA / "gsm8k")},
+            {"name": "mine", "path": "mine.jsonl", "columns": {"id": "id"}, "metrics": ["exact_match"]},
+        ],
+    }
+    (tmp_path / "mine.jsonl").write_text(json.dumps({"id": "x1", "query": "Say hi", "reference": "hi"}) + "\n")
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    result = CliRunner().invoke(main, ["preview", str(tmp_path / "task.yaml"), "--set", "g", "--n", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    first, second = (json.loads(line) for line in result.output.splitlines())
+    body = first["body"]
+    assert first["url"] == "http://127.0.0.1:9/v1/chat/completions" and body["model"] == "served-id"
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    question = body["messages"][1]["content"]
+    assert question.startswith("Question: ") and question.endswith("Let's think step by step\nAnswer:")
+    assert body["temperature"] == 0.0 and body["max_tokens"] == 64 and second["item_id"] != first["item_id"]
+    result = CliRunner().invoke(main, ["preview", str(tmp_path / "task.yaml"), "--set", "mine", "--model", "plain"])
+    assert result.exit_code == 0, result.output
+    assert "--- x1  POST http://127.0.0.1:9/v1/completions" in result.output
+    assert '"prompt": "Say hi"' in result.output and ">>> reference: hi" in result.output

@@ -21,6 +21,7 @@ from typing import Any
 
 import ray
 
+from rayeval.actors.progress_metrics import METRICS, TAG_KEYS
 from rayeval.paths import default_home, index_location
 from rayeval.records import (
     ACTIVE,
@@ -59,22 +60,13 @@ class Coordinator:
         #: task id -> method -> calls it made here (what one task costs this singleton: benchmarks/control_plane.py)
         self._calls: dict[str, collections.Counter[str]] = defaultdict(collections.Counter)
 
-        def metric(kind: Any, name: str, description: str) -> Any:
-            return kind(name, description=description, tag_keys=("task_id", "model", "eval_set"))
-
-        self._gauge = metric(
-            Gauge, "rayeval_task_progress", "Fraction of entries evaluated, per task, model and evaluation set."
-        )
-        self._items = metric(Counter, "rayeval_items_evaluated", "Items evaluated (including failed ones).")
-        self._errors = metric(Counter, "rayeval_item_errors", "Items that failed.")
-        self._remaining = metric(
-            Gauge, "rayeval_items_remaining", "Items not evaluated yet, per task, model and evaluation set."
-        )
-        self._reused = metric(
-            Gauge,
-            "rayeval_items_reused",
-            "Items taken from earlier tasks' results, per task, model and evaluation set.",
-        )
+        kinds = {"gauge": Gauge, "counter": Counter}
+        made = {m.name: kinds[m.kind](m.name, description=m.description, tag_keys=TAG_KEYS) for m in METRICS}
+        self._gauge = made["rayeval_task_progress"]
+        self._items = made["rayeval_items_evaluated"]
+        self._errors = made["rayeval_item_errors"]
+        self._remaining = made["rayeval_items_remaining"]
+        self._reused = made["rayeval_items_reused"]
         # Serve application name -> ids of the tasks (or other holders) using it.
         self.deployment_users: dict[str, set[str]] = {}
         self._load()

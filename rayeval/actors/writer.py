@@ -32,8 +32,6 @@ __all__ = ["ResultWriter", "Committed"]
 #: (model, eval_set, rows, errors) of one committed file.
 Committed = tuple[str, str, int, int]
 
-PARTITION_COLUMNS = ("model", "eval_set")
-
 
 class ResultWriter:
     """Buffers scored rows per partition and commits them as Parquet files (use as a Ray actor).
@@ -127,7 +125,7 @@ class ResultWriter:
         self._files += 1
         name = result_file_name(self.epoch, self.run_id, self._files, uuid.uuid4().hex[:8])
         tmp, final = f"{local}/_tmp-{name}", f"{local}/{name}"
-        pq.write_table(table.drop_columns(list(PARTITION_COLUMNS)), tmp, filesystem=fs)
+        pq.write_table(_self_describing(table, self.task_id), tmp, filesystem=fs)
         fs.move(tmp, final)
         if self.epoch is not None and not self._confirmed(self._files):
             try:
@@ -152,6 +150,14 @@ class ResultWriter:
         if self._coordinator is None:  # a writer used on its own
             return True
         return bool(ray.get(self._coordinator.may_commit.remote(self.task_id, self.epoch, seq)))
+
+
+def _self_describing(table: pa.Table, task_id: str) -> pa.Table:
+    """A file's rows with the task's id first: each file says whose rows it holds on its own (model and
+    eval_set stay in the file too, besides the folder names), for readers that open one file."""
+    if "task_id" in table.schema.names:
+        table = table.drop_columns(["task_id"])
+    return table.add_column(0, pa.field("task_id", pa.string()), pa.array([task_id] * table.num_rows, pa.string()))
 
 
 def _partitions(block: pa.Table) -> list[tuple[tuple[str, str], pa.Table]]:

@@ -13,7 +13,15 @@ from rayeval.analysis.board import Results
 from rayeval.cluster.waits import StageWait
 from rayeval.records import TaskRecord, progress_fraction, progress_totals
 
-__all__ = ["format_results", "format_summary", "progress_bar", "progress_lines", "reuse_note", "waiting_line"]
+__all__ = [
+    "format_results",
+    "format_summary",
+    "progress_bar",
+    "progress_lines",
+    "progress_rows",
+    "reuse_note",
+    "waiting_line",
+]
 
 
 def format_summary(rows: list[dict[str, Any]], fmt: str = "table") -> str:
@@ -53,22 +61,28 @@ def _elapsed(record: TaskRecord, now: float) -> float | None:
     return now - started if started and record.get("state") == "running" else None
 
 
-def progress_lines(record: TaskRecord, now: float | None = None) -> list[str]:
-    """One line per model x set of a task record: done, errors, reused, remaining, and while it runs
-    the rate of items evaluated in this run (not those skipped or reused) and the ETA."""
+def progress_rows(record: TaskRecord, now: float | None = None) -> list[tuple[str, str, int, int, str]]:
+    """(model, set, done, total, facts) per model x set of a task record; `facts` says errors, reused,
+    remaining, and while it runs the rate of items evaluated in this run (not those skipped or reused)
+    and the ETA."""
     elapsed = _elapsed(record, time.time() if now is None else now)
-    lines = []
+    rows = []
     for model, sets in record.get("progress", {}).items():
         for eval_set, p in sets.items():
             remaining = max(0, p["total"] - p["done"])
-            line = f"{model} / {eval_set}: {p['done']}/{p['total']} done, {p['errors']} errors"
+            facts = f"{p['errors']} errors"
             if p.get("reused"):
-                line += f", {p['reused']} reused"
-            line += f", {remaining} remaining"
+                facts += f", {p['reused']} reused"
+            facts += f", {remaining} remaining"
             if elapsed is not None:
-                line += _rate(p["done"] - p.get("resumed", 0) - p.get("reused", 0), remaining, elapsed)
-            lines.append(line)
-    return lines
+                facts += _rate(p["done"] - p.get("resumed", 0) - p.get("reused", 0), remaining, elapsed)
+            rows.append((model, eval_set, p["done"], p["total"], facts))
+    return rows
+
+
+def progress_lines(record: TaskRecord, now: float | None = None) -> list[str]:
+    """One line per model x set of a task record: 'm / s: 10/20 done, 0 errors, 10 remaining, ...'."""
+    return [f"{m} / {s}: {done}/{total} done, {facts}" for m, s, done, total, facts in progress_rows(record, now)]
 
 
 def progress_bar(record: TaskRecord, width: int = 30, now: float | None = None) -> str:

@@ -14,7 +14,17 @@ from rayeval.cli.group import main
 from rayeval.cli.progress import quiet_logging
 from rayeval.errors import RayevalError
 
-__all__ = ["check_service_cmd", "datasets_group", "debug", "metrics_cmd", "models_cmd", "ui"]
+__all__ = [
+    "check_service_cmd",
+    "datasets_group",
+    "debug",
+    "grafana_cmd",
+    "metrics_cmd",
+    "models_cmd",
+    "preview_cmd",
+    "schema_cmd",
+    "ui",
+]
 
 
 @main.command()
@@ -130,6 +140,26 @@ def debug(
         click.echo(format_debug(result, set_name=set_name or spec.evaluation_sets[0].name))
 
 
+@main.command("preview")
+@click.argument("task_file", type=click.Path(dir_okay=False))
+@click.option("--set", "set_name", help="The evaluation set (may be left out with one set).")
+@click.option("--n", "count", default=5, show_default=True, help="Items to show, from the start of the set.")
+@click.option("--model", help="Whose request (parameters, API): default the task's first model.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per item.")
+def preview_cmd(task_file: str, set_name: str | None, count: int, model: str | None, as_json: bool) -> None:
+    """The first items of a set exactly as they will be sent: each request's body, with the system prompt,
+    few-shot examples and template applied. Nothing is run or sent."""
+    from rayeval.debug import preview_requests
+
+    for entry in preview_requests(task_file, set_name, n=count, model=model):
+        if as_json:
+            click.echo(json.dumps(entry, ensure_ascii=False))
+            continue
+        click.echo(f"--- {entry['item_id']}  POST {entry['url']}")
+        click.echo(json.dumps(entry["body"], ensure_ascii=False, indent=2))
+        click.echo(f">>> reference: {entry['reference']}")
+
+
 @main.command("models")
 def models_cmd() -> None:
     """List the built-in models (use them with `builtin: NAME` in a task's models or judges)."""
@@ -138,6 +168,24 @@ def models_cmd() -> None:
     for name, m in BUILTIN_MODELS.items():
         where = f"offline: {m.source}" if m.offline else f"hub: {m.hub_id}"
         click.echo(f"{name:<26} {where:<38} {m.description}")
+
+
+@main.command("schema")
+def schema_cmd() -> None:
+    """Print the task file's JSON Schema (for editors: VS Code's YAML extension takes it with a
+    `# yaml-language-server: $schema=PATH` line at the top of a task file)."""
+    from rayeval.spec import TaskSpec
+
+    click.echo(json.dumps(TaskSpec.model_json_schema(), indent=2))
+
+
+@main.command("grafana")
+def grafana_cmd() -> None:
+    """Print a Grafana dashboard (JSON) of rayeval's progress metrics, as Ray exports them to Prometheus
+    (ray_rayeval_*): import it in the Grafana that shows Ray's own dashboards."""
+    from rayeval.actors.progress_metrics import grafana_dashboard
+
+    click.echo(json.dumps(grafana_dashboard(), indent=2))
 
 
 @main.command("metrics")

@@ -7,47 +7,134 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
 import click
 
-from rayeval.analysis.text import format_summary, progress_bar, reuse_note
+from rayeval.analysis.text import format_summary, progress_bar, progress_rows, reuse_note, waiting_line
 from rayeval.cli.console import Console, own_console
 from rayeval.cli.group import caller_tags_option
 from rayeval.errors import TooManyErrors
-from rayeval.records import TaskRecord
+from rayeval.records import TERMINAL, TaskRecord
 
-__all__ = ["deployment_step", "progress_printer", "quiet_logging", "run_and_print"]
+__all__ = ["ProgressPrinter", "deployment_step", "progress_printer", "quiet_logging", "run_and_print"]
 
 
-def progress_printer(quiet: bool, stream: TextIO | None = None) -> Callable[[TaskRecord], None]:
-    """A callback printing a task's deployment steps, and its progress bar (in place on a terminal, every
-    10 s otherwise), on `stream` (default stderr)."""
-    tty = (stream or sys.stderr).isatty()
-    last = [0.0]
-    deployments: dict[str, tuple[str, str]] = {}
+class ProgressPrinter:
+    """Shows a running task on `stream` (default stderr): each deployment step once, then its progress.
 
-    def echo(text: str, nl: bool = True) -> None:
-        click.echo(text, file=stream, err=stream is None, nl=nl)
+    On a terminal, a live view (rich) with one bar per model and set, redrawn in place and sized to the
+    terminal's width; elsewhere (a pipe, a log file), plain lines every 10 s and at the end: the
+    whole task's bar, then one line per model and set when there are several. Call it with each task
+    record; `close` ends the live view (the caller does, in `finally`, whatever happened).
+    """
 
-    def show(record: TaskRecord) -> None:
-        if quiet:
+    def __init__(self, quiet: bool, stream: TextIO | None = None):
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._deployments: dict[str, tuple[str, str]] = {}
+        self._waiting: str | None = None
+        self._last = 0.0
+        self._live: Any = None  # rich.progress.Progress, once the first record came (on a terminal)
+        self._bars: dict[tuple[str, str], Any] = {}
+
+    def _note(self, text: str) -> None:
+        if self._live is not None:
+            self._live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            click.echo(text, file=self.stream)
+
+    def __call__(self, record: TaskRecord) -> None:
+        if self.quiet:
             return
         for model, d in record.get("deployments", {}).items():
             seen = (d.get("state", ""), deployment_step(d.get("message", "")))
-            if deployments.get(model) != seen:  # deployment steps take minutes: say what is going on
-                deployments[model] = seen
-                echo(f"{chr(13) if tty else ''}model {model}: {seen[0]}: {seen[1]}")
+            if self._deployments.get(model) != seen:  # deployment steps take minutes: say what is going on
+                self._deployments[model] = seen
+                self._note(f"model {model}: {seen[0]}: {seen[1]}")
+        final = record.get("state") in TERMINAL
+        if self.tty:
+            self._draw(record)
+            if final:
+                self.close()
+            return
         now = time.monotonic()
-        final = record["state"] != "running"
-        if tty:
-            echo(f"\r{progress_bar(record)}", nl=final)
-        elif final or now - last[0] >= 10:
-            last[0] = now
-            echo(progress_bar(record))
+        if final or now - self._last >= 10:
+            self._last = now
+            rows = progress_rows(record)
+            click.echo(progress_bar(record), file=self.stream)
+            if len(rows) > 1:
+                for model, eval_set, done, total, facts in rows:
+                    click.echo(f"[{model} / {eval_set}] {done}/{total} done, {facts}", file=self.stream)
 
-    return show
+    def _draw(self, record: TaskRecord) -> None:
+        waiting = waiting_line(record)
+        kind = _WAITED.sub("", waiting) if waiting else None
+        if kind and kind != self._waiting:
+            self._note(waiting)  # what a stage waits for, in full once; the bars then say for how long
+        self._waiting = kind
+        rows = progress_rows(record)
+        if not rows:
+            return
+        if self._live is None:
+            self._live = _live_view(self.stream)
+            self._live.start()
+        for model, eval_set, done, total, facts in rows:
+            key = (model, eval_set)
+            if key not in self._bars:
+                self._bars[key] = self._live.add_task(_label(model, eval_set), total=max(total, 1), facts="")
+            shown = waiting or facts
+            self._live.update(self._bars[key], completed=done, total=max(total, 1), facts=shown)
+
+    def close(self) -> None:
+        """End the live view, leaving its last state on the terminal (a no-op without one)."""
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
+            self._live = None
+
+
+#: Characters of a bar's label (model / set); the rest of the line is the bar and its figures.
+LABEL_CHARS = 28
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def _label(model: str, eval_set: str, width: int = LABEL_CHARS) -> str:
+    """'model / set' in `width` characters: long names are cut, the model's first (the bars of one model's
+    sets must stay apart)."""
+    eval_set = _cut(eval_set, max(8, width // 2))
+    return f"{_cut(model, max(4, width - 3 - len(eval_set)))} / {eval_set}"
+
+
+#: The growing part of a wait's description ("... for 35 s").
+_WAITED = re.compile(r" for \d+ s")
+
+
+def _live_view(stream: TextIO) -> Any:
+    from rich.console import Console as RichConsole
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+    from rich.table import Column
+
+    console = RichConsole(file=stream, highlight=False)
+    return Progress(
+        TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=LABEL_CHARS)),
+        BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
+        TaskProgressColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[facts]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=2)),
+        console=console,
+        expand=True,
+        refresh_per_second=4,
+    )
+
+
+def progress_printer(quiet: bool, stream: TextIO | None = None) -> ProgressPrinter:
+    """A `ProgressPrinter` for a task run here (see its docstring)."""
+    return ProgressPrinter(quiet, stream)
 
 
 def run_and_print(spec: Any, *, address: str | None, quiet: bool, verbose: bool, fmt: str) -> None:
@@ -77,18 +164,22 @@ def _run_and_print(spec: Any, console: Console, *, address: str | None, quiet: b
     quiet_logging(verbose, console.err)
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+    printer = progress_printer(quiet, console.err)
     try:
         handle = run_task(
             spec,
             address=address,
-            on_progress=progress_printer(quiet, console.err),
+            on_progress=printer,
             log_to_driver=verbose,
             tags=caller_tags_option(),
             on_cluster=lambda where: click.echo(f"rayeval: running on {where}", file=console.err),
         )
     except TooManyErrors as e:  # it ran to its end: its summary is worth seeing before the error
+        printer.close()
         click.echo(format_summary(e.record.get("summary") or [], fmt), file=console.out)
         raise
+    finally:
+        printer.close()  # a failed run leaves no live view behind (nor a hidden cursor)
     rows = handle.results()
     click.echo(f"task {handle.task_id}: results in {handle.store.uri(handle.task_id)}", file=console.err)
     note = reuse_note(handle.status())

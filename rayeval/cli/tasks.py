@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,7 +17,19 @@ from rayeval.cli.group import main
 from rayeval.cli.progress import progress_printer, quiet_logging, run_and_print
 from rayeval.records import TaskRecord, progress_fraction
 
-__all__ = ["copy", "delete", "eval_checkpoint", "list_cmd", "logs", "restart", "run", "status", "stop", "submit"]
+__all__ = [
+    "copy",
+    "delete",
+    "eval_checkpoint",
+    "eval_cmd",
+    "list_cmd",
+    "logs",
+    "restart",
+    "run",
+    "status",
+    "stop",
+    "submit",
+]
 
 
 @main.command()
@@ -45,8 +59,14 @@ def submit(task_file: str, address: str | None, wait: bool, no_ship: bool) -> No
     handle = submit_task(task_file, address=address, ship_package=not no_ship)
     click.echo(handle.task_id)
     if wait:
-        handle.wait()
-        click.echo(format_summary(handle.results()))
+        from rayeval.jobs.submit import follow_job_logs
+
+        follow_job_logs(handle.dashboard, handle.job_id, lambda text: click.echo(text, nl=False))
+        record = handle.wait(timeout=60)  # the job has ended: its record says how the task did
+        if record.get("unreadable"):
+            click.echo(f"task {handle.task_id} finished: {record['unreadable']}")
+        else:
+            click.echo(format_summary(handle.results()))
 
 
 @main.command()
@@ -115,6 +135,8 @@ def list_cmd(state: str | None, tag: str | None, output: str | None, address: st
         details = f"models {','.join(r.get('models', []))}; sets {','.join(r.get('eval_sets', []))}"
         if r.get("tags"):
             details += f"; tags {','.join(r['tags'])}"
+        for model, hosted in (r.get("resources") or {}).items():
+            details += f"; {model} hosted: {hosted}"
         if r.get("remarks"):
             details += f"; {r['remarks']}"
         click.echo(
@@ -282,16 +304,20 @@ def restart(
     quiet_logging(False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    record = restart_task(
-        task,
-        failed=failed,
-        spec=spec_file,
-        address=address,
-        on_progress=progress_printer(quiet),
-        log_to_driver=False,
-        tags=_tags(),
-        if_running=if_running,
-    )
+    printer = progress_printer(quiet)
+    try:
+        record = restart_task(
+            task,
+            failed=failed,
+            spec=spec_file,
+            address=address,
+            on_progress=printer,
+            log_to_driver=False,
+            tags=_tags(),
+            if_running=if_running,
+        )
+    finally:
+        printer.close()
     click.echo(f"task {record['task_id']}: {record['state']} (run {record.get('runs', 1)})", err=True)
     click.echo(format_summary(record["summary"], "json" if as_json else "table"))
 
@@ -319,54 +345,108 @@ def stop(task: str, address: str | None, no_wait: bool) -> None:
     click.echo(f"task {record['task_id']}: {record['state']}")
 
 
+def _quick_eval_options(command):
+    """The options `eval` and `eval-checkpoint` share: the sets, the run, and a hosted model's resources."""
+    options = [
+        click.option("--sets", required=True, help="Built-in sets, comma-separated (e.g. gsm8k,humaneval)."),
+        click.option("--limit", type=int, help="Evaluate only the first N items of each set."),
+        click.option(
+            "--data", multiple=True, metavar="SET=FOLDER", help="A set's folder in the OpenCompass data layout."
+        ),
+        click.option("--max-model-len", type=int, help="A hosted model's MAX_MODEL_LEN (default 8192)."),
+        click.option("--max-tokens", type=int, help="Most tokens per answer."),
+        click.option("--gpus-per-replica", type=float, help="GPUs one replica takes (0: vLLM on CPU)."),
+        click.option("--tensor-parallel-size", type=int, help="GPUs one replica's model is split over."),
+        click.option("--accelerator-type", help="GPU type to schedule on, e.g. A10G, H100."),
+        click.option("--replicas", type=int, help="Replicas of a hosted model (default 1)."),
+        click.option("--name", help="Task name (default: eval-<model>)."),
+        click.option("--output", help="Results location (default: rayeval-results)."),
+        click.option(
+            "--address",
+            help="Ray cluster address (default: RAY_ADDRESS, else a local cluster started for this run; never one "
+            "that merely runs on this machine).",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command("eval")
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    help="An OpenAI-compatible URL (http://host:8000/v1), a built-in model (`rayeval models`), or a checkpoint "
+    "folder to host on Ray Serve + vLLM.",
+)
+@click.option("--served-model", help="A URL's model id (default: the one model its /models lists).")
+@click.option("--auth-env", help="For a URL: the environment variable holding the Authorization header's value.")
+@click.option("--save", type=click.Path(dir_okay=False), help="Also write the task file here (to run it again).")
+@_quick_eval_options
+def eval_cmd(model: str, save: str | None, **options: Any) -> None:
+    """Evaluate one model on built-in sets in one line (greedy, the sets' default metrics): prints the task
+    file it runs, then runs it like `rayeval run`."""
+    _quick_eval(model, save=save, **options)
+
+
 @main.command("eval-checkpoint")
 @click.argument("checkpoint")
-@click.option("--sets", required=True, help="Built-in sets, comma-separated (e.g. gsm8k,humaneval).")
-@click.option("--name", help="Task name (default: eval-<checkpoint folder name>).")
-@click.option("--data", multiple=True, metavar="SET=FOLDER", help="A set's folder in the OpenCompass data layout.")
-@click.option("--limit", type=int, help="Evaluate only the first N items of each set.")
-@click.option("--max-model-len", type=int, help="The engine's MAX_MODEL_LEN (default 8192).")
-@click.option("--max-tokens", type=int, help="Most tokens per answer.")
-@click.option("--output", help="Results location (default: rayeval-results).")
-@click.option(
-    "--address",
-    help="Ray cluster address (default: RAY_ADDRESS, else a local cluster started for this run; never one that "
-    "merely runs on this machine).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def eval_checkpoint(
-    checkpoint: str,
+@_quick_eval_options
+def eval_checkpoint(checkpoint: str, **options: Any) -> None:
+    """Evaluate a training CHECKPOINT: host it on Ray Serve with vLLM, run the built-in sets with their
+    default metrics (greedy decoding), print the summary, take the deployment down (`eval --model PATH`)."""
+    _quick_eval(checkpoint, save=None, show=False, **options)
+
+
+def _quick_eval(
+    model: str,
+    *,
     sets: str,
-    name: str | None,
     data: tuple[str, ...],
-    limit: int | None,
-    max_model_len: int | None,
-    max_tokens: int | None,
-    output: str | None,
     address: str | None,
     as_json: bool,
     quiet: bool,
+    save: str | None,
+    show: bool = True,
+    gpus_per_replica: float | None,
+    tensor_parallel_size: int | None,
+    accelerator_type: str | None,
+    replicas: int | None,
+    **options: Any,
 ) -> None:
-    """Evaluate a training CHECKPOINT: host it on Ray Serve with vLLM, run the built-in sets with their
-    default metrics (greedy decoding), print the summary, take the deployment down."""
+    import yaml
 
-    from rayeval.api import checkpoint_task
+    from rayeval.api import eval_task_data
+    from rayeval.spec import parse_task
 
+    engine = {
+        "gpus_per_replica": gpus_per_replica,
+        "tensor_parallel_size": tensor_parallel_size,
+        "accelerator_type": accelerator_type,
+        "replicas": replicas,
+    }
+    task = eval_task_data(
+        model, [s.strip() for s in sets.split(",") if s.strip()], data=_set_folders(data), engine=engine, **options
+    )
+    spec = parse_task(task, source=f"rayeval eval --model {model}")
+    text = yaml.safe_dump(task, sort_keys=False, allow_unicode=True)
+    if save:
+        Path(save).write_text(text, encoding="utf-8")
+    if show and not quiet:
+        click.echo("rayeval: the task file of this run" + (f" (saved to {save})" if save else "") + ":", err=True)
+        click.echo("\n".join(f"  {line}" for line in text.rstrip().splitlines()), err=True)
+    run_and_print(spec, address=address, quiet=quiet, verbose=False, fmt="json" if as_json else "table")
+
+
+def _set_folders(data: tuple[str, ...]) -> dict[str, str]:
+    """--data SET=FOLDER options as a mapping."""
     folders = {}
     for item in data:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
             raise click.UsageError(f"--data takes SET=FOLDER, got {item!r}")
         folders[key.strip()] = value.strip()
-    spec = checkpoint_task(
-        checkpoint,
-        [s.strip() for s in sets.split(",") if s.strip()],
-        name=name,
-        data=folders,
-        limit=limit,
-        max_model_len=max_model_len,
-        max_tokens=max_tokens,
-        output=output,
-    )
-    run_and_print(spec, address=address, quiet=quiet, verbose=False, fmt="json" if as_json else "table")
+    return folders

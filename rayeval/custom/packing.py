@@ -88,9 +88,14 @@ def command_line(cfg: CustomConfigSpec) -> str:
 
 
 def program_env(
-    cfg: CustomConfigSpec, model: ModelSpec, auth_value: str | None, hosted: HostedEndpoint | None
+    cfg: CustomConfigSpec,
+    model: ModelSpec,
+    auth_value: str | None,
+    hosted: HostedEndpoint | None,
+    tags: list[str] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """(variables, secret variables) of one pair: the platform's EVAL_* and the configuration's own."""
+    """(variables, secret variables) of one pair: the platform's EVAL_* (the task's tags as EVAL_TAGS,
+    comma-separated) and the configuration's own."""
     endpoint = resolve_endpoint(model, auth_value, hosted=hosted)
     mounts = {Path(m.path).name: (m.path if m.shared else Path(m.path).name) for m in cfg.mounts}
     env = {
@@ -101,6 +106,7 @@ def program_env(
         "EVAL_CONFIG_NAME": cfg.name,
         "EVAL_EVALUATION_SETS": ",".join(cfg.evaluation_sets),
         "EVAL_MOUNTS": json.dumps(mounts),
+        "EVAL_TAGS": ",".join(tags or []),
     }
     secret = {"EVAL_AUTHORIZATION_HEADER_VALUE": (auth_value or "") if hosted is None else ""}
     return env, secret

@@ -168,7 +168,7 @@ def _run_pair(
     log.info("task %s: running %s on model %s", task_id, cfg.name, model.name)
     with tempfile.TemporaryDirectory(prefix="rayeval-mounts-") as scratch:
         try:
-            env, secret = program_env(cfg, model, auth, hosted)
+            env, secret = program_env(cfg, model, auth, hosted, task.spec.tags)
             mounts = pack_mounts(cfg, Path(scratch))
             res = cfg.resources
             options: dict[str, Any] = {

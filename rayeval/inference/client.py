@@ -6,6 +6,7 @@ Secrets live only in `Endpoint.headers`; every error text passes through `Endpoi
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import json
 import random
@@ -34,6 +35,7 @@ __all__ = [
     "prompt_fields",
     "request_body",
     "resolve_endpoint",
+    "retry_after",
     "retryable_status",
     "scrub",
 ]
@@ -158,18 +160,17 @@ def request_body(endpoint: Endpoint, query: str, params: Parameters, system: str
 
     `system` is the item's own system message (a set's `columns.system`); the task's SYSTEM_PROMPT
     follows it in the same system message. A completions API gets it before the query.
-    `do_sample=False` is greedy decoding: temperature 0, and top_p/top_k are not sent.
+    `do_sample=False` is greedy decoding: temperature 0, and top_p, top_k and repetition_penalty are not sent
+    (they would have no effect, or change the greedy answer).
     `top_k` and `repetition_penalty` are vLLM's extra sampling parameters, sent at top level.
     """
     body: dict[str, Any] = {"model": endpoint.model_id, **prompt_fields(endpoint.api, query, params, system)}
     if params.max_tokens is not None:
         body["max_tokens"] = params.max_tokens
-    if params.repetition_penalty is not None:
-        body["repetition_penalty"] = params.repetition_penalty
     if not params.do_sample:
         body["temperature"] = 0.0
         return body
-    for name in ("temperature", "top_p", "top_k"):
+    for name in ("temperature", "top_p", "top_k", "repetition_penalty"):
         value = getattr(params, name)
         if value is not None:
             body[name] = value
@@ -202,15 +203,23 @@ class _Fatal(Exception):
     pass
 
 
-def _retry_after(response: Reply) -> float | None:
+def retry_after(response: Reply) -> float | None:
+    """Seconds a Retry-After header asks to wait (a number, or an HTTP date); None for no header, or for one
+    that is neither (a malformed hint is no hint: the usual backoff applies)."""
     value = response.headers.get("retry-after")
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:  # an HTTP date is GMT; one without a zone is read as such
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def backoff_delay(attempt: int, retry_after: float | None, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -254,7 +263,7 @@ async def _attempt(client: HttpClient, endpoint: Endpoint, body: dict[str, Any])
         if response.status == 400 and (too_long := context_error(text)):
             raise _Fatal(too_long)
         if retryable_status(response.status, text):
-            raise _Retryable(f"HTTP {response.status}: {text[:_RAW]}", _retry_after(response))
+            raise _Retryable(f"HTTP {response.status}: {text[:_RAW]}", retry_after(response))
         raise _Fatal(f"HTTP {response.status}: {text[:_RAW]}")
     return _parse(endpoint, response)
 
@@ -283,7 +292,7 @@ async def infer_one(
         try:
             outcome = await _attempt(client, endpoint, body)
         except _Retryable as e:
-            error, retry_after = e, e.retry_after
+            error, hint = e, e.retry_after
             if e.abandoned:  # its connection is closed: the permit waits until a server can have noticed
                 await asyncio.sleep(ABANDON_GRACE_S)
         except _Fatal as e:
@@ -296,7 +305,7 @@ async def infer_one(
             release()
         if attempts > max_retries:
             return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(error), ERROR_CHARS))
-        await asyncio.sleep(backoff_delay(attempts, retry_after))
+        await asyncio.sleep(backoff_delay(attempts, hint))
 
 
 @dataclass

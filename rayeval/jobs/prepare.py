@@ -124,6 +124,15 @@ def _check_metric_steps(ref: MetricRef, *, field: str) -> MetricRef:
         for kind, path in (("preprocess", ref.preprocess), ("postprocess", ref.postprocess))
         if path is not None
     }
+    if ref.judge is None and ref.name == "evaluate":  # its module's script travels with it (and its fingerprint)
+        from rayeval.metrics import module_source
+
+        build_metric(ref)  # its options, checked
+        try:
+            _, source = module_source(ref.options["module"])
+        except MetricError as e:
+            raise MetricError(str(e), field=f"{field}.options.module") from None
+        ref = ref.model_copy(update={"options": {**ref.options, "source": source}})
     if ref.postprocess:
         metric = build_metric(ref)
         outs = metric.outputs()

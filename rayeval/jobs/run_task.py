@@ -47,6 +47,35 @@ def _load_env(path: str) -> None:
         pass
 
 
+def _stop_on_sigterm(task_id: str) -> None:
+    """`ray job stop` sends the driver SIGTERM (then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S, 3 s by default):
+    take the path of `rayeval stop` instead of dying with SystemExit (Ray's own handler), so that the task
+    ends `stopped` with what was evaluated kept (and shows `stopped` even if the SIGKILL comes first)."""
+    import signal
+    import threading
+
+    import ray
+
+    def ask() -> None:
+        from rayeval.actors.coordinator import get_coordinator
+
+        deadline = time.monotonic() + 30  # the run may not have registered the task yet
+        while time.monotonic() < deadline:
+            try:
+                coordinator = get_coordinator(create=False)
+                if coordinator is not None and ray.get(coordinator.request_stop.remote(task_id)) is not None:
+                    return
+            except Exception:  # noqa: BLE001 (the coordinator restarting: ask again)
+                pass
+            time.sleep(0.2)
+
+    def handler(signum: int, frame: object) -> None:
+        print(f"[rayeval] {task_id}: stop requested (SIGTERM); what was evaluated is kept", flush=True)
+        threading.Thread(target=ask, name="rayeval-sigterm", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one task file on the current Ray cluster."""
     parser = argparse.ArgumentParser(prog="python -m rayeval.jobs.run_task", description=__doc__)
@@ -60,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.env_file:
         _load_env(args.env_file)
     logging.basicConfig(level=logging.INFO, format="[rayeval] %(message)s")
+    for noisy in ("httpx", "httpcore", "ray.serve"):  # a line per request, Serve's deployment chatter
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from rayeval.analysis.text import format_summary
     from rayeval.cluster import connect
@@ -72,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_task(args.task_file)
         task = prepare(spec, args.task_id)
         print(f"[rayeval] task id: {task.task_id}", flush=True)
-        connect(args.address or "auto")  # the job's own cluster
+        connect(args.address or "auto", log_to_driver=False)  # the job's own cluster; its workers log to Ray
+        _stop_on_sigterm(task.task_id)  # after ray.init, which installs a handler that exits
+        import ray
+
+        ray.data.DataContext.get_current().enable_progress_bars = False  # the job's log: rayeval's lines
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # after ray.data configured its own (at import)
         record = run_prepared(task, on_progress=_printer(), submitted=args.submitted)
     except RayevalError as e:
         print(f"rayeval: error: {e}", file=sys.stderr, flush=True)

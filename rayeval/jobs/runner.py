@@ -73,6 +73,7 @@ def _base_record(task: PreparedTask) -> TaskRecord:
         "tags": spec.tags,
         "mode": spec.mode,
         "models": [m.name for m in spec.models],
+        "resources": {m.name: m.engine.describe() for m in [*spec.models, *spec.judges] if m.hosted},
         "output": spec.output,
         "creator": getpass.getuser(),
         "model_fps": task.model_fps,
@@ -213,6 +214,9 @@ def _run_registered(
     spec, store = task.spec, task.store
     ray.get(coordinator.set_state.remote(task.task_id, "running", task.epoch))
     log.info("task %s running: %d model(s) x %d set(s)", task.task_id, len(spec.models), len(task.plans))
+    for m in spec.models:
+        for note in spec.model_parameters(m).notes():
+            log.warning("task %s: model %s: %s", task.task_id, m.name, note)
     try:
         records = ray.get(coordinator.list_tasks.remote(tags))
         reuse = plan_task_reuse(spec, task.plans, task.task_id, task.model_fps, records, done)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from rayeval.errors import ServiceError
 from rayeval.jobs.prepare import new_task_id
 from rayeval.spec import TaskSpec, env_references
 
-__all__ = ["submit_job"]
+__all__ = ["follow_job_logs", "submit_job"]
 
 
 def _env_references(spec: TaskSpec) -> dict[str, str]:
@@ -65,3 +66,17 @@ def submit_job(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return task_id, dashboard
+
+
+def follow_job_logs(dashboard: str, job_id: str, write: Callable[[str], Any]) -> None:
+    """Hand the job's driver output to `write` as it comes (Ray's log stream), until the job ends."""
+    import asyncio
+
+    client = jobs_client(dashboard)
+
+    async def stream() -> None:
+        async for chunk in client.tail_job_logs(job_id):
+            write(chunk)
+
+    with cluster_errors(dashboard):
+        asyncio.run(stream())

@@ -1,12 +1,14 @@
 """Rule metrics: per-item scores and streaming aggregators, registered by name.
 
 Importing this package registers the built-in metrics: exact_match, f1, accuracy,
-numeric_match, rouge, bleu, code_pass and bfcl_ast.
+numeric_match, rouge, bleu, code_pass, bfcl_ast and evaluate (any Hugging Face `evaluate`
+module).
 Any metric takes pass@k outputs over an item's samples (MetricSteps).
 """
 
-from rayeval.metrics import _bfcl, _bleu, _choice, _code, _numeric, _rouge, _text  # noqa: F401  (registration)
+from rayeval.metrics import _bfcl, _bleu, _choice, _code, _evaluate, _numeric, _rouge, _text  # noqa: F401  (registration)
 from rayeval.metrics._base import Aggregator, ItemScore, MeanAggregator, Metric
+from rayeval.metrics._evaluate import EvaluateModule, module_source
 from rayeval.metrics._judge import JudgeMetric, build_metric, placeholders, render_prompt
 from rayeval.metrics._registry import get_metric, list_metrics, register_metric
 from rayeval.metrics._scripts import ScriptResult, checked_source, compile_script, load_script, run_script
@@ -15,6 +17,7 @@ from rayeval.spec.judge_parser import JudgeParser, ParsedScore
 
 __all__ = [
     "Aggregator",
+    "EvaluateModule",
     "ItemScore",
     "JudgeMetric",
     "JudgeParser",
@@ -31,6 +34,7 @@ __all__ = [
     "get_metric",
     "list_metrics",
     "load_script",
+    "module_source",
     "pass_at_k",
     "pass_output",
     "placeholders",

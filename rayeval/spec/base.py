@@ -12,6 +12,8 @@ __all__ = [
     "NAME_PATTERN",
     "SpecModel",
     "format_validation_error",
+    "metrics_allowed",
+    "strings_allowed",
     "strings_as",
     "validation_summary",
 ]
@@ -22,10 +24,42 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 NAME_HINT = "use letters, digits, '.', '_' and '-' only (at most 128 characters)"
 
 
+def _field_names_too(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The JSON Schema of a spec model names every field both ways a task file may (MAX_TOKENS and
+    max_tokens), as validation accepts both."""
+    properties = schema.get("properties", {})
+    for name, field in model.model_fields.items():
+        if field.alias and field.alias != name and field.alias in properties:
+            properties.setdefault(name, properties[field.alias])
+
+
+def strings_allowed(schema: dict[str, Any]) -> None:
+    """A list field's JSON Schema when its entries may also be bare strings (`strings_as`, the short form)."""
+    schema["items"] = {"anyOf": [{"type": "string"}, schema["items"]]}
+
+
+def metrics_allowed(schema: dict[str, Any]) -> None:
+    """The metrics list's JSON Schema: bare names, metric entries, and `{evaluate: PATH, outputs: [...]}`."""
+    strings_allowed(schema)
+    schema["items"]["anyOf"].append(
+        {
+            "type": "object",
+            "required": ["evaluate", "outputs"],
+            "properties": {
+                "evaluate": {"type": "string", "description": "A Hugging Face evaluate module: folder or .py."},
+                "outputs": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "kwargs": {"type": "object"},
+            },
+        }
+    )
+
+
 class SpecModel(BaseModel):
     """Base of every spec model: unknown keys are errors, aliases and field names both accepted."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, validate_default=True, json_schema_extra=_field_names_too
+    )
 
 
 def strings_as(value: Any, key: str) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from rayeval.spec.base import NAME_PATTERN, SpecModel, strings_as
+from rayeval.spec.base import NAME_PATTERN, SpecModel, strings_allowed, strings_as
 
 __all__ = ["CustomConfigSpec", "CustomResources", "MountSpec"]
 
@@ -47,7 +47,11 @@ class CustomConfigSpec(SpecModel):
         None, description="Container image the program runs in (Ray's `image_uri`; the image needs Ray)."
     )
     image_version: str | None = Field(None, description="The image's tag (appended as `image:version`).")
-    mounts: list[MountSpec] = Field(default_factory=list, description="Files and folders the program needs.")
+    mounts: list[MountSpec] = Field(
+        default_factory=list,
+        description="Files and folders the program needs (a bare path for a file or folder shipped as it is).",
+        json_schema_extra=strings_allowed,
+    )
     command: str = Field(
         min_length=1,
         description="Start command, run by the shell in the program's working directory (where shipped mounts are).",

@@ -13,6 +13,7 @@ from rayeval.errors import SpecError
 from rayeval.spec.base import DEFAULT_OUTPUT, format_validation_error
 from rayeval.spec.metrics_config import expand_metrics, resolve_metric_files
 from rayeval.spec.task import TaskSpec
+from rayeval.spec.unique_keys import load_json, load_yaml
 
 __all__ = ["load_task", "parse_task", "set_dotted"]
 
@@ -108,11 +109,13 @@ def load_task(path: str | Path) -> TaskSpec:
         raise SpecError(f"task file is not UTF-8 text (byte {e.start})", source=str(path)) from None
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = load_json(text)
         else:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
     except json.JSONDecodeError as e:
         raise SpecError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", source=str(path)) from None
+    except ValueError as e:  # a key twice in a JSON object
+        raise SpecError(f"invalid JSON: {e}", source=str(path)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

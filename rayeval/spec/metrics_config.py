@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from rayeval.errors import SpecError
+from rayeval.spec.unique_keys import load_yaml
 
 __all__ = ["expand_metrics", "resolve_metric_files"]
 
@@ -68,7 +69,7 @@ def _load(path: Path) -> dict[str, list[Any]]:
     if not path.is_file():
         raise SpecError(f"metrics_config file '{path}' not found", field="metrics_config")
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise SpecError(f"metrics_config '{path}' is not valid YAML: {e}", field="metrics_config") from None
     if not isinstance(content, dict) or not all(isinstance(v, list) for v in content.values()):
@@ -84,9 +85,12 @@ def resolve_metric_files(metric: Any, folder: Path, resolve_path: Any) -> Any:
     if not isinstance(metric, dict):
         return metric
     metric = copy.deepcopy(metric)
-    for key in ("preprocess", "postprocess"):
+    for key in ("preprocess", "postprocess", "evaluate"):  # scripts, and an evaluate module's folder
         if isinstance(metric.get(key), str):
             metric[key] = resolve_path(folder, metric[key])
+    options = metric.get("options")
+    if metric.get("name") == "evaluate" and isinstance(options, dict) and isinstance(options.get("module"), str):
+        metric["options"] = {**options, "module": resolve_path(folder, options["module"])}
     judge = metric.get("judge")
     if isinstance(judge, dict) and isinstance(judge.get("prompt_file"), str):
         judge["prompt_file"] = resolve_path(folder, judge["prompt_file"])

@@ -48,6 +48,20 @@ class EngineSpec(SpecModel):
     keep: bool = Field(False, description="Keep the deployment running after the task ends (for later tasks).")
     deploy_timeout_s: float = Field(1800.0, gt=0, description="Seconds to wait for the deployment to be healthy.")
 
+    def describe(self) -> str:
+        """'2 replicas, each 2 GPU (H100) and 1 CPU, tensor parallel 2' (what `rayeval list` shows)."""
+        if self.min_replicas is not None:
+            count = f"{self.min_replicas} to {self.max_replicas} replicas"
+        else:
+            count = f"{self.replicas} replica{'s' if self.replicas != 1 else ''}"
+        if self.gpus_per_replica is None:
+            gpus = f"{self.tensor_parallel_size:g} GPU where the cluster has GPUs (else none)"
+        else:
+            gpus = f"{self.gpus_per_replica:g} GPU"
+        gpus += f" ({self.accelerator_type})" if self.accelerator_type else ""
+        parallel = f", tensor parallel {self.tensor_parallel_size}" if self.tensor_parallel_size > 1 else ""
+        return f"{count}, each {gpus} and {self.cpus_per_replica:g} CPU{parallel}"
+
     @model_validator(mode="after")
     def _autoscaling_bounds(self) -> EngineSpec:
         if (self.min_replicas is None) != (self.max_replicas is None):

@@ -25,7 +25,8 @@ class Parameters(SpecModel):
     do_sample: bool = Field(
         True,
         alias="DO_SAMPLE",
-        description="False means greedy decoding: temperature 0 is sent and top_p/top_k are not.",
+        description="False means greedy decoding: temperature 0 is sent, and top_p, top_k and repetition_penalty "
+        "are not.",
     )
     system_prompt: str | None = Field(None, alias="SYSTEM_PROMPT", description="System message for chat models.")
     max_concurrency: int = Field(
@@ -57,6 +58,17 @@ class Parameters(SpecModel):
         description="Responses generated per query (each scored; the item's score is their mean, and pass@k "
         "metrics use them). More than 1 needs sampling.",
     )
+
+    def notes(self) -> list[str]:
+        """What the task sets that has no effect, or goes against the platform's advice: sampling parameters
+        under greedy decoding (not sent), and more than one of temperature, top_p and top_k."""
+        sampling = [name for name in ("temperature", "top_p", "top_k", "repetition_penalty") if getattr(self, name)]
+        if not self.do_sample:
+            return [f"do_sample is false (greedy): {', '.join(sampling)} not sent"] if sampling else []
+        several = [name for name in ("temperature", "top_p", "top_k") if getattr(self, name) is not None]
+        if len(several) > 1:
+            return [f"{' and '.join(several)} are all set: set only one of temperature, top_p and top_k"]
+        return []
 
     def merged(self, override: Parameters | None) -> Parameters:
         """These parameters with the fields explicitly set in `override` replacing them."""

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from rayeval.errors import SpecError
-from rayeval.spec.base import NAME_PATTERN, SpecModel, strings_as
+from rayeval.spec.base import NAME_PATTERN, SpecModel, metrics_allowed, strings_as
 from rayeval.spec.judge_parser import JudgeParser
 
 __all__ = ["DEFAULT_PAIRWISE_PROMPT", "ColumnMapping", "EvaluationSetSpec", "JudgeSpec", "MetricRef", "PairwiseSpec"]
@@ -141,6 +141,19 @@ class MetricRef(SpecModel):
     #: to the actors, which may run on nodes without the files (set by `with_script_sources`).
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _evaluate_shorthand(cls, data: Any) -> Any:
+        """`{evaluate: PATH, outputs: [...], kwargs: {...}}`: the `evaluate` metric with those options."""
+        if not isinstance(data, dict) or "evaluate" not in data:
+            return data
+        data = dict(data)
+        options = {"module": data.pop("evaluate")}
+        for key in ("outputs", "kwargs"):
+            if key in data:
+                options[key] = data.pop(key)
+        return {"name": "evaluate", **data, "options": {**data.get("options", {}), **options}}
+
     @field_validator("pass_at")
     @classmethod
     def _positive_ks(cls, value: list[int]) -> list[int]:
@@ -195,7 +208,11 @@ class EvaluationSetSpec(SpecModel):
         None, ge=0, description="Built-in sets: few-shot examples in each prompt (default: the set's own)."
     )
     metrics: list[MetricRef] = Field(
-        default_factory=list, description="Metrics computed on this set (a built-in set's defaults when omitted)."
+        default_factory=list,
+        description="Metrics computed on this set (a built-in set's defaults when omitted); a bare name for a "
+        "registered metric with its defaults; `{evaluate: PATH, outputs: [...]}` for a Hugging Face evaluate "
+        "module.",
+        json_schema_extra=metrics_allowed,
     )
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N items (for quick trials).")
     generate_ids: bool = Field(
@@ -237,6 +254,10 @@ class EvaluationSetSpec(SpecModel):
     def _has_metrics(self) -> EvaluationSetSpec:
         if not self.metrics:
             raise ValueError(f"set '{self.name}' has no metrics: list at least one (or use a built-in set)")
+        names = [m.name for m in self.metrics]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            hint = " (one evaluate module per set: it may return several outputs)" if "evaluate" in twice else ""
+            raise ValueError(f"set '{self.name}' lists metric {', '.join(twice)} twice{hint}")
         if self.builtin is None and self.shots is not None:
             raise ValueError("`shots` applies to built-in sets only")
         if self.builtin is not None and isinstance(self.path, list):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rayeval.errors import SpecError
 from rayeval.spec.base import validation_summary
+from rayeval.spec.unique_keys import load_json, load_yaml
 
 __all__ = ["Weights", "parse_weights"]
 
@@ -143,9 +144,11 @@ def _read_file(path: Path) -> Any:
     except UnicodeDecodeError as e:
         raise SpecError(f"weights file {path} is not UTF-8 (bad byte at offset {e.start})", field="weights") from None
     try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return load_json(text) if path.suffix == ".json" else load_yaml(text)
     except json.JSONDecodeError as e:
         raise SpecError(f"weights file {path} is not valid JSON: {e.msg} (line {e.lineno})", field="weights") from None
+    except ValueError as e:  # a key twice in a JSON object
+        raise SpecError(f"weights file {path} is not valid JSON: {e}", field="weights") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""

@@ -44,7 +44,10 @@ def test_rows_are_committed_per_partition_by_size_and_at_close(tmp_path):
     assert sorted(zip(table["model"].to_pylist(), table["item_id"].to_pylist())) == sorted(
         [("a", f"i{i}") for i in range(12)] + [("b", f"i{i}") for i in range(4)]
     )
-    assert "model" not in pq.read_schema(tmp_path / "t1" / "results" / files[0]).names  # in the folder name
+    one = pq.read_table(tmp_path / "t1" / "results" / files[0])  # a file read alone says whose rows it holds
+    assert one.schema.names[0] == "task_id" and set(one.column("task_id").to_pylist()) == {"t1"}
+    assert len(set(zip(one.column("model").to_pylist(), one.column("eval_set").to_pylist()))) == 1
+    assert f"model={one.column('model')[0]}" in files[0]  # the same as its folder's name
 
 
 def test_old_rows_are_committed_after_flush_seconds_and_slices_are_honoured(tmp_path):

@@ -79,9 +79,9 @@ def test_the_report_ranks_reweights_and_shows_steps(ray_cluster, browser, tmp_pa
     model = _css(browser, "#f-model")[0]
     assert [o.text for o in model.find_elements("css selector", "option")] == ["p", "q"]  # r is the reference
     _css(browser, "#f-disagree")[0].click()
-    listed = [el.get_attribute("data-id") for el in _css(browser, "#itemlist div")]
+    listed = [el.get_attribute("data-id") for el in _css(browser, "#itemlist > div")]
     assert listed == [f"a{i}" for i in range(10, 18)]  # p right on a0-a17, r on a0-a9
-    _css(browser, "#itemlist div")[0].click()
+    _css(browser, "#itemlist > div")[0].click()
     columns = _css(browser, "#itemview .steps > div")
     assert len(columns) == 2 and "reference r" in columns[1].text
     names = [h.text for h in columns[0].find_elements("css selector", ".step h4")]
@@ -90,11 +90,39 @@ def test_the_report_ranks_reweights_and_shows_steps(ray_cluster, browser, tmp_pa
     browser.save_screenshot(str(SHOTS / "report-item.png"))
     _css(browser, "#f-disagree")[0].click()
     _css(browser, "#f-errors")[0].click()
-    assert _css(browser, "#itemlist div") == []
+    assert _css(browser, "#itemlist > div") == []
 
     _css(browser, 'nav button[data-view="comparison"]')[0].click()
     rows = [tr.text for tr in _css(browser, "#cmp tbody tr")]
     assert any(r.startswith("p a exact_match 8 0 12") for r in rows)
+
+
+def test_the_item_browser_searches_and_its_filters_see_past_the_sample(ray_cluster, browser, tmp_path):
+    """With 5 items per set in the page, the lowest scores (p is wrong on a18 and a19 only) are held too, the
+    search finds items by id or query, a filter that hides the open item closes it, and the interval chart
+    has an axis."""
+    task_id = rayeval.run(_task(tmp_path, reference_model="r")).task_id
+    page = _report(task_id, tmp_path / "report.html", "--items", "5")
+    browser.get(page.as_uri())
+    ticks = [t.text for t in _css(browser, "#chart text.tick")]
+    assert ticks == ["0", "0.25", "0.5", "0.75", "1"]
+    _css(browser, 'nav button[data-view="items"]')[0].click()
+    _css(browser, "#f-lowest")[0].click()
+    listed = [el.get_attribute("data-id") for el in _css(browser, "#itemlist > div")]
+    assert sorted(listed[:2]) == ["a18", "a19"]  # not among the first 5 stored
+    count = _css(browser, "#f-count")[0].text
+    assert "of 20: the first 5, every item with an error, and each model's 5 lowest scores per metric" in count
+    assert _css(browser, "#itemlist > div .q")[0].text in ("q18?", "q19?")  # each item's query, previewed
+    search = _css(browser, "#f-search")[0]
+    search.send_keys("q19")
+    assert [el.get_attribute("data-id") for el in _css(browser, "#itemlist > div")] == ["a19"]
+    _css(browser, "#itemlist > div")[0].click()
+    assert "a / a19" in _css(browser, "#itemview h2")[0].text
+    search.clear()
+    search.send_keys("a0")  # hides a19: its view closes
+    assert _css(browser, "#itemview h2") == []
+    assert {el.get_attribute("data-id") for el in _css(browser, "#itemlist > div")} == {"a0"}
+    browser.save_screenshot(str(SHOTS / "report-search.png"))
 
 
 def test_the_gsm8k_report_renders(ray_cluster, browser, gsm8k_predictions, tmp_path):

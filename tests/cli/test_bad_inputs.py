@@ -40,6 +40,11 @@ def _set(**over):
 
 CASES = {
     "not-yaml": ("name: [unclosed\n", None, "invalid YAML at line 2"),
+    "key-twice": (
+        yaml.safe_dump(_task(), sort_keys=False) + "output: elsewhere\n",
+        None,
+        "key 'output' is given twice",
+    ),
     "unknown-key": (_task(colour="blue"), None, "colour"),
     "no-models": (_task(models=[]), None, "models"),
     "bad-mode": (_task(mode="quick"), None, "mode"),

@@ -160,3 +160,29 @@ def test_the_kuberay_manifest_has_the_node_types_of_cluster_yaml():
         gpus = node["resources"].get("GPU", 0)
         limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert limits.get("nvidia.com/gpu", 0) == gpus and float(group["rayStartParams"].get("num-gpus", 0)) == gpus
+
+
+def test_cluster_yaml_starts_every_node_with_a_token_it_makes_once(tmp_path):
+    """The launcher file's head setup, run as written in a home of its own: it makes a token once (private,
+    64 hex characters) and keeps it on the next setup; every node starts Ray with token authentication
+    only when the token is there, and the workers get the head's copy."""
+    import os
+    import subprocess
+
+    config = yaml.safe_load(CLUSTER_YAML.read_text())  # as written (Ray adds setup_commands to the head's)
+    _launcher_config()  # and valid as Ray reads it
+    env = {**os.environ, "HOME": str(tmp_path)}
+    tokens = []
+    for _ in range(2):  # `ray up` runs the setup again on a restart: the token stays the same
+        for command in config["head_setup_commands"]:
+            subprocess.run(["bash", "-c", command], env=env, check=True, timeout=60)
+        tokens.append((tmp_path / ".ray" / "auth_token").read_text().strip())
+    assert len(tokens[0]) == 64 and int(tokens[0], 16) >= 0 and tokens[1] == tokens[0]
+    assert (tmp_path / ".ray" / "auth_token").stat().st_mode & 0o077 == 0  # its user's only
+    assert "~/.ray/auth_token" in config["cluster_synced_files"]
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        (start,) = [c for c in config[key] if "ray start" in c]
+        assert start.startswith("test -s ~/.ray/auth_token && RAY_AUTH_MODE=token ray start"), start
+        guard = start.split(" && ray", 1)[0].split(" RAY_AUTH_MODE", 1)[0].removesuffix(" &&")
+        missing = subprocess.run(["bash", "-c", guard], env={**env, "HOME": str(tmp_path / "nobody")})
+        assert missing.returncode != 0  # no token: the node does not start Ray at all

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -104,6 +105,9 @@ def test_ray_job_submit_runs_the_task_entrypoint(head_cluster, stub_server, tmp_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "numeric_match" in result.stdout and "succeeded" in result.stdout
     assert "[rayeval]   m / q: 30/30 done, 0 errors, 0 remaining" in result.stdout  # progress per model x set
+    # The job's output is rayeval's: no line per request, no Ray Data progress or execution plan dumps.
+    assert "HTTP Request" not in result.stdout and "Running Dataset" not in result.stdout
+    assert "Execution plan" not in result.stdout and "Tip:" not in result.stdout
     (task_dir,) = [p for p in (tmp_path / "out").iterdir() if p.name.startswith("jobtask-")]
     summary = json.loads((task_dir / "summary.json").read_text())
     assert {(r["metric"], r["value"], r["items"], r["errors"]) for r in summary} == {
@@ -112,6 +116,58 @@ def test_ray_job_submit_runs_the_task_entrypoint(head_cluster, stub_server, tmp_
     }
     assert server.total_requests == 30
     _check_metrics_exported(env["RAYEVAL_TEST_METRICS_URL"], task_dir.name, items=30)
+
+
+def test_ray_job_stop_is_a_stop(head_cluster, stub_server, tmp_path):
+    """`ray job stop` sends the driver SIGTERM (SIGKILL 3 s later): the task ends `stopped`, not `failed` with
+    SystemExit 15, and what it stored is each item once."""
+    address, env = head_cluster
+    server = stub_server(latency=0.3)
+    workdir = tmp_path / "work"
+    write_items(workdir / "data" / "items.jsonl", 400)
+    task = inference_task(
+        Path("data/items.jsonl"), tmp_path / "out", [{"name": "m", "url": server.url, "model": "stub-model"}],
+        parameters={"MAX_CONCURRENCY": 2}, name="job-stop",
+    )  # fmt: skip
+    (workdir / "task.yaml").write_text(yaml.safe_dump(task))
+    ray = str(BIN / "ray")
+    submitted = subprocess.run(
+        [ray, "job", "submit", "--no-wait", "--address", address, "--working-dir", str(workdir), "--",
+         "python", "-m", "rayeval.jobs.run_task", "task.yaml"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    job_id = submitted.stdout.split("Job '", 1)[1].split("'", 1)[0]
+    deadline = time.monotonic() + 120
+    while server.total_requests < 10:
+        assert time.monotonic() < deadline, "the submitted task did not start"
+        time.sleep(0.5)
+    stop = subprocess.run([ray, "job", "stop", "--address", address, job_id], env=env, capture_output=True, text=True)
+    assert stop.returncode == 0, stop.stderr[-3000:]
+    logs = subprocess.run([ray, "job", "logs", "--address", address, job_id], env=env, capture_output=True, text=True)
+    task_id = logs.stdout.split("[rayeval] task id: ", 1)[1].split()[0]
+    assert f"[rayeval] {task_id}: stop requested (SIGTERM)" in logs.stdout
+    assert "SystemExit" not in logs.stdout
+    deadline = time.monotonic() + 60  # a driver killed before it finished shows `stopped` once it is silent
+    while True:
+        status = _rayeval(env, "status", task_id, "--address", address, "--json")
+        assert status.returncode == 0, status.stderr
+        record = json.loads(status.stdout)
+        if record["state"] != "stopping" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert record["state"] == "stopped", record.get("error")
+    sent = server.total_requests
+    time.sleep(1.5)
+    assert server.total_requests == sent  # nothing goes on sending
+    results = tmp_path / "out" / task_id / "results"  # what was committed (none if killed before a commit)
+    ids = []
+    if results.exists():
+        import pyarrow.dataset as pads
+
+        ids = pads.dataset(results, format="parquet", partitioning="hive").to_table(columns=["item_id"])
+        ids = ids.column(0).to_pylist()
+    assert len(ids) == len(set(ids)) and len(ids) < 400
 
 
 def _check_metrics_exported(url: str, task_id: str, *, items: int) -> None:
@@ -133,6 +189,16 @@ def _check_metrics_exported(url: str, task_id: str, *, items: int) -> None:
                 found[name] = float(line.rsplit(" ", 1)[1])
         time.sleep(1.0)
     assert found == wanted
+    # The Grafana dashboard (`rayeval grafana`) charts these very names (and the error counter, which
+    # Ray exports once an item has failed).
+    from rayeval.actors.progress_metrics import grafana_dashboard
+
+    charted = {
+        name
+        for panel in grafana_dashboard()["panels"]
+        for name in re.findall(r"\bray_rayeval_\w+", panel["targets"][0]["expr"])
+    }
+    assert charted - {"ray_rayeval_item_errors_total"} == set(wanted)
 
 
 def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, tmp_path):
@@ -151,6 +217,7 @@ def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, t
     assert result.returncode == 0, result.stdout + result.stderr
     task_id = result.stdout.splitlines()[0]
     assert task_id.startswith("submitted-")
+    assert f"[rayeval] task id: {task_id}" in result.stdout  # the job's output, streamed while it ran
     assert "numeric_match  1.0000  25" in result.stdout
     record = json.loads((tmp_path / "out" / task_id / "task.json").read_text())
     assert record["state"] == "succeeded" and record["job_id"]
@@ -164,6 +231,19 @@ def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, t
     assert "job-secret-999" not in logs.stdout
     job = httpx.get(f"{address}/api/jobs/{task_id}", headers=_auth(env), timeout=10).json()
     assert "job-secret-999" not in json.dumps(job)  # not in the job's runtime_env or entrypoint either
+    # A client that cannot read the output location (a folder on the cluster's nodes only) is told where
+    # the results are once the job has ended, instead of waiting for a record it will never see.
+    elsewhere = tmp_path / "not-mounted-here"
+    code = (
+        "import json, rayeval.api as api; "
+        f"h = api.TaskHandle({task_id!r}, {str(elsewhere)!r}, job_id={task_id!r}, dashboard={address!r}); "
+        "print(json.dumps(h.wait(timeout=30)))"
+    )
+    waited = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert waited.returncode == 0, waited.stderr[-3000:]
+    record = json.loads(waited.stdout.splitlines()[-1])
+    assert record["state"] == "succeeded" and str(elsewhere) in record["unreadable"]
+    assert f"rayeval status {task_id} --address {address}" in record["unreadable"]
 
 
 def test_status_list_stop_and_ui_through_the_dashboard_with_the_token(head_cluster, stub_server, tmp_path):

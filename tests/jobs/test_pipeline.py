@@ -41,11 +41,11 @@ def test_hyperparameters_reach_the_server_and_secrets_stay_out(ray_cluster, stub
     bodies = {m: [b for b in server.received if b["model"] == m] for m in ("greedy", "sampled")}
     assert len(bodies["greedy"]) == len(bodies["sampled"]) == 20
     for body in bodies["greedy"]:
-        assert body["temperature"] == 0.0 and "top_p" not in body and "top_k" not in body
-        assert (body["max_tokens"], body["repetition_penalty"]) == (32, 1.1)
+        assert body["temperature"] == 0.0 and "top_p" not in body and "top_k" not in body  # greedy is greedy
+        assert body["max_tokens"] == 32 and "repetition_penalty" not in body
         assert body["messages"][-1]["role"] == "user"
     for body in bodies["sampled"]:
-        assert (body["temperature"], body["top_p"], body["top_k"]) == (0.9, 0.5, 5)
+        assert (body["temperature"], body["top_p"], body["top_k"], body["repetition_penalty"]) == (0.9, 0.5, 5, 1.1)
         assert body["max_tokens"] == 32 and "prompt" in body
     assert all(h["authorization"] == "Bearer sk-very-secret-key" for h in server.headers_seen)
 
@@ -58,6 +58,10 @@ def test_hyperparameters_reach_the_server_and_secrets_stay_out(ray_cluster, stub
         (m, f"item-{i}"): 1 for m in ("greedy", "sampled") for i in range(20)
     }
     record = handle.status()
+    events = [e["message"] for e in record["events"]]
+    assert any("model greedy: do_sample is false (greedy): temperature, top_p, top_k, repetition_penalty not sent"
+               in e for e in events)  # fmt: skip
+    assert any("model sampled: temperature and top_p and top_k are all set: set only one" in e for e in events)
     assert record["state"] == "succeeded" and progress_fraction(record) == 1.0
     assert "sk-very-secret-key" not in _files_text(tmp_path / "out")
 

@@ -75,7 +75,8 @@ def test_greedy_repeats_and_top_k_and_repetition_penalty_reach_the_engine(hosted
     greedy = answer(do_sample=False)
     assert answer(do_sample=False) == greedy  # temperature 0 sent: deterministic
     assert answer(do_sample=True, temperature=1.0, top_k=1) == greedy  # top_k=1 at temperature 1 is greedy
-    assert answer(do_sample=False, repetition_penalty=2.0) != greedy  # the penalty changes what is picked
+    assert answer(do_sample=False, repetition_penalty=2.0) == greedy  # greedy is greedy: the penalty is not sent
+    assert answer(do_sample=True, temperature=1.0, top_k=1, repetition_penalty=2.0) != greedy  # it reaches vLLM
 
 
 def test_max_model_len_is_enforced_per_item_and_max_tokens_clipped(hosted, tmp_path):

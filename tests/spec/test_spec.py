@@ -202,3 +202,46 @@ def test_a_judge_prompt_is_given_once(tmp_path):
     judge["prompt_file"] = "missing.txt"
     with pytest.raises(SpecError, match="prompt_file .*missing.txt' cannot be read"):
         parse_task(_judged_task(evaluation_sets=sets), base_dir=tmp_path)
+
+
+def test_the_json_schema_takes_every_example_and_refuses_what_validation_refuses():
+    import json
+    from pathlib import Path
+
+    import jsonschema
+    from click.testing import CliRunner
+
+    from rayeval.cli import main
+    from rayeval.spec.unique_keys import load_yaml
+
+    result = CliRunner().invoke(main, ["schema"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.output)
+    examples = sorted(Path(__file__).resolve().parents[2].glob("examples/**/*.yaml"))
+    assert len(examples) >= 4
+    for path in examples:  # short forms too: bare metric names, lower-case parameter names
+        jsonschema.validate(load_yaml(path.read_text(encoding="utf-8")), schema)
+    task = {
+        "name": "t",
+        "mode": "inference_and_evaluation",
+        "models": [{"name": "m", "url": "http://127.0.0.1:9/v1"}],
+        "parameters": {"max_tokens": 8, "MAX_CONCURRENCY": 4},
+        "evaluation_sets": [{"name": "s", "path": "x.jsonl", "metrics": ["exact_match", {"name": "f1"}]}],
+    }
+    jsonschema.validate(task, schema)
+    for bad in ({**task, "colour": "blue"}, {**task, "parameters": {"MAX_TOKEN": 8}}, {**task, "mode": "quick"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_a_hosted_models_resources_in_one_line():
+    from rayeval.spec import EngineSpec
+
+    assert EngineSpec().describe() == "1 replica, each 1 GPU where the cluster has GPUs (else none) and 1 CPU"
+    big = EngineSpec(gpus_per_replica=2, tensor_parallel_size=2, accelerator_type="H100", replicas=3)
+    assert big.describe() == "3 replicas, each 2 GPU (H100) and 1 CPU, tensor parallel 2"
+    assert (
+        EngineSpec(min_replicas=0, max_replicas=4, gpus_per_replica=0)
+        .describe()
+        .startswith("0 to 4 replicas, each 0 GPU")
+    )

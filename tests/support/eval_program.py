@@ -92,7 +92,8 @@ def main() -> int:
     with open(os.path.join(out, "answers.jsonl"), "w") as f:
         f.writelines(json.dumps({"i": i, "answer": a}) + "\n" for i, a in enumerate(answers))
     seen = {k: os.environ[k] for k in ("EVAL_INFERENCE_URL", "EVAL_AUTHORIZATION_HEADER_KEY", "EVAL_MODEL_NAME",
-                                       "EVAL_CONFIG_NAME", "EVAL_EVALUATION_SETS", "EVAL_MOUNTS", "GREETING")
+                                       "EVAL_CONFIG_NAME", "EVAL_EVALUATION_SETS", "EVAL_MOUNTS", "EVAL_TAGS",
+                                       "GREETING")
             if k in os.environ}  # fmt: skip
     seen["auth_sha256"] = hashlib.sha256(auth.encode()).hexdigest()
     seen["argv"] = sys.argv[1:]
