@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from rayeval.sets.builtin.bfcl import bfcl_system_prompt
 from rayeval.metrics._bfcl import check
+from rayeval.sets.builtin.bfcl import bfcl_system_prompt
 
 
 def bfcl_data() -> tuple[list[dict], dict[str, list]]:
