@@ -104,7 +104,7 @@ def timed(cmd: list[str], servers: dict[str, StubProcess], n: int, poll: float, 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     poller.start()
-    t = time.perf_counter()
+    t, started = time.perf_counter(), time.time()
     with log.open("w", encoding="utf-8") as out:
         rc = subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - t
@@ -124,8 +124,31 @@ def timed(cmd: list[str], servers: dict[str, StubProcess], n: int, poll: float, 
             # the process's own time before the server's first request and after its last answer
             "before_s": track.first - t if seen else None,
             "after_s": t + wall - track.last if seen else None,
+            "first_at": started + (track.first - t) if seen else None,  # Unix time
+            "last_at": started + (track.last - t) if seen else None,
         }
-    return {"rc": rc, "wall_s": wall, "servers": phases, "log": str(log)}
+    return {"rc": rc, "wall_s": wall, "started_at": started, "servers": phases, "log": str(log)}
+
+
+def rayeval_phases(run: dict[str, Any], out: Path) -> list[tuple[str, float]]:
+    """Where the rayeval process's seconds went, from its task record's times and the server's first and last
+    request: (phase, seconds) in order, adding up to the whole process."""
+    (record_file,) = out.glob("*/task.json")
+    record = json.loads(record_file.read_text())
+    pipeline = next((e["t"] for e in record.get("events", []) if "pipeline started" in e["message"]), None)
+    servers = [p for p in run["servers"].values() if p["first_at"] is not None]
+    if pipeline is None or not servers:
+        return []
+    first, last = min(p["first_at"] for p in servers), max(p["last_at"] for p in servers)
+    marks = [
+        ("python, imports, ray.init (local cluster), checks, coordinator", run["started_at"], record["created_at"]),
+        ("limiter, reuse plan, service check, dataset built", record["created_at"], pipeline),
+        ("Ray Data start: worker processes, actor pools, first batch", pipeline, first),
+        ("request phase (first request .. last answer)", first, last),
+        ("last answer .. results written and summarised", last, record["finished_at"]),
+        ("ray.shutdown and exit", record["finished_at"], run["started_at"] + run["wall_s"]),
+    ]
+    return [(name, end - start) for name, start, end in marks]
 
 
 def rayeval_task(args: argparse.Namespace, n: int, data: Path, out: Path, servers: dict[str, StubProcess]) -> dict:
@@ -186,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             task_file.write_text(yaml.safe_dump(rayeval_task(args, n, data, out, servers)))
             cmd = [*rayeval_cli, "run", str(task_file), "--quiet", "--json"]
             ours = timed(cmd, servers, n, args.poll, workdir / f"r{n}.log")
-            row["rayeval"] = {**ours, "score": rayeval_score(ours["log"])}
+            row["rayeval"] = {**ours, "score": rayeval_score(ours["log"]), "phases": rayeval_phases(ours, out)}
             if lm_eval is not None:
                 tasks = workdir / f"lm-eval-tasks-{n}"
                 tasks.mkdir(exist_ok=True)
@@ -246,6 +269,8 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> bool:
                     f"    {'':8} process start to first request {min(p['before_s'] for p in ends):.1f} s, "
                     f"last answer to exit {min(p['after_s'] for p in ends):.1f} s"
                 )
+            for phase, seconds in run.get("phases") or []:
+                print(f"    {'':8}   {seconds:6.2f} s  {phase}")
     return ok
 
 
