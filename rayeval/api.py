@@ -76,15 +76,18 @@ class TaskHandle:
             job_state = self._job_status()
             if job_state in ("FAILED", "STOPPED"):
                 record = {**record, "state": "failed", "error": f"Ray job {self.job_id} {job_state.lower()}"}
-            elif job_state == "SUCCEEDED":  # its driver ended well, but its record is not readable from here
+            elif job_state == "SUCCEEDED":  # its driver ended well: the record here is missing or behind
                 again = self.store.read_json(self.task_id, "task.json")  # (or was written just now)
-                record = again or {
-                    **record,
-                    "state": "succeeded",
-                    "unreadable": f"the Ray job {self.job_id} succeeded; its record and results are under "
-                    f"{self.output} on the cluster, which this machine cannot read (rayeval status "
-                    f"{self.task_id} --address {self.dashboard} asks the cluster)",
-                }
+                if again is not None and again["state"] in TERMINAL:
+                    record = again
+                else:
+                    record = {
+                        **record,
+                        "state": "succeeded",
+                        "unreadable": f"the Ray job {self.job_id} succeeded; its record and results are under "
+                        f"{self.output} on the cluster, which this machine cannot read or sees behind (rayeval "
+                        f"status {self.task_id} --address {self.dashboard} asks the cluster)",
+                    }
         if self._error is not None:
             record = {**record, "state": "failed", "error": f"{type(self._error).__name__}: {self._error}"}
         return record

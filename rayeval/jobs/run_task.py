@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[rayeval] task id: {task.task_id}", flush=True)
         connect(args.address or "auto", log_to_driver=False)  # the job's own cluster; its workers log to Ray
         _stop_on_sigterm(task.task_id)  # after ray.init, which installs a handler that exits
-        import ray
+        import ray.data
 
         ray.data.DataContext.get_current().enable_progress_bars = False  # the job's log: rayeval's lines
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # after ray.data configured its own (at import)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 OURS = ("rayeval: ", "[", "model ", "task ", "reused ")
 
 
-def test_the_quick_start_prints_rayevals_lines_and_a_real_models_score(tmp_path):
+def test_the_quick_start_prints_rayevals_lines_and_a_real_models_score(tmp_path, rayeval_home):
     if not (SHARED_DATA / "gsm8k" / "test.jsonl").is_file():
         pytest.skip(f"shared GSM8K data not found under {SHARED_DATA}")
     task = yaml.safe_load((REPO / "examples" / "quickstart.yaml").read_text(encoding="utf-8"))
@@ -32,6 +32,11 @@ def test_the_quick_start_prints_rayevals_lines_and_a_real_models_score(tmp_path)
     (tmp_path / "quickstart.yaml").write_text(yaml.safe_dump(task))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAYEVAL_HOME=str(tmp_path / "home"), RAYEVAL_SERVE_PORT=str(free_port()))
+    # A home of its own (its index, its logs), but the session's converted models: the weights are converted
+    # once a session (tests/serve_apps/test_smollm2.py tests the conversion itself).
+    (Path(rayeval_home) / "models").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "models").symlink_to(Path(rayeval_home) / "models", target_is_directory=True)
     rayeval_cli = str(Path(sys.executable).parent / "rayeval")
     run = subprocess.run(
         [rayeval_cli, "run", str(tmp_path / "quickstart.yaml")], env=env, capture_output=True, text=True, timeout=900

@@ -50,7 +50,10 @@ def head_cluster(tmp_path_factory):
             f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={metrics}",
             f"--runtime-env-agent-port={free_port()}",
         ]  # fmt: skip
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Its output goes to a file: a pipe nobody reads can fill and stall it (on its way out too).
+        log = Path(temp_dir) / "ray-start.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while proc.poll() is None and time.monotonic() < deadline:
             try:
@@ -60,7 +63,7 @@ def head_cluster(tmp_path_factory):
                 pass
             time.sleep(0.5)
         else:
-            out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else "(still starting)"
+            out = log.read_text(errors="replace") if proc.poll() is not None else "(still starting)"
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             if attempt == 2:
@@ -71,9 +74,10 @@ def head_cluster(tmp_path_factory):
     yield address, env
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
