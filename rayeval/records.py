@@ -110,6 +110,7 @@ class TaskRecord(TypedDict, total=False):
     state: TaskState
     error: str  # why it failed
     progress: dict[str, dict[str, Progress]]  # model -> set -> counts
+    stages: dict[str, dict[str, dict[str, int]]]  # model -> set -> stage (inferred, judged, scored) -> items, this run
     model_fps: dict[str, str]  # model -> fingerprint of its answers (rayeval.store.fingerprint)
     custom_fps: dict[str, str]  # mode custom: configuration -> fingerprint
     resumed: int  # items already committed when the current run began

@@ -21,7 +21,7 @@ from typing import Any
 
 import ray
 
-from rayeval.actors.progress_metrics import METRICS, TAG_KEYS
+from rayeval.actors.progress_metrics import METRICS
 from rayeval.paths import default_home, index_location
 from rayeval.records import (
     ACTIVE,
@@ -36,7 +36,16 @@ from rayeval.records import (
 )
 from rayeval.store.results import ResultsStore
 
-__all__ = ["MAX_EVENTS", "NAME", "NAMESPACE", "Coordinator", "get_coordinator", "report_placement", "stop_task"]
+__all__ = [
+    "MAX_EVENTS",
+    "NAME",
+    "NAMESPACE",
+    "Coordinator",
+    "get_coordinator",
+    "report_placement",
+    "report_stage",
+    "stop_task",
+]
 
 NAME = "coordinator"
 NAMESPACE = "rayeval"
@@ -61,12 +70,13 @@ class Coordinator:
         self._calls: dict[str, collections.Counter[str]] = defaultdict(collections.Counter)
 
         kinds = {"gauge": Gauge, "counter": Counter}
-        made = {m.name: kinds[m.kind](m.name, description=m.description, tag_keys=TAG_KEYS) for m in METRICS}
+        made = {m.name: kinds[m.kind](m.name, description=m.description, tag_keys=m.tags) for m in METRICS}
         self._gauge = made["rayeval_task_progress"]
         self._items = made["rayeval_items_evaluated"]
         self._errors = made["rayeval_item_errors"]
         self._remaining = made["rayeval_items_remaining"]
         self._reused = made["rayeval_items_reused"]
+        self._stages = made["rayeval_items_stage"]
         # Serve application name -> ids of the tasks (or other holders) using it.
         self.deployment_users: dict[str, set[str]] = {}
         self._load()
@@ -213,6 +223,23 @@ class Coordinator:
                 self._errors.inc(errors, tags=tags)
         self._persist(task_id)
         return record["state"]
+
+    def count_stage(
+        self, task_id: str, stage: str, counts: list[tuple[str, str, int]], epoch: int | None = None
+    ) -> None:
+        """Items a stage (inferred, judged, scored) handled: (model, eval_set, items) increments from its actors,
+        counted for the run holding the lease (`rayeval status` shows them beside what is stored). A batch an
+        actor redid after a restart counts again: the figures say where the run's items are, not how many."""
+        self._calls[task_id]["count_stage"] += 1
+        record = self._current(task_id, epoch)
+        if record is None:
+            return
+        stages = record.setdefault("stages", {})
+        for model, eval_set, n in counts:
+            entry = stages.setdefault(model, {}).setdefault(eval_set, {})
+            entry[stage] = entry.get(stage, 0) + n
+            self._stages.inc(n, tags={"task_id": task_id, "model": model, "eval_set": eval_set, "stage": stage})
+        self._persist(task_id)
 
     def log_event(self, task_id: str, level: str, message: str, epoch: int | None = None) -> None:
         """Append to the task's event log (kept in its record; the oldest go past MAX_EVENTS)."""
@@ -400,6 +427,21 @@ def report_placement(task_id: str, stage: str) -> None:
     try:
         coordinator = ray.get_actor(NAME, namespace=NAMESPACE)
         coordinator.note_placement.remote(task_id, stage, ray.get_runtime_context().get_node_id())
+    except Exception:  # no coordinator (a test of the actor alone), or it is restarting
+        pass
+
+
+_HANDLE: list[Any] = []  # this process's handle on the coordinator (report_stage, once per batch)
+
+
+def report_stage(task_id: str, stage: str, models: list[str], sets: list[str], epoch: int | None) -> None:
+    """Tell the coordinator how many items of each model and set a stage's batch handled (not waited for;
+    never fails the actor: progress per stage is information, the stored rows are the truth)."""
+    try:
+        if not _HANDLE:
+            _HANDLE.append(ray.get_actor(NAME, namespace=NAMESPACE))
+        counts = collections.Counter(zip(models, sets))
+        _HANDLE[0].count_stage.remote(task_id, stage, [(m, s, n) for (m, s), n in counts.items()], epoch)
     except Exception:  # no coordinator (a test of the actor alone), or it is restarting
         pass
 

@@ -19,11 +19,12 @@ TAG_KEYS = ("task_id", "model", "eval_set")
 
 @dataclass(frozen=True)
 class MetricDef:
-    """One progress metric: its name in Ray, its kind and what it counts."""
+    """One progress metric: its name in Ray, its kind, what it counts and its labels."""
 
     name: str
     kind: Literal["gauge", "counter"]
     description: str
+    tags: tuple[str, ...] = TAG_KEYS
 
 
 METRICS: tuple[MetricDef, ...] = (
@@ -33,6 +34,12 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("rayeval_items_remaining", "gauge", "Items not evaluated yet, per task, model and evaluation set."),
     MetricDef(
         "rayeval_items_reused", "gauge", "Items taken from earlier tasks' results, per task, model and evaluation set."
+    ),
+    MetricDef(
+        "rayeval_items_stage",
+        "counter",
+        "Items each stage handled (stage: inferred, judged, scored), per task, model and evaluation set.",
+        (*TAG_KEYS, "stage"),
     ),
 )
 
@@ -72,6 +79,13 @@ PANELS: tuple[Panel, ...] = (
         "Rate of items stored with an error (after MAX_RETRY_PER_QUERY retries).",
         "sum by (" + _SERIES + ") (rate(ray_rayeval_item_errors_total{{filters}}[1m]))",
         unit="ops",
+    ),
+    Panel(
+        "Items per second by stage",
+        "Items inferred, judged and scored per second: the stage that falls behind is the bottleneck.",
+        "sum by (" + _SERIES + ", stage) (rate(ray_rayeval_items_stage_total{{filters}}[1m]))",
+        unit="ops",
+        legend="{{stage}} {{task_id}} {{model}} / {{eval_set}}",
     ),
     Panel(
         "Items remaining",

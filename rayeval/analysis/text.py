@@ -20,6 +20,7 @@ __all__ = [
     "progress_lines",
     "progress_rows",
     "reuse_note",
+    "STAGES",
     "waiting_line",
 ]
 
@@ -61,8 +62,13 @@ def _elapsed(record: TaskRecord, now: float) -> float | None:
     return now - started if started and record.get("state") == "running" else None
 
 
+#: The stages whose counts a record may hold (`stages`), in the stream's order; `done` is what is stored.
+STAGES = ("inferred", "judged", "scored")
+
+
 def progress_rows(record: TaskRecord, now: float | None = None) -> list[tuple[str, str, int, int, str]]:
-    """(model, set, done, total, facts) per model x set of a task record; `facts` says errors, reused,
+    """(model, set, done, total, facts) per model x set of a task record; `facts` says what each stage
+    handled in this run (inferred, judged, scored: the one that lags is the bottleneck), errors, reused,
     remaining, and while it runs the rate of items evaluated in this run (not those skipped or reused)
     and the ETA."""
     elapsed = _elapsed(record, time.time() if now is None else now)
@@ -70,7 +76,9 @@ def progress_rows(record: TaskRecord, now: float | None = None) -> list[tuple[st
     for model, sets in record.get("progress", {}).items():
         for eval_set, p in sets.items():
             remaining = max(0, p["total"] - p["done"])
-            facts = f"{p['errors']} errors"
+            stages = record.get("stages", {}).get(model, {}).get(eval_set, {})
+            shown = [f"{stage} {stages[stage]}" for stage in STAGES if stage in stages]
+            facts = ", ".join([*shown, f"{p['errors']} errors"])
             if p.get("reused"):
                 facts += f", {p['reused']} reused"
             facts += f", {remaining} remaining"

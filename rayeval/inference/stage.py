@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from rayeval.actors.coordinator import report_placement
+from rayeval.actors.coordinator import report_placement, report_stage
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.inference.client import HostedEndpoint, ItemOutcome, infer_one, item_system, request_body, resolve_endpoint
 from rayeval.inference.http import HttpClient
@@ -41,6 +41,7 @@ class InferenceActor:
         epoch: int | None = None,
         secrets: list[str] | None = None,
     ):
+        self.task_id, self.epoch = task_id, epoch
         self.model = model
         self.params = parameters
         self.endpoint = resolve_endpoint(
@@ -101,6 +102,8 @@ class InferenceActor:
         }
         if n > 1:
             columns["samples"] = [o.samples for o in outcomes]
+        sets = batch.column("eval_set").to_pylist()
+        report_stage(self.task_id, "inferred", [self.model.name] * len(sets), sets, self.epoch)
         return with_inference_columns(batch, self.model.name, columns)
 
     def _systems(self, batch: pa.Table) -> list[str | None]:

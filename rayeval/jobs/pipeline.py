@@ -142,6 +142,7 @@ def build_dataset(
             "model_fps": model_fps,
             "metric_fps": metric_fps,
             "given": spec.predictions_given,
+            "epoch": epoch,
         },
         **scoring_actor_options(res),
     )

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from rayeval.actors.coordinator import report_placement
+from rayeval.actors.coordinator import report_placement, report_stage
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.inference.client import HostedEndpoint, infer_one, resolve_endpoint
 from rayeval.inference.http import HttpClient
@@ -147,6 +147,7 @@ class JudgeActor:
         epoch: int | None = None,
         secrets: list[str] | None = None,
     ):
+        self.task_id, self.epoch = task_id, epoch
         self.holder = ray.get_runtime_context().get_actor_id()
         report_placement(task_id, "judging")
         self.judges = {
@@ -189,6 +190,10 @@ class JudgeActor:
         client = self._http()
         rows = batch.select([c for c in ITEM_COLUMNS if c in batch.schema.names]).to_pylist()
         judged = await asyncio.gather(*(self._item(client, row) for row in rows))
+        asked = [i for i, j in enumerate(judged) if j]  # items a judge was asked about (not failed or carried)
+        models = batch.column("model").to_pylist()
+        sets = [rows[i]["eval_set"] for i in asked]
+        report_stage(self.task_id, "judged", [models[i] for i in asked], sets, self.epoch)
         column = [json.dumps(j, ensure_ascii=False) if j else None for j in judged]
         return batch.append_column(pa.field("judging", pa.string()), pa.array(column, pa.string()))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from rayeval.actors.coordinator import report_placement
+from rayeval.actors.coordinator import report_placement, report_stage
 from rayeval.schema import item_dict, score_column
 from rayeval.spec import MetricRef
 
@@ -28,6 +28,7 @@ class ScoringActor:
         model_fps: model name -> its inference fingerprint (GIVEN_PREDICTIONS in Evaluation Only mode).
         metric_fps: set name -> metric name -> the metric's fingerprint.
         given: Evaluation Only mode (the predictions are part of the item).
+        epoch: The run (its counts of scored items go to its record only).
     """
 
     def __init__(
@@ -38,10 +39,11 @@ class ScoringActor:
         model_fps: dict[str, str] | None = None,
         metric_fps: dict[str, dict[str, str]] | None = None,
         given: bool = False,
+        epoch: int | None = None,
     ):
         from rayeval.metrics import MetricSteps
 
-        self.task_id = task_id
+        self.task_id, self.epoch = task_id, epoch
         report_placement(task_id, "scoring")
         self.metrics = {s: [MetricSteps.from_ref(ref) for ref in refs] for s, refs in metrics_by_set.items()}
         self.outputs = outputs
@@ -105,4 +107,5 @@ class ScoringActor:
         batch = batch.append_column(pa.field("metric_fps", pa.string()), pa.array(metric_fps, pa.string()))
         if extra:  # each judge step is in `details` now, and what was carried is in the scores
             batch = batch.drop_columns(extra)
+        report_stage(self.task_id, "scored", [r["model"] for r in rows], [r["eval_set"] for r in rows], self.epoch)
         return batch

@@ -26,6 +26,7 @@ def test_the_dashboard_charts_every_progress_metric_by_its_exported_name():
         "ray_rayeval_item_errors_total",
         "ray_rayeval_items_remaining",
         "ray_rayeval_items_reused",
+        "ray_rayeval_items_stage_total",
     }
     charted = set()
     for panel in dashboard["panels"]:

@@ -183,16 +183,22 @@ def _check_metrics_exported(url: str, task_id: str, *, items: int) -> None:
         "ray_rayeval_items_remaining": 0.0,
         "ray_rayeval_items_reused": 0.0,
     }
+    stages = {"inferred": float(items), "scored": float(items)}  # ray_rayeval_items_stage_total, by stage
     found: dict[str, float] = {}
+    seen_stages: dict[str, float] = {}
     deadline = time.monotonic() + 60  # metrics are pushed to the agent every few seconds
-    while time.monotonic() < deadline and found != wanted:
+    while time.monotonic() < deadline and (found != wanted or seen_stages != stages):
         text = httpx.get(url, timeout=5).text
         for line in text.splitlines():
             name = line.split("{", 1)[0]
-            if name in wanted and f'task_id="{task_id}"' in line and 'model="m"' in line and 'eval_set="q"' in line:
+            if not (f'task_id="{task_id}"' in line and 'model="m"' in line and 'eval_set="q"' in line):
+                continue
+            if name in wanted:
                 found[name] = float(line.rsplit(" ", 1)[1])
+            elif name == "ray_rayeval_items_stage_total":
+                seen_stages[line.split('stage="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
         time.sleep(1.0)
-    assert found == wanted
+    assert found == wanted and seen_stages == stages
     # The Grafana dashboard (`rayeval grafana`) charts these very names (and the error counter, which
     # Ray exports once an item has failed).
     from rayeval.actors.progress_metrics import grafana_dashboard
@@ -202,7 +208,7 @@ def _check_metrics_exported(url: str, task_id: str, *, items: int) -> None:
         for panel in grafana_dashboard()["panels"]
         for name in re.findall(r"\bray_rayeval_\w+", panel["targets"][0]["expr"])
     }
-    assert charted - {"ray_rayeval_item_errors_total"} == set(wanted)
+    assert charted - {"ray_rayeval_item_errors_total"} == {*wanted, "ray_rayeval_items_stage_total"}
 
 
 def test_rayeval_submit_returns_a_task_id_and_waits(head_cluster, stub_server, tmp_path):

@@ -58,6 +58,8 @@ def test_hyperparameters_reach_the_server_and_secrets_stay_out(ray_cluster, stub
         (m, f"item-{i}"): 1 for m in ("greedy", "sampled") for i in range(20)
     }
     record = handle.status()
+    for model in ("greedy", "sampled"):  # what each stage handled, beside what is stored
+        assert record["stages"][model]["q"] == {"inferred": 20, "scored": 20}, record["stages"]
     events = [e["message"] for e in record["events"]]
     assert any("model greedy: do_sample is false (greedy): temperature, top_p, top_k, repetition_penalty not sent"
                in e for e in events)  # fmt: skip

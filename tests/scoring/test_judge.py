@@ -9,6 +9,7 @@ import re
 import pytest
 
 import rayeval
+from rayeval.analysis.text import progress_lines
 from rayeval.errors import TooManyErrors
 from tests.support.judged import PROMPT, judge_rule
 from tests.support.judged import judged_task as _task
@@ -39,6 +40,9 @@ def test_judge_scores_are_exact_and_parse_failures_are_counted_apart(ray_cluster
     assert summary["exact_match"]["parse_failures"] == 0
     assert 1 <= server.max_in_flight <= 2  # MAX_JUDGING_CONCURRENCY across both judging actors
     assert server.total_requests == 40
+    record = handle.status()  # each stage's count beside what is stored (no inference: predictions given)
+    assert record["stages"]["m"]["capitals"] == {"judged": 40, "scored": 40}
+    assert any(line.startswith("m / capitals: 40/40 done, judged 40, scored 40, ") for line in progress_lines(record))
 
 
 def test_a_judge_that_fails_gives_item_errors_and_retries_recover(ray_cluster, stub_server, tmp_path):
