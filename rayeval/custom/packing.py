@@ -69,7 +69,7 @@ def pack_mounts(cfg: CustomConfigSpec, scratch: Path) -> bytes | None:
     archive = scratch / "mounts.tar"
     with tarfile.open(archive, "w") as tar:
         for m in local:
-            tar.add(m.path, arcname=Path(m.path).name)
+            tar.add(m.path, arcname=m.placed)  # its target in the working directory (default its own name)
     size = archive.stat().st_size
     if size > MAX_MOUNTS_MB * 1024 * 1024:
         raise SpecError(
@@ -97,7 +97,7 @@ def program_env(
     """(variables, secret variables) of one pair: the platform's EVAL_* (the task's tags as EVAL_TAGS,
     comma-separated) and the configuration's own."""
     endpoint = resolve_endpoint(model, auth_value, hosted=hosted)
-    mounts = {Path(m.path).name: (m.path if m.shared else Path(m.path).name) for m in cfg.mounts}
+    mounts = {Path(m.path).name: m.placed for m in cfg.mounts}
     env = {
         **cfg.env,
         "EVAL_INFERENCE_URL": f"{endpoint.base_url}/chat/completions",

@@ -20,12 +20,35 @@ class MountSpec(SpecModel):
         "directory, under its own name); with `shared`, a path every node already sees."
     )
     shared: bool = Field(False, description="The path is on a filesystem all nodes share: used where it is.")
+    target: str | None = Field(
+        None,
+        description="Where a shipped mount is placed, relative to the program's working directory (e.g. "
+        "data/questions.jsonl); default its own name there.",
+    )
 
     @model_validator(mode="after")
     def _exists(self) -> MountSpec:
         if not self.shared and not Path(self.path).exists():
             raise ValueError(f"mount '{self.path}' does not exist here (a path all nodes share needs `shared: true`)")
+        if self.target is not None:
+            parts = Path(self.target).parts
+            if self.shared:
+                raise ValueError(
+                    f"mount '{self.path}': `target` places a shipped mount; a shared one is used where it is"
+                )
+            if not parts or Path(self.target).is_absolute() or ".." in parts:
+                raise ValueError(
+                    f"mount target '{self.target}' must be a path inside the program's working directory "
+                    "(relative, without '..')"
+                )
         return self
+
+    @property
+    def placed(self) -> str:
+        """Where the program finds it: its target (or own name) in its working directory, or its shared path."""
+        if self.shared:
+            return self.path
+        return Path(self.target).as_posix() if self.target else Path(self.path).name
 
 
 class CustomResources(SpecModel):
@@ -67,6 +90,14 @@ class CustomConfigSpec(SpecModel):
     @classmethod
     def _mount_shorthand(cls, value: Any) -> Any:
         return strings_as(value, "path")
+
+    @field_validator("mounts")
+    @classmethod
+    def _one_mount_a_place(cls, value: list[MountSpec]) -> list[MountSpec]:
+        places = [m.placed for m in value if not m.shared]
+        if twice := sorted({p for p in places if places.count(p) > 1}):
+            raise ValueError(f"two mounts would be placed at {', '.join(twice)}: give one of them a `target`")
+        return value
 
     @field_validator("env")
     @classmethod

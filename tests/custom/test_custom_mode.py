@@ -62,6 +62,9 @@ def _record(task_id: str) -> dict:
 
 def test_programs_run_on_each_model_with_the_platform_variables(ray_cluster, stub_server, tmp_path, secret_env):
     server = stub_server(api_key=SECRET.split()[1], models=("m-a", "m-b"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("placed where the program looks for it\n")
+    qa_mounts = [str(PROGRAM), {"path": str(notes), "target": "data/notes.txt"}]
     task = {
         "name": "custom-two-by-two",
         "mode": "custom",
@@ -69,7 +72,7 @@ def test_programs_run_on_each_model_with_the_platform_variables(ray_cluster, stu
         "output": str(tmp_path / "out"),
         "models": _models(server),
         "custom": [
-            _config("qa", ["qa"], parameters={"items": 2}, env={"GREETING": "hello"}),
+            _config("qa", ["qa"], parameters={"items": 2}, env={"GREETING": "hello"}, mounts=qa_mounts),
             _config("math", ["math", "arith"], "--items 3"),
         ],
     }
@@ -104,7 +107,8 @@ def test_programs_run_on_each_model_with_the_platform_variables(ray_cluster, stu
     assert seen["GREETING"] == "hello" and seen["argv"] == ["--items", "2"]
     assert seen["EVAL_EVALUATION_SETS"] == "qa" and "eval_program.py" in seen["cwd_files"]
     assert seen["EVAL_TAGS"] == "team-a,nightly"  # the task's tags reach the configuration
-    assert json.loads(seen["EVAL_MOUNTS"]) == {"eval_program.py": "eval_program.py"}
+    assert json.loads(seen["EVAL_MOUNTS"]) == {"eval_program.py": "eval_program.py", "notes.txt": "data/notes.txt"}
+    assert "data" in seen["cwd_files"] and "notes.txt" not in seen["cwd_files"]  # at its target
     assert (pair / "output" / "answers.jsonl").exists()  # the program's other files are kept
     outcome = json.loads((pair / "outcome.json").read_text())
     assert sorted(outcome["files"]) == ["answers.jsonl", "env.json", "metrics.json"]

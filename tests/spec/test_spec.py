@@ -245,3 +245,23 @@ def test_a_hosted_models_resources_in_one_line():
         .describe()
         .startswith("0 to 4 replicas, each 0 GPU")
     )
+
+
+def test_a_mount_target_is_a_place_inside_the_working_directory(tmp_path):
+    from rayeval.spec import CustomConfigSpec
+
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+
+    def config(*mounts):
+        return CustomConfigSpec(name="c", evaluation_sets=["s"], command="true", mounts=list(mounts))
+
+    placed = config({"path": str(tmp_path / "a.txt"), "target": "data/a.txt"}, str(tmp_path / "b.txt"))
+    assert [m.placed for m in placed.mounts] == ["data/a.txt", "b.txt"]
+    for target, message in (("/etc/a", "relative, without '..'"), ("../a", "relative, without '..'")):
+        with pytest.raises(ValueError, match=message):
+            config({"path": str(tmp_path / "a.txt"), "target": target})
+    with pytest.raises(ValueError, match="a shared one is used where it is"):
+        config({"path": "/mnt/x", "shared": True, "target": "x"})
+    with pytest.raises(ValueError, match="two mounts would be placed at a.txt"):
+        config(str(tmp_path / "a.txt"), {"path": str(tmp_path / "b.txt"), "target": "a.txt"})
