@@ -25,7 +25,7 @@ class ProgressPrinter:
 
     On a terminal, a live view (rich) with one bar per model and set, redrawn in place and sized to the
     terminal's width; elsewhere (a pipe, a log file), plain lines every 10 s and at the end: the
-    whole task's bar, then one line per model and set when there are several. Call it with each task
+    whole task's bar, then one line per model and set (with each stage's count). Call it with each task
     record; `close` ends the live view (the caller does, in `finally`, whatever happened).
     """
 
@@ -64,7 +64,7 @@ class ProgressPrinter:
             self._last = now
             rows = progress_rows(record)
             click.echo(progress_bar(record), file=self.stream)
-            if len(rows) > 1:
+            if len(rows) > 1 or record.get("stages"):  # several, or what each stage did (inferred, scored...)
                 for model, eval_set, done, total, facts in rows:
                     click.echo(f"[{model} / {eval_set}] {done}/{total} done, {facts}", file=self.stream)
 
