@@ -68,7 +68,7 @@ def test_programs_run_on_each_model_with_the_platform_variables(ray_cluster, stu
     task = {
         "name": "custom-two-by-two",
         "mode": "custom",
-        "tags": ["team-a", "nightly"],
+        "tags": ["custom-qa", "nightly"],
         "output": str(tmp_path / "out"),
         "models": _models(server),
         "custom": [
@@ -106,7 +106,7 @@ def test_programs_run_on_each_model_with_the_platform_variables(ray_cluster, stu
     assert seen["auth_sha256"] == hashlib.sha256(SECRET.encode()).hexdigest()
     assert seen["GREETING"] == "hello" and seen["argv"] == ["--items", "2"]
     assert seen["EVAL_EVALUATION_SETS"] == "qa" and "eval_program.py" in seen["cwd_files"]
-    assert seen["EVAL_TAGS"] == "team-a,nightly"  # the task's tags reach the configuration
+    assert seen["EVAL_TAGS"] == "custom-qa,nightly"  # the task's tags reach the configuration
     assert json.loads(seen["EVAL_MOUNTS"]) == {"eval_program.py": "eval_program.py", "notes.txt": "data/notes.txt"}
     assert "data" in seen["cwd_files"] and "notes.txt" not in seen["cwd_files"]  # at its target
     assert (pair / "output" / "answers.jsonl").exists()  # the program's other files are kept

@@ -108,7 +108,7 @@ def test_ray_job_submit_runs_the_task_entrypoint(head_cluster, stub_server, tmp_
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "numeric_match" in result.stdout and "succeeded" in result.stdout
-    assert "[rayeval]   m / q: 30/30 done, 0 errors, 0 remaining" in result.stdout  # progress per model x set
+    assert "[rayeval]   m / q: 30/30 done, inferred 30, scored 30, 0 errors, 0 remaining" in result.stdout  # per stage
     # The job's output is rayeval's: no line per request, no Ray Data progress or execution plan dumps.
     assert "HTTP Request" not in result.stdout and "Running Dataset" not in result.stdout
     assert "Execution plan" not in result.stdout and "Tip:" not in result.stdout
