@@ -191,9 +191,8 @@ class JudgeActor:
         rows = batch.select([c for c in ITEM_COLUMNS if c in batch.schema.names]).to_pylist()
         judged = await asyncio.gather(*(self._item(client, row) for row in rows))
         asked = [i for i, j in enumerate(judged) if j]  # items a judge was asked about (not failed or carried)
-        models = batch.column("model").to_pylist()
-        sets = [rows[i]["eval_set"] for i in asked]
-        report_stage(self.task_id, "judged", [models[i] for i in asked], sets, self.epoch)
+        models, sets = batch.column("model").to_pylist(), batch.column("eval_set").to_pylist()
+        report_stage(self.task_id, "judged", [models[i] for i in asked], [sets[i] for i in asked], self.epoch)
         column = [json.dumps(j, ensure_ascii=False) if j else None for j in judged]
         return batch.append_column(pa.field("judging", pa.string()), pa.array(column, pa.string()))
 
