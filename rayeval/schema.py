@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "INFERENCE_FIELDS",
     "ITEM_SCHEMA",
     "RESULT_BASE_SCHEMA",
     "STREAM_SCHEMA",
+    "TIME_TYPE",
     "item_dict",
+    "seconds_column",
+    "stored_times",
     "score_column",
     "with_inference_columns",
 ]
@@ -32,6 +36,7 @@ ITEM_SCHEMA = pa.schema(
 #: Columns inference adds (or Evaluation Only fills with nulls), beside ITEM_SCHEMA.
 INFERENCE_FIELDS = [
     pa.field("model", pa.string()),
+    # Unix seconds of the first attempt in the stream; stored as TIME_TYPE (`stored_times`).
     pa.field("started_at", pa.float64()),
     pa.field("latency_ms", pa.float64()),
     pa.field("prompt_tokens", pa.int64()),
@@ -55,6 +60,29 @@ RESULT_BASE_SCHEMA = pa.schema(
     [f for f in STREAM_SCHEMA if f.name != "carried"]
     + [pa.field("details", pa.string()), pa.field("item_fp", pa.string()), pa.field("metric_fps", pa.string())]
 )
+
+
+#: How stored files hold `started_at`: a UTC timestamp (files of tasks created before it hold Unix seconds
+#: as float64; a task keeps the type its first file had, and readers take both: `seconds_column`).
+TIME_TYPE = pa.timestamp("us", tz="UTC")
+
+
+def stored_times(table: pa.Table) -> pa.Table:
+    """The stream's rows as stored: `started_at` (Unix seconds in the stream) as a UTC timestamp."""
+    idx = table.schema.get_field_index("started_at")
+    if idx < 0 or table.schema.field(idx).type == TIME_TYPE:
+        return table
+    seconds = table.column(idx).cast(pa.float64())
+    micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
+    return table.set_column(idx, pa.field("started_at", TIME_TYPE), micros.cast(TIME_TYPE))
+
+
+def seconds_column(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A stored `started_at` column (a timestamp, or float64 Unix seconds in older files) as float64 seconds."""
+    if pa.types.is_timestamp(column.type):
+        unit = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[column.type.unit]
+        return pc.divide(column.cast(pa.timestamp(column.type.unit)).cast(pa.int64()).cast(pa.float64()), unit)
+    return column.cast(pa.float64())
 
 
 def score_column(output: str) -> str:

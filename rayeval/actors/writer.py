@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rayeval.errors import RunSuperseded
+from rayeval.schema import TIME_TYPE, stored_times
 from rayeval.store.failures import failed_items
 from rayeval.store.fence import result_file_name
 from rayeval.store.results import ResultsStore, join_uri
@@ -66,6 +67,7 @@ class ResultWriter:
         self._buffers: dict[tuple[str, str], list[pa.Table]] = {}
         self._since: dict[tuple[str, str], float] = {}
         self._files = 0
+        self._timestamps: bool | None = None  # store started_at as TIME_TYPE (decided at the first commit)
         self._writes = 0
         self._rows = 0
 
@@ -125,6 +127,10 @@ class ResultWriter:
         self._files += 1
         name = result_file_name(self.epoch, self.run_id, self._files, uuid.uuid4().hex[:8])
         tmp, final = f"{local}/_tmp-{name}", f"{local}/{name}"
+        if self._timestamps is None:
+            self._timestamps = self._stored_as_timestamps()
+        if self._timestamps:
+            table = stored_times(table)
         pq.write_table(_self_describing(table, self.task_id), tmp, filesystem=fs)
         fs.move(tmp, final)
         if self.epoch is not None and not self._confirmed(self._files):
@@ -136,6 +142,16 @@ class ResultWriter:
             self._since.clear()
             self.superseded = str(RunSuperseded.of(self.task_id, self.epoch))
             raise RunSuperseded(self.superseded)
+
+    def _stored_as_timestamps(self) -> bool:
+        """Whether this task's files hold started_at as a timestamp: yes, unless files an older rayeval
+        wrote (Unix seconds) are there already; a task's files keep one layout, so that a dataset over
+        them reads as one table."""
+        files = self.store.result_files(self.task_id)
+        if not files:
+            return True
+        schema = pq.read_schema(files[0], filesystem=self.store.fs)
+        return "started_at" not in schema.names or schema.field("started_at").type == TIME_TYPE
 
     def _confirmed(self, seq: int) -> bool:
         """Whether the coordinator lets file `seq` of this run stand (the run still holds the lease)."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from rayeval.serve_apps.builtins import ModelSource, get_builtin, resolve_source
@@ -168,6 +170,35 @@ def openai_app(model: ModelSpec, source: ModelSource | None = None) -> Applicati
     )
 
 
+def _connect_before_building() -> None:
+    """Connect to the cluster `serve run` will deploy on, before the application is built.
+
+    `serve run IMPORT_PATH` builds the application first and connects afterwards; Ray's LLM builder
+    then connects on its own (Ray's auto-connect), to RAY_ADDRESS or else to a new local cluster, even
+    when `serve run --address` names another: the model went to a stray local cluster. Connecting
+    first, where `serve run` would (its `--address`, else RAY_ADDRESS, else a local cluster), puts it
+    on the right one, and lets the replica's GPU request follow the cluster's GPUs.
+    """
+    import ray
+
+    if ray.is_initialized():  # `serve deploy` builds on the cluster; rayeval itself is connected
+        return
+    address = _serve_run_address(sys.argv) or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, namespace="serve")
+
+
+def _serve_run_address(argv: list[str]) -> str | None:
+    """The `--address`/`-a` of a `serve run` command line, if this process is one."""
+    if not argv or os.path.basename(argv[0]) != "serve":
+        return None
+    for i, arg in enumerate(argv):
+        if arg in ("--address", "-a") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--address="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def build_app(args: dict[str, Any]) -> Application:
     """Serve application builder: `args` are ModelSpec fields (engine fields may also be given flat).
 
@@ -183,4 +214,5 @@ def build_app(args: dict[str, Any]) -> Application:
     model = ModelSpec.model_validate({**data, "engine": engine})
     if not model.hosted:
         raise ValueError("build_app needs `path` (a checkpoint folder) or `builtin` (a registry name)")
+    _connect_before_building()
     return openai_app(model)

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from rayeval.cluster.placement import is_shared, pinned
 from rayeval.records import TaskRecord
-from rayeval.schema import STREAM_SCHEMA, score_column
+from rayeval.schema import STREAM_SCHEMA, score_column, seconds_column
 from rayeval.sets.plan import SetPlan
 from rayeval.sets.read import read_items
 from rayeval.spec import TaskSpec
@@ -221,6 +221,8 @@ def take_reused(
             col = pa.array([source] * rows.num_rows, f.type)
         elif f.name == "carried":
             col = pa.array(carried, f.type)
+        elif f.name == "started_at" and f.name in names:
+            col = seconds_column(rows.column(f.name))  # a timestamp, or Unix seconds in older files
         elif f.name in names:
             col = rows.column(f.name).cast(f.type)
         else:

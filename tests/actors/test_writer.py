@@ -65,3 +65,29 @@ def test_a_half_written_file_is_never_read(tmp_path):
     folder = tmp_path / "t1" / "results" / "model=a" / "eval_set=s"
     (folder / "_tmp-part-r-crashed.parquet").write_bytes(b"PAR1 half a file")  # a writer killed mid-write
     assert ResultsStore(str(tmp_path)).results_dataset("t1").to_table().num_rows == 3
+
+
+def test_started_at_is_stored_as_a_utc_timestamp_and_a_task_keeps_its_files_layout(tmp_path):
+    import datetime
+
+    from rayeval.schema import TIME_TYPE, seconds_column
+
+    sent = 1_700_000_000.25
+    block = _block("a", "s", range(3)).append_column("started_at", pa.array([sent, None, sent + 1], pa.float64()))
+    w = ResultWriter(str(tmp_path), "new", "r", flush_rows=1, flush_seconds=0.0)
+    w.write(block)
+    table = ResultsStore(str(tmp_path)).results_dataset("new").to_table()
+    assert table.schema.field("started_at").type == TIME_TYPE
+    when = datetime.datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=datetime.timezone.utc)
+    assert table.column("started_at").to_pylist() == [when, None, when + datetime.timedelta(seconds=1)]
+    assert str(table.to_pandas()["started_at"].dtype) == "datetime64[us, UTC]"
+    assert seconds_column(table.column("started_at")).to_pylist() == [sent, None, sent + 1]
+
+    # a task an older rayeval began (Unix seconds in its files) goes on in that layout when it resumes
+    old = tmp_path / "old" / "results" / "model=a" / "eval_set=s"
+    old.mkdir(parents=True)
+    pq.write_table(block, old / "part-r0-000001-x.parquet")
+    w = ResultWriter(str(tmp_path), "old", "r1", flush_rows=1, flush_seconds=0.0)
+    w.write(_block("a", "s", range(3, 5)).append_column("started_at", pa.array([sent, sent], pa.float64())))
+    table = ResultsStore(str(tmp_path)).results_dataset("old").to_table()  # one dataset over both runs' files
+    assert table.num_rows == 5 and table.schema.field("started_at").type == pa.float64()

@@ -41,11 +41,11 @@ def head_cluster(tmp_path_factory):
     env.pop("RAY_ADDRESS", None)
     proc = None
     for attempt in range(3):  # a port picked free may be taken by the time Ray binds it: try fresh ones
-        dashboard, metrics = free_port(), free_port()
+        dashboard, metrics, gcs = free_port(), free_port(), free_port()
         address = f"http://127.0.0.1:{dashboard}"
         cmd = [
             str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=4", f"--temp-dir={temp_dir}",
-            f"--port={free_port()}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+            f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
             f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
             f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={metrics}",
             f"--runtime-env-agent-port={free_port()}",
@@ -71,6 +71,7 @@ def head_cluster(tmp_path_factory):
             continue
         break
     env["RAYEVAL_TEST_METRICS_URL"] = f"http://127.0.0.1:{metrics}/metrics"
+    env["RAYEVAL_TEST_GCS_ADDRESS"] = f"127.0.0.1:{gcs}"  # what `ray start` prints for RAY_ADDRESS
     yield address, env
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -316,3 +317,43 @@ def test_without_the_token_every_command_says_what_to_set_in_one_line(head_clust
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("rayeval: error: "), where  # no traceback
         assert "RAY_AUTH_MODE=token" in lines[0] and "RAY_AUTH_TOKEN" in lines[0], where
+
+
+def test_serve_run_with_an_address_deploys_on_that_cluster(head_cluster, tmp_path):
+    """The README's `serve run rayeval.serve_apps.llm:build_app ...` with `--address` naming a token-auth
+    cluster: the model is served by that cluster (no second, local one), and answers over HTTP."""
+    from rayeval.serve_apps.tiny_model import build_tiny_model
+
+    address, env = head_cluster
+    checkpoint = build_tiny_model(tmp_path / "tiny", max_position_embeddings=512)
+    shell = {**env, "RAY_ADDRESS": env["RAYEVAL_TEST_GCS_ADDRESS"]}  # for `serve start`
+    port = free_port()
+    serve = str(BIN / "serve")
+    started = subprocess.run(
+        [serve, "start", f"--http-port={port}"], env=shell, capture_output=True, text=True, timeout=120
+    )
+    assert started.returncode == 0, started.stderr[-3000:]
+    try:
+        run = subprocess.run(
+            [serve, "run", "--non-blocking", "--address", env["RAYEVAL_TEST_GCS_ADDRESS"],
+             "rayeval.serve_apps.llm:build_app", "name=tiny-served", f"path={checkpoint}", "max_model_len=512"],
+            env={**env, "RAY_ENABLE_AUTO_CONNECT": "1"}, capture_output=True, text=True, timeout=420,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        said = run.stdout + run.stderr
+        port_of_head = env["RAYEVAL_TEST_GCS_ADDRESS"].rsplit(":", 1)[1]
+        assert "Connecting to existing Ray cluster at address: " in said and f":{port_of_head}" in said, said[-3000:]
+        assert (
+            "Started a local Ray instance" not in said
+        )  # no stray local cluster got the model  # built before connecting: said, with what to pass
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=30).json()
+        assert [m["id"] for m in models["data"]] == ["tiny-served"]
+        body = {"model": "tiny-served", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=120)
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] >= 1
+        status = subprocess.run(
+            [serve, "status", "--address", address], env=shell, capture_output=True, text=True, timeout=60
+        )
+        assert "LLMServer:tiny-served" in status.stdout and "RUNNING" in status.stdout, status.stdout
+    finally:  # the replica's CPUs go back to the cluster
+        subprocess.run([serve, "shutdown", "-y", "--address", address], env=shell, capture_output=True, timeout=120)

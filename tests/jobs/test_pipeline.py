@@ -112,8 +112,9 @@ def test_transient_faults_are_retried_until_every_item_succeeds(ray_cluster, stu
     rows = _rows(handle, ("item_id", "error", "attempts", "started_at", "latency_ms"))
     assert len(rows) == 60 and all(r["error"] is None for r in rows)
     assert sum(r["attempts"] for r in rows) == 60 + 2 * faulty
-    # started_at is the first attempt's send time; latency that of the last attempt (>= the stub's delay)
-    assert all(began < r["started_at"] < time.time() and r["latency_ms"] > 0 for r in rows)
+    # started_at is the first attempt's send time (a UTC timestamp); latency that of the last attempt
+    assert all(began < r["started_at"].timestamp() < time.time() and r["latency_ms"] > 0 for r in rows)
+    assert all(r["started_at"].tzinfo is not None for r in rows)
     assert handle.results()[0]["value"] == 1.0
 
 

@@ -203,3 +203,13 @@ def test_judge_scores_are_carried_until_the_judge_prompt_changes(ray_cluster, st
     assert judge.total_requests == 2 * len(rows)
     assert {r["reused_from"] for r in _rows(third).values()} == {again.task_id}
     assert _scores(third) == _scores(first)
+
+
+def test_take_reused_reads_started_at_stored_as_timestamp_or_as_seconds():
+    from rayeval.schema import stored_times
+
+    keys = np.sort(fp64_array(["aa" * 12]))
+    seconds = _stored_rows().append_column("started_at", pa.array([1.7e9 + 0.5] * 4, pa.float64()))
+    for stored in (seconds, stored_times(seconds)):  # files of today's rayeval, and of older ones
+        out = take_reused(stored, keys=keys, model="m", eval_set="s", source="t", metric_fps={}, metric_outputs={})
+        assert out.schema == STREAM_SCHEMA and out.column("started_at").to_pylist() == [1.7e9 + 0.5]
