@@ -126,3 +126,13 @@ def test_tiny_model_is_deterministic_and_has_a_chat_template(tmp_path):
     tok = AutoTokenizer.from_pretrained(a)
     text = tok.apply_chat_template([{"role": "user", "content": "2 + 2?"}], add_generation_prompt=True, tokenize=False)
     assert text.endswith("<|assistant|>\n") and "2 + 2?" in text
+
+
+def test_the_builder_reads_the_address_of_a_serve_run_command_line():
+    from rayeval.serve_apps.llm import _serve_run_address
+
+    assert _serve_run_address(["/venv/bin/serve", "run", "--address", "head:6379", "m:app"]) == "head:6379"
+    assert _serve_run_address(["/venv/bin/serve", "run", "-a", "head:6379", "m:app"]) == "head:6379"
+    assert _serve_run_address(["/venv/bin/serve", "run", "--address=head:6379", "m:app"]) == "head:6379"
+    assert _serve_run_address(["/venv/bin/serve", "run", "m:app", "name=x"]) is None  # RAY_ADDRESS, or local
+    assert _serve_run_address(["/venv/bin/python", "-m", "pytest", "--address", "x"]) is None  # not serve run
