@@ -44,6 +44,9 @@ INFERENCE_FIELDS = [
     pa.field("finish_reason", pa.string()),
     pa.field("attempts", pa.int64()),
     pa.field("error", pa.string()),
+    # Log-likelihood sets: every choice's summed log-probability, token count and greedy flag (JSON list,
+    # rayeval.inference.loglikelihood); `prediction` is then the index of the most likely choice.
+    pa.field("loglikelihoods", pa.string()),
     # The earlier task this row was taken from (rayeval.store.reuse), or null.
     pa.field("reused_from", pa.string()),
     # Reused rows only: metric name -> {"scores", "details"} still valid (JSON); the scoring stage

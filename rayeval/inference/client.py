@@ -32,6 +32,7 @@ __all__ = [
     "check_service",
     "infer_one",
     "item_system",
+    "malformed",
     "prompt_fields",
     "request_body",
     "resolve_endpoint",
@@ -190,6 +191,7 @@ class ItemOutcome:
     attempts: int = 0
     error: str | None = None
     samples: list[str] | None = None  # every response when INFERENCE_COUNT > 1
+    loglikelihoods: str | None = None  # a log-likelihood item's choices (rayeval.inference.loglikelihood)
 
 
 class _Retryable(Exception):
@@ -229,13 +231,18 @@ def backoff_delay(attempt: int, retry_after: float | None, *, base: float = 0.5,
     return min(cap, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
 
+def malformed(error: Exception, response: Reply) -> Exception:
+    """The retryable failure of a response body that is not what the API promises."""
+    return _Retryable(f"malformed response body ({type(error).__name__}): {response.text[:_RAW]!r}")
+
+
 def _parse(endpoint: Endpoint, response: Reply) -> ItemOutcome:
     try:
         data = response.json()
         choice = data["choices"][0]
         text = choice["message"]["content"] if endpoint.api == "chat" else choice["text"]
     except (ValueError, KeyError, IndexError, TypeError) as e:
-        raise _Retryable(f"malformed response body ({type(e).__name__}): {response.text[:_RAW]!r}") from None
+        raise malformed(e, response) from None
     usage = data.get("usage") or {}
     return ItemOutcome(
         prediction=endpoint.scrub(text if isinstance(text, str) else str(text)),
@@ -251,7 +258,13 @@ def retryable_status(status: int, text: str) -> bool:
     return status in _RETRY_STATUS or status >= 500 or (status == 404 and bool(_SERVE_ROUTE_MISSING.match(text)))
 
 
-async def _attempt(client: HttpClient, endpoint: Endpoint, body: dict[str, Any]) -> ItemOutcome:
+async def _attempt(
+    client: HttpClient,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    parse: Callable[[Endpoint, Reply], ItemOutcome] = _parse,
+    fatal: tuple[type[Exception], ...] = (),
+) -> ItemOutcome:
     try:
         response = await client.post_json(endpoint.url, body, endpoint.headers, endpoint.timeout)
     except RequestTimedOut as e:
@@ -265,7 +278,10 @@ async def _attempt(client: HttpClient, endpoint: Endpoint, body: dict[str, Any])
         if retryable_status(response.status, text):
             raise _Retryable(f"HTTP {response.status}: {text[:_RAW]}", retry_after(response))
         raise _Fatal(f"HTTP {response.status}: {text[:_RAW]}")
-    return _parse(endpoint, response)
+    try:
+        return parse(endpoint, response)
+    except fatal as e:
+        raise _Fatal(str(e)) from None
 
 
 async def infer_one(
@@ -276,8 +292,13 @@ async def infer_one(
     max_retries: int,
     acquire: Callable[[], Awaitable[Any]],
     release: Callable[[], Any],
+    parse: Callable[[Endpoint, Reply], ItemOutcome] = _parse,
+    fatal: tuple[type[Exception], ...] = (),
 ) -> ItemOutcome:
     """Run one query with retries; never raises for a request failure (it is returned as `error`).
+
+    `parse` reads a successful response (default: the generated text); exceptions of a `fatal` type
+    it raises fail the item without retries.
 
     A concurrency permit (`acquire`/`release`) is held only while a request is in flight, not
     during backoff. Timeouts, connection errors, 5xx, 429 and malformed bodies are retried up to
@@ -290,7 +311,7 @@ async def infer_one(
         first_sent = first_sent or time.time()
         started = time.perf_counter()
         try:
-            outcome = await _attempt(client, endpoint, body)
+            outcome = await _attempt(client, endpoint, body, parse, fatal)
         except _Retryable as e:
             error, hint = e, e.retry_after
             if e.abandoned:  # its connection is closed: the permit waits until a server can have noticed

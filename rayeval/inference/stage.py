@@ -14,6 +14,7 @@ from rayeval.actors.coordinator import report_placement, report_stage
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
 from rayeval.inference.client import HostedEndpoint, ItemOutcome, infer_one, item_system, request_body, resolve_endpoint
 from rayeval.inference.http import HttpClient
+from rayeval.inference.loglikelihood import ContinuationTokenizer, item_choices, score_choices
 from rayeval.inference.loop import RequestLoop, close_requests
 from rayeval.inference.prompt_budget import PromptBudget
 from rayeval.schema import with_inference_columns
@@ -40,6 +41,7 @@ class InferenceActor:
         system_columns: dict[str, str] | None = None,
         epoch: int | None = None,
         secrets: list[str] | None = None,
+        choice_columns: dict[str, str] | None = None,
     ):
         self.task_id, self.epoch = task_id, epoch
         self.model = model
@@ -58,6 +60,14 @@ class InferenceActor:
         self._client = None
         #: eval set -> the column of its items' own system message (sets that have one).
         self.system_columns = system_columns or {}
+        #: eval set -> the column of its items' choices, for sets scored by log-likelihood.
+        self.choice_columns = choice_columns or {}
+        self._continuations: ContinuationTokenizer | None = None
+        if self.choice_columns:
+            tokenizer = hosted.tokenizer if hosted is not None else model.tokenizer
+            window = hosted.max_model_len if hosted is not None else model.window
+            assert tokenizer, "prepare refuses log-likelihood sets for a model without a tokenizer"
+            self._continuations = ContinuationTokenizer(tokenizer, window)
         self._batches = itertools.count()
         self._loop = RequestLoop()  # every request of this actor runs there (rayeval.inference.loop)
 
@@ -85,8 +95,14 @@ class InferenceActor:
         order = next(self._batches)  # its requests (retries too) get permits before later batches'
         queries = batch.column("query").to_pylist()
         systems = self._systems(batch)
+        choices = self._choices(batch)
         n = self.params.inference_count
-        outcomes = await asyncio.gather(*(self._item(client, q or "", s, n, order) for q, s in zip(queries, systems)))
+        outcomes = await asyncio.gather(
+            *(
+                self._item(client, q or "", s, n, order) if c is None else self._choice_item(client, q or "", c, order)
+                for q, s, c in zip(queries, systems, choices)
+            )
+        )
         columns = {
             name: [getattr(o, name) for o in outcomes]
             for name in (
@@ -98,6 +114,7 @@ class InferenceActor:
                 "finish_reason",
                 "attempts",
                 "error",
+                "loglikelihoods",
             )
         }
         if n > 1:
@@ -112,6 +129,31 @@ class InferenceActor:
         sets = batch.column("eval_set").to_pylist()
         fields = batch.column("fields").to_pylist()
         return [item_system(f, self.system_columns.get(s)) for s, f in zip(sets, fields)]
+
+    def _choices(self, batch: pa.Table) -> list[list[str] | None]:
+        """Each item's choices when its set is scored by log-likelihood, else None."""
+        if not self.choice_columns:
+            return [None] * batch.num_rows
+        sets = batch.column("eval_set").to_pylist()
+        fields = batch.column("fields").to_pylist()
+        out: list[list[str] | None] = []
+        for s, f in zip(sets, fields):
+            column = self.choice_columns.get(s)
+            out.append(None if column is None else item_choices(f, column))
+        return out
+
+    async def _choice_item(self, client: Any, context: str, choices: list[str], order: int) -> ItemOutcome:
+        assert self._continuations is not None
+        return await score_choices(
+            client,
+            self.endpoint,
+            self._continuations,
+            context,
+            choices,
+            max_retries=self.params.max_retry_per_query,
+            acquire=lambda: self._acquire(order),
+            release=self._release,
+        )
 
     async def _item(self, client: Any, query: str, system: str | None, n: int, order: int) -> ItemOutcome:
         return await infer_samples(lambda: self._one(client, query, system, order), n)

@@ -79,6 +79,7 @@ def build_dataset(
 
     res = spec.resources
     system_columns = {p.spec.name: p.spec.columns.system for p in plans if p.spec.columns.system}
+    choice_columns = {p.spec.name: p.spec.columns.choices for p in plans if p.spec.loglikelihood}
     secrets = [v for v in auth_values.values() if v]  # masked in every answer and error (rayeval.redaction)
     branches = []
     for model in spec.models:
@@ -103,6 +104,7 @@ def build_dataset(
                     "auth_value": auth_values.get(model.name),
                     "hosted": hosted.get(model.name),
                     "system_columns": system_columns,
+                    "choice_columns": choice_columns,
                     "epoch": epoch,
                     "secrets": secrets,
                 },

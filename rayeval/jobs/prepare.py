@@ -13,6 +13,7 @@ from typing import Any
 
 from rayeval.errors import MetricError, ServiceError, SpecError
 from rayeval.inference.client import check_service, resolve_endpoint, scrub
+from rayeval.inference.loglikelihood import probe_service
 from rayeval.records import TaskRecord
 from rayeval.serve_apps.builtins import ModelSource, resolve_source
 from rayeval.serve_apps.llm import check_engine
@@ -214,6 +215,8 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
         )
         _check_output(spec.output)
         sources = _resolve_sources(spec)
+        scored_by_likelihood = [s.name for s in spec.evaluation_sets if s.loglikelihood and spec.runs_inference]
+        _check_tokenizers(spec, sources, scored_by_likelihood)
     except SpecError as e:
         raise e.with_source(spec.source) from None
     if check_services:
@@ -228,8 +231,28 @@ def prepare(spec: TaskSpec, task_id: str | None = None, *, check_services: bool 
                     f"model '{m.name}' at {endpoint.base_url}: {report.failure()}; "
                     f"run `rayeval check-service {endpoint.base_url} --model {endpoint.model_id}` for details"
                 )
+            if scored_by_likelihood and m in models and m.tokenizer:
+                wrong = probe_service(endpoint, m.tokenizer)
+                if wrong:
+                    raise ServiceError(
+                        f"model '{m.name}' cannot score set '{scored_by_likelihood[0]}' by log-likelihood: {wrong}"
+                    )
     task_id = task_id or new_task_id(spec.name)
     return PreparedTask(spec, task_id, plans, metrics_by_set, outputs, auth_values, sources)
+
+
+def _check_tokenizers(spec: TaskSpec, sources: dict[str, ModelSource], scored: list[str]) -> None:
+    """A hosted model asked for log-likelihoods needs its tokenizer files where rayeval can read them."""
+    if not scored:
+        return
+    for i, m in enumerate(spec.models):
+        if m.hosted and not sources[m.name].tokenizer:
+            raise SpecError(
+                f"model '{m.name}': set '{scored[0]}' is scored by log-likelihood, which splits context and choice "
+                f"into the model's tokens, but {sources[m.name].source} has no tokenizer files rayeval can read "
+                "(tokenizer.json or tokenizer_config.json in a local folder)",
+                field=f"models.{i}",
+            )
 
 
 def _resolve_sources(spec: TaskSpec) -> dict[str, ModelSource]:

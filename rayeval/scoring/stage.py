@@ -91,6 +91,7 @@ class ScoringActor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         columns = ["eval_set", "model", "prediction", "reference", "query", "item_id", "fields", "samples", "error"]
+        columns += [c for c in ("loglikelihoods",) if c in batch.schema.names]  # what log-likelihood metrics read
         extra = [c for c in ("judging", "carried") if c in batch.schema.names]
         rows = batch.select(columns + extra).to_pylist()
         if self._rows is not None and len(rows) > 1:  # metrics that wait on programs: items at once

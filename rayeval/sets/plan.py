@@ -312,9 +312,11 @@ def _builtin_as_file(s: EvaluationSetSpec, output: str, *, field: str) -> Evalua
     cache = None if "://" in output else Path(output) / ".datasets"
     assert s.builtin is not None
     path = materialize(s.builtin, s.path if isinstance(s.path, str) else None, s.shots, field=field, cache=cache)
+    from rayeval.sets.builtin import get_builtin_set
+
     columns = ColumnMapping(
         id="id",
-        query="query",
+        query=get_builtin_set(s.builtin).context_column if s.loglikelihood else "query",
         reference="reference",
         system=s.system_column,
         prediction=s.columns.prediction,

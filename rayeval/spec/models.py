@@ -108,6 +108,11 @@ class ModelSpec(SpecModel):
         None, description="Credential header value, e.g. 'Bearer ${env:OPENAI_API_KEY}'. Never stored or logged."
     )
     parameters: Parameters | None = Field(None, description="Per-model overrides of the task parameters.")
+    tokenizer: str | None = Field(
+        None,
+        description="Kind service, for sets scored by log-likelihood: a local folder with the model's tokenizer "
+        "files, which splits context and continuation into tokens (a hosted model uses its own).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -135,7 +140,17 @@ class ModelSpec(SpecModel):
             raise ValueError(f"kind {self.kind} is hosted by rayeval: drop `url` (or use kind service)")
         if self.kind == "service" and (self.path or self.builtin):
             raise ValueError("kind service takes `url`, not `path`/`builtin`")
+        if self.hosted and self.tokenizer:
+            raise ValueError(f"kind {self.kind} brings its own tokenizer: drop `tokenizer`")
         return self
+
+    @property
+    def window(self) -> int:
+        """Tokens a log-likelihood request may hold (plus the one generated): MAX_MODEL_LEN of a hosted model;
+        for a service `engine.max_model_len` when given, else 2048 (lm-evaluation-harness's default)."""
+        if self.hosted or "max_model_len" in self.engine.model_fields_set:
+            return self.engine.max_model_len
+        return 2048
 
     @property
     def hosted(self) -> bool:

@@ -13,7 +13,19 @@ from rayeval.errors import SpecError
 from rayeval.spec.base import NAME_PATTERN, SpecModel, metrics_allowed, strings_as
 from rayeval.spec.judge_parser import JudgeParser
 
-__all__ = ["DEFAULT_PAIRWISE_PROMPT", "ColumnMapping", "EvaluationSetSpec", "JudgeSpec", "MetricRef", "PairwiseSpec"]
+__all__ = [
+    "DEFAULT_PAIRWISE_PROMPT",
+    "LOGLIKELIHOOD_METRICS",
+    "ColumnMapping",
+    "EvaluationSetSpec",
+    "JudgeSpec",
+    "MetricRef",
+    "PairwiseSpec",
+]
+
+
+#: Metrics that read the choices' log-likelihoods (rayeval.metrics): sets in loglikelihood mode take only these.
+LOGLIKELIHOOD_METRICS = ("acc", "acc_norm", "acc_bytes")
 
 
 class ColumnMapping(SpecModel):
@@ -29,6 +41,11 @@ class ColumnMapping(SpecModel):
     prediction: str = Field(
         "prediction",
         description="Column with the model's answer in per-model prediction files (Evaluation Only).",
+    )
+    choices: str = Field(
+        "choices",
+        description="Sets scored by log-likelihood: column with the item's choices (a list of texts, each read as a "
+        "continuation of the query); the reference is the right choice's index, or its text.",
     )
 
 
@@ -214,6 +231,12 @@ class EvaluationSetSpec(SpecModel):
         "module.",
         json_schema_extra=metrics_allowed,
     )
+    mode: Literal["generate", "loglikelihood"] | None = Field(
+        None,
+        description="How the model answers: 'generate' (it writes an answer, which metrics read) or "
+        "'loglikelihood' (each of the item's choices is read as a continuation of the query and the likeliest "
+        "wins, as lm-evaluation-harness scores multiple choice). Default: the built-in set's own, else generate.",
+    )
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N items (for quick trials).")
     generate_ids: bool = Field(
         False,
@@ -242,8 +265,11 @@ class EvaluationSetSpec(SpecModel):
         except SpecError as e:
             raise ValueError(e.message) from None
         data = dict(data)
+        mode = data.get("mode") or bset.modes[0]
+        if mode not in bset.modes:
+            raise ValueError(f"built-in set '{bset.name}' has no {mode} mode; its modes: {', '.join(bset.modes)}")
         if not data.get("metrics"):
-            data["metrics"] = list(bset.metrics)
+            data["metrics"] = list(bset.metrics_for(mode))
         if data.get("predictions"):
             raise ValueError("a built-in set has no prediction columns: give `prediction_files` (keyed by its ids)")
         if "columns" in data:
@@ -262,12 +288,46 @@ class EvaluationSetSpec(SpecModel):
             raise ValueError("`shots` applies to built-in sets only")
         if self.builtin is not None and isinstance(self.path, list):
             raise ValueError("a built-in set's `path` is one folder (the set's folder in the OpenCompass layout)")
+        if self.loglikelihood:
+            if self.predictions or self.prediction_files:
+                raise ValueError(
+                    f"set '{self.name}' is scored by log-likelihood, which asks the model itself: it has no "
+                    "Evaluation Only predictions (drop `predictions`/`prediction_files`, or use mode generate)"
+                )
+            if self.pairwise:
+                raise ValueError(f"set '{self.name}' is scored by log-likelihood: it has no answers to judge pairwise")
+            if other := [n for n in names if n not in LOGLIKELIHOOD_METRICS]:
+                raise ValueError(
+                    f"set '{self.name}' is scored by log-likelihood: metric {', '.join(other)} reads written answers; "
+                    f"its metrics are {', '.join(LOGLIKELIHOOD_METRICS)}"
+                )
+        elif wrong := [n for n in names if n in LOGLIKELIHOOD_METRICS]:
+            raise ValueError(
+                f"metric {', '.join(wrong)} needs the choices' log-likelihoods: give set '{self.name}' "
+                "`mode: loglikelihood`"
+            )
         if self.generate_ids and (self.columns.id or self.prediction_files or self.builtin):
             raise ValueError(
                 "generate_ids makes ids from where each row is: leave out `columns.id`, and use it on a set of "
                 "your own files without `prediction_files` (those are matched to the set by id)"
             )
         return self
+
+    @property
+    def scoring_mode(self) -> str:
+        """'generate' or 'loglikelihood': the set's `mode`, else its built-in set's first mode, else generate."""
+        if self.mode is not None:
+            return self.mode
+        if self.builtin is not None:
+            from rayeval.sets.builtin import get_builtin_set
+
+            return get_builtin_set(self.builtin).modes[0]
+        return "generate"
+
+    @property
+    def loglikelihood(self) -> bool:
+        """The set is scored by log-likelihood (its items' choices read as continuations)."""
+        return self.scoring_mode == "loglikelihood"
 
     @property
     def system_column(self) -> str | None:

@@ -275,6 +275,27 @@ class TaskSpec(SpecModel):
         return self
 
     @model_validator(mode="after")
+    def _loglikelihood_sets(self) -> TaskSpec:
+        """Sets scored by log-likelihood ask the models themselves, with their tokenizers at hand."""
+        scored = [(i, s) for i, s in enumerate(self.evaluation_sets) if s.loglikelihood]
+        if not scored or self.is_custom:
+            return self
+        i, s = scored[0]
+        if not self.runs_inference:
+            raise ValueError(
+                f"evaluation_sets.{i} ({s.name}) is scored by log-likelihood, which asks the models: it needs "
+                "mode inference_and_evaluation (Evaluation Only has written answers only)"
+            )
+        for k, m in enumerate(self.models):
+            if not m.hosted and not m.tokenizer:
+                raise ValueError(
+                    f"models.{k} ({m.name}): set '{s.name}' is scored by log-likelihood, which splits context and "
+                    "choice into the model's tokens: give the model `tokenizer` (a local folder with its "
+                    "tokenizer files)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _models_and_judges_apart(self) -> TaskSpec:
         clash = sorted({m.name for m in self.models} & {j.name for j in self.judges})
         if clash and not self.is_custom:

@@ -41,6 +41,7 @@ from tests.support.openai_wire import (
     Responder,
     completion_body,
     default_responder,
+    echo_logprobs_body,
     error_response,
     model_entry,
     model_not_found,
@@ -107,6 +108,9 @@ class OpenAIStubServer:
             ``headers_seen``); turn off for long benchmarks.
         echo_auth: A leaky service: every answer, and the message of every injected 500, repeats the
             request's Authorization header (the 500's well past its 200th character).
+        echo_logprobs: Completions requests with `echo` and `logprobs` and a prompt of token ids get the
+            prompt's log-probabilities (`echo_logprobs_body`), as vLLM answers them; False: answered
+            without them, as a service that cannot score by log-likelihood.
         abort_on_disconnect: A hanging request (fault "timeout") stops, and stops counting in flight, as
             soon as its client closes the connection (as vLLM aborts a request whose client left).
     """
@@ -122,6 +126,7 @@ class OpenAIStubServer:
         record: bool = True,
         echo_auth: bool = False,
         abort_on_disconnect: bool = False,
+        echo_logprobs: bool = True,
     ) -> None:
         if latency < 0:
             raise ValueError("latency must be >= 0")
@@ -137,6 +142,7 @@ class OpenAIStubServer:
         self._record = record
         self._echo_auth = echo_auth
         self._abort_on_disconnect = abort_on_disconnect
+        self._echo_logprobs = echo_logprobs
         self._created = int(time.time())
         self._ids = itertools.count(1)
 
@@ -592,6 +598,10 @@ class OpenAIStubServer:
             responder = self._responder
             if self._echo_auth:
                 responder = lambda b: f"{self._responder(b)} (you sent Authorization: {auth})"  # noqa: E731
+            prompt = body.get("prompt")
+            if not chat and body.get("echo") and body.get("logprobs") and isinstance(prompt, list):
+                if self._echo_logprobs and prompt and all(isinstance(t, int) for t in prompt):
+                    return JSONResponse(echo_logprobs_body(body, ids=self._ids))
             try:
                 return JSONResponse(completion_body(body, chat=chat, responder=responder, ids=self._ids))
             except Exception as exc:  # a user responder failed

@@ -21,7 +21,9 @@ __all__ = [
     "completion_body",
     "completion_envelope",
     "default_responder",
+    "echo_logprobs_body",
     "error_response",
+    "stub_logprob",
     "model_entry",
     "model_not_found",
     "prompt_text",
@@ -206,3 +208,34 @@ def completion_body(body: dict[str, Any], *, chat: bool, responder: Responder, i
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def stub_logprob(previous: int, token: int) -> float:
+    """The stub's log-probability of `token` after `previous`: a fixed bigram table, in [-4.05, -0.05]."""
+    return -(((previous * 7919 + token * 104729) % 1000) / 250 + 0.05)
+
+
+def echo_logprobs_body(body: dict[str, Any], *, ids: Iterator[int]) -> dict[str, Any]:
+    """The answer to a completions request with `echo` and `logprobs` whose `prompt` is token ids, as vLLM
+    gives it: per prompt token its log-probability (`stub_logprob`; null for the first) and its top
+    alternatives (the token itself is the top one when its log-probability is above -1), then the
+    `max_tokens` generated tokens (token 0, at -0.1)."""
+    prompt = [int(t) for t in body["prompt"]]
+    generated = int(body.get("max_tokens") or 0)
+    values: list[float | None] = [None]
+    tops: list[dict[str, float] | None] = [None]
+    for previous, token in zip(prompt, prompt[1:]):
+        value = stub_logprob(previous, token)
+        values.append(value)
+        tops.append({f"t{token}": value} if value > -1 else {f"t{token}": value, "t-best": -0.5})
+    values += [-0.1] * generated
+    tops += [{"t0": -0.1}] * generated
+    tokens = [f"t{t}" for t in prompt] + ["t0"] * generated
+    choice = {
+        "index": 0,
+        "text": " ".join(tokens),
+        "logprobs": {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": []},
+        "finish_reason": "length",
+    }
+    usage = {"prompt_tokens": len(prompt), "completion_tokens": generated, "total_tokens": len(prompt) + generated}
+    return {**completion_envelope(body, chat=False, ids=ids), "choices": [choice], "usage": usage}

@@ -1,6 +1,6 @@
 """Built-in evaluation sets by name (`builtin: NAME` in a task): data sources, prompts, default metrics."""
 
-from rayeval.sets.builtin import bfcl, catalog  # noqa: F401  (registers the sets)
+from rayeval.sets.builtin import bfcl, catalog, likelihood  # noqa: F401  (registers the sets)
 from rayeval.sets.builtin.registry import (
     BuiltinSet,
     get_builtin_set,

@@ -114,22 +114,36 @@ class _SubjectChoiceSet(BuiltinSet):
             if path.parent.name != self.split:
                 continue
             subject = path.name[: -len(suffix)]
-            examples = ""
+            dev_rows: list[Any] = []
             if shots:
                 dev = folder / "dev" / f"{subject}_dev.csv"
                 if not dev.exists():
                     raise DatasetError(f"built-in set '{self.name}': {shots}-shot prompts need {dev}")
-                examples = "".join(
-                    f"{q}{a}\n\n" for q, a in (self._item(subject, r) for r in self._read_csv(dev)[:shots])
-                )
-            for i, r in enumerate(self._read_csv(path)):
-                query, answer = self._item(subject, r)
-                yield {
-                    "id": self._row_id(subject, i, r),
-                    "query": examples + query,
-                    "reference": answer,
-                    "subject": subject,
-                }
+                dev_rows = self._read_csv(dev)[:shots]
+            yield from self._rows(subject, list(enumerate(self._read_csv(path))), dev_rows)
+
+    def _rows(self, subject: str, rows: list[tuple[int, Any]], dev_rows: list[Any]) -> Iterator[dict[str, Any]]:
+        """One subject's normalised rows: the generative prompt as `query`; for log-likelihood mode the
+        context (lm-eval's prompt: the subject's description, the examples, the question ending in the
+        answer cue) as `context` and the letters as `choices`."""
+        examples = "".join(f"{q}{a}\n\n" for q, a in (self._item(subject, r) for r in dev_rows))
+        context_examples = "".join(f"{self._context(r)} {self._item(subject, r)[1]}\n\n" for r in dev_rows)
+        for i, r in rows:
+            query, answer = self._item(subject, r)
+            yield {
+                "id": self._row_id(subject, i, r),
+                "query": examples + query,
+                "reference": answer,
+                "subject": subject,
+                "context": self._description(subject) + context_examples + self._context(r),
+                "choices": list("ABCD"),
+            }
+
+    def _description(self, subject: str) -> str:
+        raise NotImplementedError
+
+    def _context(self, row: Any) -> str:
+        raise NotImplementedError
 
 
 @register_set
@@ -145,6 +159,10 @@ class MMLU(_SubjectChoiceSet):
     )
     hub = "cais/mmlu"
     split = "test"
+    modes = ("generate", "loglikelihood")
+    loglikelihood_metrics = ["acc"]
+    context_column = "context"
+    version = 2
 
     @staticmethod
     def _read_csv(path: Path) -> list[list[str]]:
@@ -163,13 +181,24 @@ class MMLU(_SubjectChoiceSet):
         question = _choice_query(hint, f"Question: {r[0]}", dict(zip("ABCD", r[1:5])), "Answer: ")
         return question, r[5].strip()
 
+    def _description(self, subject: str) -> str:
+        return f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+
+    def _context(self, r: list[str]) -> str:  # lm-eval's mmlu doc_to_text
+        options = "".join(f"{k}. {v}\n" for k, v in zip("ABCD", r[1:5]))
+        return f"{r[0].strip()}\n{options}Answer:"
+
     def hub_rows(self, shots: int) -> Iterator[dict[str, Any]]:
-        counters: dict[str, int] = {}
+        subjects: dict[str, list[tuple[int, list[str]]]] = {}
         for r in _hub(self.hub, "all", split="test"):
-            subject = r["subject"]
-            i = counters[subject] = counters.get(subject, -1) + 1
-            query, answer = self._item(subject, [r["question"], *r["choices"], "ABCD"[r["answer"]]])
-            yield {"id": f"{subject}/{i}", "query": query, "reference": answer, "subject": subject}
+            rows = subjects.setdefault(r["subject"], [])
+            rows.append((len(rows), [r["question"], *r["choices"], "ABCD"[r["answer"]]]))
+        dev: dict[str, list[list[str]]] = {}
+        if shots:
+            for r in _hub(self.hub, "all", split="dev"):
+                dev.setdefault(r["subject"], []).append([r["question"], *r["choices"], "ABCD"[r["answer"]]])
+        for subject, rows in subjects.items():
+            yield from self._rows(subject, rows, dev.get(subject, [])[:shots])
 
 
 @register_set
@@ -182,6 +211,10 @@ class CEval(_SubjectChoiceSet):
     prompt = "zero-shot: '以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。\\n...\\n答案: '"
     hub = "ceval/ceval-exam"
     split = "val"
+    modes = ("generate", "loglikelihood")
+    loglikelihood_metrics = ["acc"]
+    context_column = "context"
+    version = 2
 
     @staticmethod
     def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -196,6 +229,13 @@ class CEval(_SubjectChoiceSet):
     def _item(subject: str, r: dict[str, str]) -> tuple[str, str]:
         intro = f"以下是中国关于{subject.replace('_', ' ')}考试的单项选择题，请选出其中的正确答案。"
         return _choice_query(intro, r["question"], {k: r[k] for k in "ABCD"}, "答案: "), r["answer"].strip()
+
+    def _description(self, subject: str) -> str:
+        return f"以下是中国关于{subject.replace('_', ' ')}的单项选择题，请选出其中的正确答案。\n\n"
+
+    def _context(self, r: dict[str, str]) -> str:  # lm-eval's ceval-valid doc_to_text
+        options = "".join(f"{k}. {r[k]}\n" for k in "ABCD")
+        return f"{r['question'].strip()}\n{options}答案："
 
     def _row_id(self, subject: str, i: int, row: Any) -> str:
         return f"{subject}/{row.get('id') or i}"

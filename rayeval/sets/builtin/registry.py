@@ -66,6 +66,16 @@ class BuiltinSet:
     hub: ClassVar[str | None] = None
     #: The normalised column holding each item's own system message, if any.
     system_column: ClassVar[str | None] = None
+    #: How the set can be scored, the default first: 'generate' and/or 'loglikelihood'.
+    modes: ClassVar[tuple[str, ...]] = ("generate",)
+    #: Default metrics in log-likelihood mode (its rows then hold `choices`, and the reference names one).
+    loglikelihood_metrics: ClassVar[list[str]] = ["acc", "acc_norm"]
+    #: The normalised column holding the context in log-likelihood mode.
+    context_column: ClassVar[str] = "query"
+
+    def metrics_for(self, mode: str) -> list[Any]:
+        """Default metric references in a mode."""
+        return list(self.loglikelihood_metrics if mode == "loglikelihood" else self.metrics)
 
     def read_folder(self, folder: Path, shots: int) -> Iterator[dict[str, Any]]:
         """Normalised rows from a folder in the OpenCompass layout."""

@@ -155,7 +155,8 @@ def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
     assert "give `path:` its folder in the OpenCompass data layout (e.g. /data/mmlu" in message
     assert "Hugging Face hub (cais/mmlu)" in message and "rayeval datasets prefetch mmlu --to DIR" in message
     base = {"name": "t", "mode": "inference_and_evaluation", "models": [{"name": "m", "url": "http://127.0.0.1:9/v1"}]}
-    with pytest.raises(SpecError, match="unknown built-in set 'nope'; known sets: bfcl, ceval, gsm8k, humaneval, mmlu"):
+    known = "bfcl, ceval, gsm8k, hellaswag, humaneval, mmlu"
+    with pytest.raises(SpecError, match=f"unknown built-in set 'nope'; known sets: {known}"):
         rayeval.run({**base, "evaluation_sets": [{"name": "s", "builtin": "nope"}]})
     with pytest.raises(SpecError, match="brings its own columns"):
         rayeval.run({**base, "evaluation_sets": [{"name": "s", "builtin": "mmlu", "columns": {"query": "q"}}]})
