@@ -212,7 +212,9 @@ def datasets_list(as_json: bool) -> None:
         {
             "name": b.name,
             "description": b.description,
-            "metrics": [m if isinstance(m, str) else m["name"] for m in b.metrics],
+            "metrics": [m if isinstance(m, str) else m["name"] for m in b.metrics_for(b.modes[0])],
+            "modes": list(b.modes),
+            "loglikelihood_metrics": b.metrics_for("loglikelihood") if "loglikelihood" in b.modes else [],
             "prompt": b.prompt,
             "opencompass_folder": f"{b.folder}/ holding {b.layout}",
             "package": b.package,
@@ -226,6 +228,9 @@ def datasets_list(as_json: bool) -> None:
     for r in rows:
         click.echo(f"{r['name']:<10} {r['description']}")
         click.echo(f"{'':<10} metrics: {', '.join(r['metrics'])}; prompt: {r['prompt']}")
+        if r["modes"] != ["generate"]:
+            modes = ", ".join(r["modes"])
+            click.echo(f"{'':<10} modes: {modes} (log-likelihood metrics: {', '.join(r['loglikelihood_metrics'])})")
         sources = [f"folder {r['opencompass_folder']}"]
         sources += [f"package {r['package']}"] if r["package"] else []
         sources += [f"hub {r['hub']}"] if r["hub"] else []

@@ -145,6 +145,7 @@ def build_dataset(
             "metric_fps": metric_fps,
             "given": spec.predictions_given,
             "epoch": epoch,
+            "likelihood_sets": tuple(choice_columns),
         },
         **scoring_actor_options(res),
     )

@@ -40,9 +40,11 @@ class ScoringActor:
         metric_fps: dict[str, dict[str, str]] | None = None,
         given: bool = False,
         epoch: int | None = None,
+        likelihood_sets: tuple[str, ...] = (),
     ):
         from rayeval.metrics import MetricSteps
 
+        self.likelihood_sets = likelihood_sets
         self.task_id, self.epoch = task_id, epoch
         report_placement(task_id, "scoring")
         self.metrics = {s: [MetricSteps.from_ref(ref) for ref in refs] for s, refs in metrics_by_set.items()}
@@ -85,7 +87,8 @@ class ScoringActor:
                 continue
             rows = [i for i, m in enumerate(models) if m == model]
             part = batch.take(pa.array(rows)) if len(rows) < batch.num_rows else batch
-            for i, fp in zip(rows, item_fp_column(part, self.model_fps[model], given=self.given)):
+            fps = item_fp_column(part, self.model_fps[model], given=self.given, likelihood_sets=self.likelihood_sets)
+            for i, fp in zip(rows, fps):
                 item_fps[i] = fp
         return item_fps, [self.metric_fps.get(s) for s in batch.column("eval_set").to_pylist()]
 

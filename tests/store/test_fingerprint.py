@@ -54,6 +54,10 @@ def test_item_and_metric_fingerprints(tmp_path):
     items = pa.table({"item_id": ["a", "a"], "query": ["q1", "q2"], "reference": ["r", "r"], "fields": [None, None]})
     first, second = item_fp_column(items, fp, given=False)
     assert first != second
+    # the same item scored by log-likelihood is another answer: a set changing mode reuses nothing
+    by_set = items.append_column("eval_set", pa.array(["mc", "other"]))
+    likely, same = item_fp_column(by_set, fp, given=False, likelihood_sets=("mc",))
+    assert likely != first and same == second
     pre = {"preprocess": "def preprocess(i): ..."}
     ref = MetricRef(name="exact_match", preprocess="a/pre.py").with_script_sources(pre)
     moved = MetricRef(name="exact_match", preprocess="b/pre.py").with_script_sources(pre)  # the same script elsewhere
