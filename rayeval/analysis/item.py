@@ -71,8 +71,11 @@ def item_steps(spec: TaskSpec, row: dict[str, Any], outputs: dict[str, list[str]
     """The steps of one stored row (`outputs`: metric name -> its output names, in the set's order)."""
     model = next((m for m in spec.models if m.name == row["model"]), None)
     steps = [Step("query", row.get("query"))]
-    if spec.runs_inference and model is not None:
-        evaluation_set = next((s for s in spec.evaluation_sets if s.name == row["eval_set"]), None)
+    evaluation_set = next((s for s in spec.evaluation_sets if s.name == row["eval_set"]), None)
+    if row.get("loglikelihoods"):  # each choice read as a continuation of the query (no prompt of its own)
+        scored = json.loads(row["loglikelihoods"])
+        steps.append(Step("choices (log-likelihood of each as a continuation of the query)", scored))
+    elif spec.runs_inference and model is not None:
         system = item_system(row.get("fields"), evaluation_set.system_column if evaluation_set else None)
         steps.append(
             Step(

@@ -273,7 +273,13 @@ class EvaluationSetSpec(SpecModel):
         if data.get("predictions"):
             raise ValueError("a built-in set has no prediction columns: give `prediction_files` (keyed by its ids)")
         if "columns" in data:
-            raise ValueError("a built-in set brings its own columns: leave `columns` out")
+            try:  # the default mapping, as a stored spec holds it, is no mapping of the user's
+                default = ColumnMapping.model_validate(data["columns"] or {}) == ColumnMapping()
+            except ValueError:
+                default = False
+            if not default:
+                raise ValueError("a built-in set brings its own columns: leave `columns` out")
+            del data["columns"]
         return data
 
     @model_validator(mode="after")

@@ -105,9 +105,7 @@ GIVEN_PREDICTIONS = _digest({"kind": "given predictions"})
 _ITEM_COLUMNS = ("item_id", "query", "reference", "fields")
 
 
-def item_fp_column(
-    batch: Any, model_fp: str, *, given: bool, likelihood_sets: Collection[str] = ()
-) -> list[str]:
+def item_fp_column(batch: Any, model_fp: str, *, given: bool, likelihood_sets: Collection[str] = ()) -> list[str]:
     """`item_fp` of every row of a pyarrow table (the item columns of rayeval.schema.ITEM_SCHEMA).
 
     Args:

@@ -10,6 +10,7 @@ import pytest
 import rayeval
 from rayeval.inference.loglikelihood import ContinuationTokenizer
 from rayeval.serve_apps.tiny_model import build_tiny_model
+from tests.sets.builtin.test_builtin_sets import write_mmlu
 from tests.support.openai_wire import stub_logprob
 
 pytestmark = pytest.mark.ray
@@ -38,6 +39,7 @@ def test_custom_and_builtin_sets_scored_by_loglikelihood(ray_cluster, stub_serve
             {"name": "mc", "path": str(tmp_path / "mc.jsonl"), "columns": {"id": "id"}, "mode": "loglikelihood",
              "metrics": ["acc", "acc_norm", "acc_bytes"]},
             {"name": "hs", "builtin": "hellaswag", "limit": 6},
+            {"name": "mm", "builtin": "mmlu", "path": str(write_mmlu(tmp_path / "data")), "mode": "loglikelihood"},
         ],
         "reuse": False,
     }  # fmt: skip
@@ -45,8 +47,8 @@ def test_custom_and_builtin_sets_scored_by_loglikelihood(ray_cluster, stub_serve
     assert handle.status()["state"] == "succeeded"
     tokenizer = ContinuationTokenizer(str(tokenizer_dir), 2048)
     rows = {r["item_id"]: r for r in handle.items().to_table().to_pylist()}
-    assert len(rows) == 18 and all(r["error"] is None for r in rows.values())
-    acc = {"mc": [], "hs": []}
+    assert len(rows) == 18 + 11 and all(r["error"] is None for r in rows.values())
+    acc = {"mc": [], "hs": [], "mm": []}
     norm = []
     for r in rows.values():
         fields = json.loads(r["fields"])
@@ -55,19 +57,31 @@ def test_custom_and_builtin_sets_scored_by_loglikelihood(ray_cluster, stub_serve
         assert [s["logprob"] for s in stored] == pytest.approx(lls) and [s["choice"] for s in stored] == fields[
             "choices"
         ]
-        gold = fields["choices"].index(r["reference"]) if r["eval_set"] == "mc" else int(r["reference"])
+        gold = int(r["reference"]) if r["eval_set"] == "hs" else fields["choices"].index(r["reference"])
         chosen = max(range(len(lls)), key=lls.__getitem__)
         assert r["prediction"] == str(chosen) and r["score__acc"] == float(chosen == gold)
         acc[r["eval_set"]].append(float(chosen == gold))
         per_char = [lp / len(c) for lp, c in zip(lls, fields["choices"])]
         norm.append((r, float(max(range(len(lls)), key=per_char.__getitem__) == gold)))
-    assert all(r["score__acc_norm"] == expected for r, expected in norm)
+    assert all(r["score__acc_norm"] == expected for r, expected in norm if r["eval_set"] != "mm")  # mm: acc only
     summary = {(x["eval_set"], x["metric"]): x["value"] for x in handle.results()}
     assert summary[("mc", "acc")] == pytest.approx(sum(acc["mc"]) / 12)
     assert summary[("hs", "acc")] == pytest.approx(sum(acc["hs"]) / 6) and ("hs", "acc_norm") in summary
+    assert summary[("mm", "acc")] == pytest.approx(sum(acc["mm"]) / 11)  # MMLU's letters read as continuations
+    mmlu = rows["abstract_algebra/0"]
+    assert mmlu["query"].startswith(
+        "The following are multiple choice questions (with answers) about abstract algebra."
+    )
+    assert mmlu["query"].endswith("D. four\nAnswer:") and json.loads(mmlu["fields"])["choices"] == list("ABCD")
+    # the item view shows each choice's log-likelihood
+    from rayeval.analysis.item import item_view
+
+    [view] = item_view(handle.task_id, "q0", output=str(tmp_path / "out"))
+    shown = next(s.value for s in view.steps if s.name.startswith("choices"))
+    assert [c["choice"] for c in shown] == items[0]["choices"]
     # every choice was one request of lm-eval's shape (and one more asked at validation); none was a chat request
     bodies = server.received
-    assert len(bodies) == 12 * 4 + 6 * 4 + 1 and all(b["echo"] and b["max_tokens"] == 1 for b in bodies)
+    assert len(bodies) == 12 * 4 + 6 * 4 + 11 * 4 + 1 and all(b["echo"] and b["max_tokens"] == 1 for b in bodies)
 
 
 def test_a_service_that_cannot_echo_logprobs_is_refused_before_the_run(ray_cluster, stub_server, tmp_path):

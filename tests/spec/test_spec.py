@@ -265,3 +265,23 @@ def test_a_mount_target_is_a_place_inside_the_working_directory(tmp_path):
         config({"path": "/mnt/x", "shared": True, "target": "x"})
     with pytest.raises(ValueError, match="two mounts would be placed at a.txt"):
         config(str(tmp_path / "a.txt"), {"path": str(tmp_path / "b.txt"), "target": "a.txt"})
+
+
+def test_a_stored_spec_with_built_in_sets_parses_again():
+    """spec.json (what restart, copy and the item view read) holds each set's default column mapping; a
+    built-in set takes it, and refuses only a mapping of the user's."""
+    from rayeval.errors import SpecError
+
+    data = {
+        "name": "t",
+        "mode": "inference_and_evaluation",
+        "output": "/tmp/o",
+        "models": [{"name": "m", "url": "http://127.0.0.1:9/v1"}],
+        "evaluation_sets": [{"name": "g", "builtin": "gsm8k"}, {"name": "h", "builtin": "hellaswag", "limit": 3}],
+    }
+    stored = parse_task({**data, "models": [{**data["models"][0], "tokenizer": "/tok"}]}).redacted()
+    assert "columns" in stored["evaluation_sets"][0]
+    again = parse_task(stored)
+    assert again.redacted() == stored and again.evaluation_sets[1].loglikelihood
+    with pytest.raises(SpecError, match="brings its own columns"):
+        parse_task({**data, "evaluation_sets": [{"name": "g", "builtin": "gsm8k", "columns": {"query": "q"}}]})
