@@ -327,7 +327,9 @@ def test_serve_run_with_an_address_deploys_on_that_cluster(head_cluster, tmp_pat
     address, env = head_cluster
     checkpoint = build_tiny_model(tmp_path / "tiny", max_position_embeddings=512)
     shell = {**env, "RAY_ADDRESS": env["RAYEVAL_TEST_GCS_ADDRESS"]}  # for `serve start`
-    port = free_port()
+    # The cluster's Serve proxy port: `rayeval ui` (an earlier test) may have started Serve there already, and
+    # Serve keeps the port it was started with.
+    port = env["RAYEVAL_SERVE_PORT"]
     serve = str(BIN / "serve")
     started = subprocess.run(
         [serve, "start", f"--http-port={port}"], env=shell, capture_output=True, text=True, timeout=120
