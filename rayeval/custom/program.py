@@ -30,7 +30,10 @@ from typing import Any
 from rayeval.processes import stop_supervised, supervised
 from rayeval.redaction import scrub
 
-__all__ = ["METRICS_FILE", "run_program", "ship_by_value", "unpack"]
+#: EVAL_OUTPUT_DIR inside a container image, as the platform's guide gives it.
+IMAGE_OUTPUT_DIR = "/opt/ml/output"
+
+__all__ = ["IMAGE_OUTPUT_DIR", "METRICS_FILE", "run_program", "ship_by_value", "unpack"]
 
 METRICS_FILE = "metrics.json"
 #: Bytes of metrics.json read back (a program that writes more is wrong).
@@ -149,6 +152,7 @@ def run_program(
     mounts: bytes | None = None,
     output_node: str | None = None,
     mask: list[str] | None = None,
+    image_output: str | None = None,
 ) -> dict[str, Any]:
     """Run `command` through the shell with `env` and `secret_env` added to the node's environment.
 
@@ -164,6 +168,10 @@ def run_program(
         mask: Every credential of the task. The program gets only its own (`secret_env`): variables of
             the node's environment holding any other are left out of its environment, and its output
             is masked against all of them.
+        image_output: The program runs in a container image (IMAGE_OUTPUT_DIR): EVAL_OUTPUT_DIR is this
+            fixed path inside it, emptied first, and what the program writes there comes back with
+            `program.log` as the pair's folder (`archive`, or copied to `pair_uri`): the results
+            folder on the host is not visible inside the container.
 
     Returns:
         {"exit_code", "timed_out", "stopped" (the task was asked to stop: the program was ended), "seconds",
@@ -176,9 +184,10 @@ def run_program(
     secrets = list(dict.fromkeys([*own, *(v for v in mask or () if v)]))
     others = [v for v in secrets if v not in own]
     elsewhere = pair_uri is None and output_node is not None and ray.get_runtime_context().get_node_id() != output_node
+    elsewhere = elsewhere or (pair_uri is None and image_output is not None)
     if pair_uri is not None or elsewhere:
         pair_dir = tempfile.mkdtemp(prefix="rayeval-custom-")
-    output_dir = os.path.join(pair_dir, "output")
+    output_dir = image_output or os.path.join(pair_dir, "output")
     log_path = os.path.join(pair_dir, "program.log")
     shutil.rmtree(output_dir, ignore_errors=True)
     os.makedirs(output_dir)
@@ -245,6 +254,8 @@ def run_program(
         os.path.relpath(os.path.join(d, f), output_dir) for d, _, names in os.walk(output_dir) for f in names
     )
     archive = None
+    if image_output is not None:  # the pair's folder holds its output/, as it does without an image
+        shutil.copytree(output_dir, os.path.join(pair_dir, "output"), dirs_exist_ok=True)
     if pair_uri is not None or elsewhere:
         try:
             if pair_uri is not None:

@@ -137,6 +137,13 @@ def run_pairs(
     return False
 
 
+def image_output(cfg: CustomConfigSpec) -> str | None:
+    """EVAL_OUTPUT_DIR of a configuration that runs in an image (the guide's /opt/ml/output); None without one."""
+    from rayeval.custom.program import IMAGE_OUTPUT_DIR
+
+    return IMAGE_OUTPUT_DIR if cfg.image else None
+
+
 def _state(coordinator: Any, task: Any) -> str | None:
     """The task's state, as its coordinator has it.
 
@@ -183,7 +190,7 @@ def _run_pair(
             ref = remote.options(**options).remote(
                 command_line(cfg), env, secret, pair_dir, cfg.timeout_s, (coordinator, task_id, task.epoch),
                 f"[{cfg.name} x {model.name}]", pair_uri, mounts, task.output_node,
-                [v for v in task.auth_values.values() if v],
+                [v for v in task.auth_values.values() if v], image_output(cfg),
             )  # fmt: skip
             needs = {k: v for k, v in {"CPU": res.num_cpus, "GPU": res.num_gpus}.items() if v}
             lacking_since = None

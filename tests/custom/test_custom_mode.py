@@ -436,3 +436,37 @@ def test_a_program_gets_only_its_own_credential_and_prints_none(tmp_path, monkey
     assert "OTHER_MODEL_KEY" not in log  # left out of its environment
     assert "own=***" in log and "typed=***" in log  # and masked in everything it prints
     assert "sk-own" not in log and "sk-other" not in log and "sk-other" not in "\n".join(result["tail"])
+
+
+def test_in_an_image_the_output_folder_is_the_guides_and_comes_back_as_the_pairs_folder(tmp_path):
+    """A configuration with an image runs its program inside the container, where the host's results folder
+    is not: EVAL_OUTPUT_DIR is /opt/ml/output there (the platform's path), and what the program writes there
+    comes back with its program.log as the pair's folder. Without a container engine here, the program runs
+    in this process with the image's output path moved to a scratch folder (the same code path)."""
+    from rayeval.custom.program import IMAGE_OUTPUT_DIR, run_program, unpack
+    from rayeval.custom.runner import image_output
+
+    with_image = CustomConfigSpec.model_validate({"name": "x", "evaluation_sets": ["s"], "image": "ev", "command": "c"})
+    plain = CustomConfigSpec.model_validate({"name": "x", "evaluation_sets": ["s"], "command": "c"})
+    assert image_output(with_image) == IMAGE_OUTPUT_DIR == "/opt/ml/output" and image_output(plain) is None
+
+    inside = tmp_path / "container" / "opt" / "ml" / "output"
+    (inside.parent).mkdir(parents=True)
+    (inside).mkdir()
+    (inside / "stale.txt").write_text("from an earlier run in the same container")  # emptied first
+    command = (
+        'echo "writing to $EVAL_OUTPUT_DIR"; echo \'{"metrics": [{"name": "acc", "value": 0.5}]}\' > '
+        '"$EVAL_OUTPUT_DIR/metrics.json"; mkdir -p "$EVAL_OUTPUT_DIR/art"; echo x > "$EVAL_OUTPUT_DIR/art/a.txt"'
+    )
+    pair = tmp_path / "results" / "task" / "custom" / "x" / "m"
+    result = run_program(command, {}, {}, str(pair), 30, image_output=str(inside))
+    assert result["exit_code"] == 0 and result["files"] == ["art/a.txt", "metrics.json"]
+    assert result["metrics_text"].strip() == '{"metrics": [{"name": "acc", "value": 0.5}]}'
+    assert not pair.exists() and result["archive"]  # nothing written on the host's path from the container
+    unpack(result["archive"], str(pair))
+    assert sorted(p.relative_to(pair).as_posix() for p in pair.rglob("*") if p.is_file()) == [
+        "output/art/a.txt",
+        "output/metrics.json",
+        "program.log",
+    ]
+    assert f"writing to {inside}" in (pair / "program.log").read_text()
