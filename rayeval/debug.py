@@ -217,6 +217,8 @@ def preview_requests(
     else:
         endpoint = resolve_endpoint(chosen, None)
     params = spec.model_parameters(chosen)
+    if plan.spec.loglikelihood:
+        return _preview_choices(task, plan, chosen, endpoint, items)
     out = []
     for item in items:
         system = item_system(item.get("fields"), plan.spec.system_column)
@@ -226,6 +228,45 @@ def preview_requests(
                 "reference": item.get("reference"),
                 "url": endpoint.url if not chosen.hosted else f"Ray Serve: {chosen.name}",
                 "body": request_body(endpoint, item.get("query") or "", params, system),
+            }
+        )
+    return out
+
+
+def _preview_choices(task: Any, plan: Any, chosen: ModelSpec, endpoint: Any, items: list[dict[str, Any]]) -> list:
+    """A log-likelihood set's requests: one completions body per choice (rayeval.inference.loglikelihood),
+    with the context and continuation each holds, in the model's tokens."""
+    from dataclasses import replace
+
+    from rayeval.inference.loglikelihood import (
+        TARGET_DELIMITER,
+        ContinuationTokenizer,
+        item_choices,
+        loglikelihood_body,
+    )
+
+    source = task.sources.get(chosen.name) if chosen.hosted else None
+    tokenizer_dir = source.tokenizer if source is not None else chosen.tokenizer
+    if not tokenizer_dir:
+        raise SpecError(f"model '{chosen.name}' has no tokenizer to split set '{plan.spec.name}''s choices with")
+    tokens = ContinuationTokenizer(tokenizer_dir, chosen.window)
+    completions = replace(endpoint, api="completions")
+    out = []
+    for item in items:
+        requests = []
+        for choice in item_choices(item.get("fields"), plan.spec.columns.choices):
+            ids, context_len, n = tokens.prompt(item.get("query") or "", TARGET_DELIMITER + choice)
+            requests.append(
+                {"choice": choice, "context_tokens": context_len, "choice_tokens": n,
+                 "body": loglikelihood_body(completions, ids)}
+            )  # fmt: skip
+        out.append(
+            {
+                "item_id": item["item_id"],
+                "reference": item.get("reference"),
+                "url": completions.url if not chosen.hosted else f"Ray Serve: {chosen.name}",
+                "context": item.get("query"),
+                "requests": requests,
             }
         )
     return out

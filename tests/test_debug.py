@@ -145,3 +145,27 @@ def test_preview_shows_each_request_as_it_will_be_sent(tmp_path):
     assert result.exit_code == 0, result.output
     assert "--- x1  POST http://127.0.0.1:9/v1/completions" in result.output
     assert '"prompt": "Say hi"' in result.output and ">>> reference: hi" in result.output
+
+
+def test_preview_of_a_set_scored_by_loglikelihood_shows_a_request_per_choice(tmp_path):
+    from rayeval.inference.loglikelihood import ContinuationTokenizer
+    from rayeval.serve_apps.tiny_model import build_tiny_model
+
+    tokenizer = build_tiny_model(tmp_path / "tiny")
+    task = {
+        "name": "pv-ll",
+        "mode": "inference_and_evaluation",
+        "models": [{"name": "svc", "url": "http://127.0.0.1:9/v1", "tokenizer": str(tokenizer)}],
+        "evaluation_sets": [{"name": "h", "builtin": "hellaswag"}],
+    }
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    result = CliRunner().invoke(main, ["preview", str(tmp_path / "task.yaml"), "--n", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.output)
+    assert entry["url"] == "http://127.0.0.1:9/v1/completions" and len(entry["requests"]) == 4
+    first = entry["requests"][0]
+    ids, context_len, n = ContinuationTokenizer(str(tokenizer), 2048).prompt(entry["context"], " " + first["choice"])
+    assert first["body"]["prompt"] == ids and (first["context_tokens"], first["choice_tokens"]) == (context_len, n)
+    assert first["body"]["echo"] is True and first["body"]["max_tokens"] == 1
+    text = CliRunner().invoke(main, ["preview", str(tmp_path / "task.yaml"), "--n", "1"]).output
+    assert "context: " in text and f"choice {first['choice']!r}: {context_len} context + {n} choice tokens" in text

@@ -156,7 +156,15 @@ def preview_cmd(task_file: str, set_name: str | None, count: int, model: str | N
             click.echo(json.dumps(entry, ensure_ascii=False))
             continue
         click.echo(f"--- {entry['item_id']}  POST {entry['url']}")
-        click.echo(json.dumps(entry["body"], ensure_ascii=False, indent=2))
+        if "requests" in entry:  # a set scored by log-likelihood: one request per choice
+            click.echo(f"context: {entry['context']}")
+            for r in entry["requests"]:
+                click.echo(
+                    f"  choice {r['choice']!r}: {r['context_tokens']} context + {r['choice_tokens']} choice tokens; "
+                    f"body {json.dumps(r['body'], ensure_ascii=False)}"
+                )
+        else:
+            click.echo(json.dumps(entry["body"], ensure_ascii=False, indent=2))
         click.echo(f">>> reference: {entry['reference']}")
 
 
