@@ -40,3 +40,8 @@ def models_dir(home: str | os.PathLike[str] | None = None) -> Path:
 def logs_dir(home: str | os.PathLike[str] | None = None) -> Path:
     """Where the command line keeps what the libraries under it printed (one file per run)."""
     return Path(home or default_home()) / "logs"
+
+
+def digests_file(home: str | os.PathLike[str] | None = None) -> Path:
+    """The cache of weight files' content digests, keyed on (path, size, modification time)."""
+    return Path(home or default_home()) / "cache" / "weight-digests.json"

@@ -57,7 +57,10 @@ def _digest(data: Any) -> str:
 
 
 def _weights_digest(source: str | None) -> str | None:
-    """A local checkpoint's identity: config.json's content and every weight file's name and size."""
+    """A local checkpoint's identity: config.json's content and every weight file's name and content
+    (rayeval.store.content_digest: hashed once per file version, then read from a cache)."""
+    from rayeval.store.content_digest import file_digest
+
     if not source or "://" in source or not os.path.isdir(source):
         return None
     h = hashlib.sha256()
@@ -69,7 +72,7 @@ def _weights_digest(source: str | None) -> str | None:
                 with open(path, "rb") as f:
                     h.update(rel.encode() + f.read())
             elif name.endswith((".safetensors", ".bin", ".pt", ".gguf")):
-                h.update(f"{rel}:{os.path.getsize(path)}".encode())
+                h.update(f"{rel}:{file_digest(path)}".encode())
     return h.hexdigest()[:24]
 
 

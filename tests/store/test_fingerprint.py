@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
+import pytest
 
 from rayeval.spec import MetricRef, ModelSpec, Parameters
 from rayeval.store.fingerprint import inference_fingerprint, item_fp_column, metric_fingerprint, model_identity
@@ -33,6 +36,11 @@ def test_what_changes_answers_changes_the_inference_fingerprint():
     assert _fp({"name": "other-name", "url": "http://127.0.0.1:9/v1/", "model": "x"}, temperature=0.5) == base
 
 
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYEVAL_HOME", str(tmp_path / "home"))  # the weight digests' cache goes there
+
+
 def test_hosted_models_are_identified_by_weights_and_output_engine_settings(tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -47,6 +55,33 @@ def test_hosted_models_are_identified_by_weights_and_output_engine_settings(tmp_
     assert model_identity(longer, str(ckpt)) != ident
     (ckpt / "model.safetensors").write_bytes(b"0" * 101)  # retrained weights at the same path
     assert model_identity(spec, str(ckpt)) != ident
+
+
+def test_weights_are_identified_by_content_hashed_once_per_file_version(tmp_path):
+    import os
+
+    from rayeval.paths import digests_file
+    from rayeval.store.content_digest import file_digest
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text('{"hidden_size": 8}')
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(b"a" * 4096)
+    spec = ModelSpec.model_validate({"name": "m", "path": str(ckpt)})
+    first = model_identity(spec, str(ckpt))
+    weights.write_bytes(b"b" * 4096)  # retrained in place: same name, same size, other bytes
+    second = model_identity(spec, str(ckpt))
+    assert second != first
+    cached = json.loads(digests_file().read_text())
+    assert list(cached) == [str(weights)] and cached[str(weights)]["digest"] == file_digest(str(weights))
+    # the cache is keyed on size and modification time: a file at its hashed version is not read again
+    stat = weights.stat()
+    weights.write_bytes(b"c" * 4096)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert model_identity(spec, str(ckpt)) == second  # read from the cache (bytes changed behind its back)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # touched: hashed again
+    assert model_identity(spec, str(ckpt)) not in (first, second)
 
 
 def test_item_and_metric_fingerprints(tmp_path):
