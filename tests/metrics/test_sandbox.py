@@ -169,3 +169,55 @@ def test_parallelism_is_bounded_by_cores_and_memory(monkeypatch):
     monkeypatch.setenv(sandbox.PARALLEL_ENV, "lots")
     with pytest.raises(ValueError, match="RAYEVAL_SANDBOX_PARALLEL must be a whole number"):
         sandbox.parallelism()
+
+
+def test_the_time_limit_does_not_count_waiting_for_a_cpu(monkeypatch):
+    """The limit counts the time a program ran or waited on its own, not the time it stood ready to run
+    without a CPU (its run delay): a program taking 1.6 s of wall-clock time against a 1 s limit passes
+    when it waited 1 s of that for a CPU, and is killed at the limit when it did not."""
+    import rayeval.metrics.sandbox as sandbox
+
+    slow = "import time\ntime.sleep(1.6)"
+    monkeypatch.setattr(sandbox, "_run_delay", lambda pgid: 1.0)
+    assert run_python(slow, timeout=1.0).status == "passed"
+    monkeypatch.setattr(sandbox, "_run_delay", lambda pgid: 0.0)
+    started = time.perf_counter()
+    assert run_python(slow, timeout=1.0).status == "timed out" and time.perf_counter() - started < 1.5
+    monkeypatch.setattr(sandbox, "_run_delay", lambda pgid: 1e9)  # starved for ever: still bounded
+    monkeypatch.setattr(sandbox, "STARVED_CAP", 2)
+    started = time.perf_counter()
+    assert run_python("import time\ntime.sleep(30)", timeout=1.0).status == "timed out"
+    assert time.perf_counter() - started < 4
+
+
+@pytest.mark.slow
+def test_a_loaded_machine_does_not_fail_a_program_for_its_load():
+    """Busy processes, four for each CPU, share the machine with the program: it is measured waiting for a
+    CPU (Linux's run delay), and a program needing about 0.6 s of CPU passes a limit of 1.5 times what it
+    took alone, however long the load made it take. A program that sleeps past its limit is still killed."""
+    import multiprocessing
+
+    from rayeval.metrics.sandbox import _run_delay
+
+    work = "t = 0\nfor i in range(6_000_000):\n    t += i\n"
+    alone = run_python(work, timeout=10.0)
+    assert alone.status == "passed"
+    hogs = [multiprocessing.get_context("fork").Process(target=_spin, daemon=True) for _ in range(4 * os.cpu_count())]
+    try:
+        for h in hogs:
+            h.start()
+        time.sleep(0.5)  # all of them spinning
+        assert _run_delay(os.getpgid(hogs[0].pid)) > 0  # they wait for the CPUs, and it shows
+        loaded = run_python(work, timeout=max(1.0, 1.5 * alone.seconds))
+        assert loaded.status == "passed", (loaded, alone.seconds)
+        started = time.perf_counter()
+        sleeper = run_python("import time\ntime.sleep(30)", timeout=1.0)
+        assert sleeper.status == "timed out" and time.perf_counter() - started < 8
+    finally:
+        for h in hogs:
+            h.terminate()
+
+
+def _spin() -> None:
+    while True:
+        pass
