@@ -11,7 +11,7 @@ from typing import Any
 
 from rayeval.errors import RayevalError, SpecError
 from rayeval.records import TERMINAL, TaskRecord, progress_fraction
-from rayeval.spec import TaskSpec, load_task, parse_task
+from rayeval.spec import ReuseSpec, TaskSpec, load_task, parse_task
 from rayeval.store.results import ResultsStore
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "run",
     "stop",
     "submit",
+    "with_reuse",
 ]
 
 log = logging.getLogger("rayeval")
@@ -38,6 +39,17 @@ def _as_spec(spec: SpecLike) -> TaskSpec:
     if isinstance(spec, dict):
         return parse_task(spec, source="<dict>")
     return load_task(spec)
+
+
+def with_reuse(spec: SpecLike, *, reuse: bool = False, sources: list[str] | tuple[str, ...] = ()) -> TaskSpec:
+    """The task with reuse of earlier results turned on (`rayeval run --reuse`, `--reuse-from TASK`):
+    `sources` names the earlier tasks to take from (ids or names), else any its tags may see. Neither
+    given: the task as it is."""
+    task = _as_spec(spec)
+    if not reuse and not sources:
+        return task
+    chosen = list(sources) or None
+    return task.model_copy(update={"reuse": ReuseSpec(enabled=True, tasks=chosen)})
 
 
 class TaskHandle:

@@ -3,7 +3,9 @@
 - `tasks/`: the coordinator's index, one pointer per task to its folder in the results store;
 - `datasets/`: built-in sets normalised once per source;
 - `models/`: models rayeval builds or converts (the tiny random model, the built-in real ones);
-- `logs/`: what Ray, Serve and vLLM printed during each `rayeval run` (rayeval.cli.console).
+- `logs/`: what Ray, Serve and vLLM printed during each `rayeval run` (rayeval.cli.console);
+- `cache/`: weight files' content digests;
+- `notices/`: one marker per notice the command line gives only once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["HOME_ENV", "datasets_dir", "default_home", "index_location", "logs_dir", "models_dir"]
+__all__ = [
+    "HOME_ENV",
+    "datasets_dir",
+    "default_home",
+    "digests_file",
+    "index_location",
+    "logs_dir",
+    "models_dir",
+    "notices_dir",
+]
 
 #: The environment variable naming rayeval's home.
 HOME_ENV = "RAYEVAL_HOME"
@@ -45,3 +56,8 @@ def logs_dir(home: str | os.PathLike[str] | None = None) -> Path:
 def digests_file(home: str | os.PathLike[str] | None = None) -> Path:
     """The cache of weight files' content digests, keyed on (path, size, modification time)."""
     return Path(home or default_home()) / "cache" / "weight-digests.json"
+
+
+def notices_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Markers of the notices the command line gives once (a changed default, say)."""
+    return Path(home or default_home()) / "notices"

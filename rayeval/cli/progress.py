@@ -17,7 +17,14 @@ from rayeval.cli.group import caller_tags_option
 from rayeval.errors import TooManyErrors
 from rayeval.records import TERMINAL, TaskRecord
 
-__all__ = ["ProgressPrinter", "deployment_step", "progress_printer", "quiet_logging", "run_and_print"]
+__all__ = [
+    "ProgressPrinter",
+    "deployment_step",
+    "notice_once",
+    "progress_printer",
+    "quiet_logging",
+    "run_and_print",
+]
 
 
 class ProgressPrinter:
@@ -135,6 +142,22 @@ def _live_view(stream: TextIO) -> Any:
 def progress_printer(quiet: bool, stream: TextIO | None = None) -> ProgressPrinter:
     """A `ProgressPrinter` for a task run here (see its docstring)."""
     return ProgressPrinter(quiet, stream)
+
+
+def notice_once(key: str, text: str) -> None:
+    """Print `text` to stderr the first time `key` comes up for this $RAYEVAL_HOME, never again (a marker
+    file in its notices/ folder remembers; an unwritable home says it every time rather than never)."""
+    from rayeval.paths import notices_dir
+
+    marker = notices_dir() / key
+    if marker.exists():
+        return
+    click.echo(text, err=True)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(text + "\n", encoding="utf-8")
+    except OSError:
+        pass
 
 
 def run_and_print(spec: Any, *, address: str | None, quiet: bool, verbose: bool, fmt: str) -> None:

@@ -14,7 +14,7 @@ import click
 from rayeval.analysis.text import format_summary, progress_bar, progress_lines, reuse_note
 from rayeval.cli.group import caller_tags_option as _tags
 from rayeval.cli.group import main
-from rayeval.cli.progress import progress_printer, quiet_logging, run_and_print
+from rayeval.cli.progress import notice_once, progress_printer, quiet_logging, run_and_print
 from rayeval.records import TaskRecord, progress_fraction
 
 __all__ = [
@@ -32,6 +32,38 @@ __all__ = [
 ]
 
 
+def _reuse_options(command):
+    """--reuse and --reuse-from: turn on reuse of earlier results for this run (the task file's `reuse`)."""
+    command = click.option(
+        "--reuse-from",
+        "reuse_from",
+        multiple=True,
+        metavar="TASK",
+        help="Reuse results only from this earlier task (id or name; repeat for several). Turns reuse on.",
+    )(command)
+    return click.option(
+        "--reuse",
+        is_flag=True,
+        help="Take items earlier tasks evaluated with the same fingerprints instead of evaluating them again "
+        "(off unless the task file says `reuse: true`).",
+    )(command)
+
+
+def _task_with_reuse(task_file: str, reuse: bool, reuse_from: tuple[str, ...]) -> Any:
+    """The task file, or its task with reuse turned on by the command line; the one-time notice that reuse
+    is off by default goes to a task file that does not say."""
+    from rayeval.api import with_reuse
+
+    spec = with_reuse(task_file, reuse=reuse, sources=reuse_from)
+    if "reuse" not in spec.model_fields_set:
+        notice_once(
+            "reuse-off-by-default",
+            "rayeval: note: reuse of earlier tasks' results is off unless turned on (`reuse: true` in the task "
+            "file, or --reuse / --reuse-from TASK); earlier versions had it on by default. (Said once.)",
+        )
+    return spec
+
+
 @main.command()
 @click.argument("task_file", type=click.Path(dir_okay=False))
 @click.option(
@@ -42,9 +74,13 @@ __all__ = [
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--verbose", is_flag=True, help="Also print the workers' logs (Serve replicas, vLLM engines, actors).")
-def run(task_file: str, address: str | None, as_json: bool, quiet: bool, verbose: bool) -> None:
+@_reuse_options
+def run(
+    task_file: str, address: str | None, as_json: bool, quiet: bool, verbose: bool, reuse: bool, reuse_from: tuple
+) -> None:
     """Run TASK_FILE on the current Ray cluster (or a local one) and print its summary."""
-    run_and_print(task_file, address=address, quiet=quiet, verbose=verbose, fmt="json" if as_json else "table")
+    spec = _task_with_reuse(task_file, reuse, reuse_from)
+    run_and_print(spec, address=address, quiet=quiet, verbose=verbose, fmt="json" if as_json else "table")
 
 
 @main.command()
@@ -52,11 +88,13 @@ def run(task_file: str, address: str | None, as_json: bool, quiet: bool, verbose
 @click.option("--address", help="Ray dashboard address (default: RAY_ADDRESS or http://127.0.0.1:8265).")
 @click.option("--wait", is_flag=True, help="Wait for the task to end and print its summary.")
 @click.option("--no-ship", is_flag=True, help="Use the rayeval installed on the cluster instead of uploading this one.")
-def submit(task_file: str, address: str | None, wait: bool, no_ship: bool) -> None:
+@_reuse_options
+def submit(task_file: str, address: str | None, wait: bool, no_ship: bool, reuse: bool, reuse_from: tuple) -> None:
     """Submit TASK_FILE as a Ray job; prints the task id (also the job's submission id)."""
     from rayeval.api import submit as submit_task
 
-    handle = submit_task(task_file, address=address, ship_package=not no_ship)
+    spec = _task_with_reuse(task_file, reuse, reuse_from)
+    handle = submit_task(spec, address=address, ship_package=not no_ship)
     click.echo(handle.task_id)
     if wait:
         from rayeval.jobs.submit import follow_job_logs
@@ -371,7 +409,7 @@ def _quick_eval_options(command):
     ]
     for option in reversed(options):
         command = option(command)
-    return command
+    return _reuse_options(command)
 
 
 @main.command("eval")
@@ -415,6 +453,8 @@ def _quick_eval(
     tensor_parallel_size: int | None,
     accelerator_type: str | None,
     replicas: int | None,
+    reuse: bool,
+    reuse_from: tuple[str, ...],
     **options: Any,
 ) -> None:
     import yaml
@@ -431,6 +471,8 @@ def _quick_eval(
     task = eval_task_data(
         model, [s.strip() for s in sets.split(",") if s.strip()], data=_set_folders(data), engine=engine, **options
     )
+    if reuse or reuse_from:
+        task["reuse"] = {"tasks": list(reuse_from)} if reuse_from else True
     spec = parse_task(task, source=f"rayeval eval --model {model}")
     text = yaml.safe_dump(task, sort_keys=False, allow_unicode=True)
     if save:

@@ -47,6 +47,9 @@ class PreparedTask:
     output_node: str | None = None
     #: The run's epoch: the lease it holds on the task (rayeval.actors.coordinator), set when it registers.
     epoch: int | None = None
+    #: model name -> when its service says the model was created (None: it does not say), asked once
+    #: when earlier tasks offer its answers for reuse (rayeval.inference.model_created).
+    created: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def store(self) -> ResultsStore:

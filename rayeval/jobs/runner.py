@@ -7,6 +7,7 @@ final state. Nothing is written until every check has passed.
 
 from __future__ import annotations
 
+import datetime
 import getpass
 import logging
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from rayeval.cluster.placement import output_node, pinned
 from rayeval.cluster.resources import stage_options
 from rayeval.cluster.waits import ResourceWatch
 from rayeval.errors import RunSuperseded, SpecError, TaskFailedError, TooManyErrors
+from rayeval.inference.client import resolve_endpoint
 from rayeval.jobs.lease import drop_fenced_files, take_lease
 from rayeval.jobs.pipeline import build_dataset
 from rayeval.jobs.prepare import PreparedTask
@@ -94,6 +96,30 @@ def _stages(spec: TaskSpec) -> str:
     if any(m.judge for s in spec.evaluation_sets for m in s.metrics):
         stages.append("judging")
     return " -> ".join([*stages, "scoring", "writer"])
+
+
+def _service_created(task: PreparedTask) -> Callable[[str], float | None]:
+    """model name -> when its service says the model was created (remote services only: a hosted
+    checkpoint's identity covers its weights' content). Asked once per model and task."""
+    from rayeval.inference.model_created import model_created
+
+    spec = task.spec
+
+    def created(name: str) -> float | None:
+        if name not in task.created:
+            m = next(m for m in spec.models if m.name == name)
+            when = None
+            if not m.hosted and not spec.predictions_given:
+                timeout = spec.model_parameters(m).request_timeout
+                when = model_created(resolve_endpoint(m, task.auth_values.get(name), timeout))
+            task.created[name] = when
+        return task.created[name]
+
+    return created
+
+
+def _when(seconds: float | None) -> str:
+    return "?" if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
 
 
 def _note_reuse(task: PreparedTask, coordinator: Any, reuse: ReusePlan) -> None:
@@ -219,13 +245,19 @@ def _run_registered(
             log.warning("task %s: model %s: %s", task.task_id, m.name, note)
     try:
         records = ray.get(coordinator.list_tasks.remote(tags))
-        reuse = plan_task_reuse(spec, task.plans, task.task_id, task.model_fps, records, done)
+        reuse = plan_task_reuse(spec, task.plans, task.task_id, task.model_fps, records, done, _service_created(task))
     except Exception as e:
         error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
         ray.get(coordinator.set_state.remote(task.task_id, "failed", task.epoch, error=f"planning reuse: {error}"))
         raise TaskFailedError(f"task {task.task_id} failed while planning reuse of earlier results: {error}") from e
     if reuse is not None and reuse.total():
         _note_reuse(task, coordinator, reuse)
+    for (model, eval_set), n in (reuse.stale if reuse is not None else {}).items():
+        log.warning(
+            "task %s: model %s, set %s: %d answers earlier tasks hold were sent before the service's model was "
+            "created (its /v1/models says %s): evaluated again, not reused",
+            task.task_id, model, eval_set, n, _when(task.created.get(model)),
+        )  # fmt: skip
     concurrency = {m.name: spec.model_parameters(m).max_concurrency for m in spec.models} if spec.runs_inference else {}
     concurrency.update({judge_limiter_key(j.name): spec.parameters.max_judging_concurrency for j in spec.judges})
     limiter_keys = list(concurrency)

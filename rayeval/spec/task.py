@@ -65,16 +65,33 @@ class ResourceSpec(SpecModel):
 
 
 class ReuseSpec(SpecModel):
-    """Reuse of earlier tasks' results: items stored for the same model name and set name with the same
-    fingerprints (model, output settings, item content; metric configuration for scores) are taken
-    instead of evaluated again."""
+    """Reuse of earlier tasks' results, off unless turned on: items stored for the same model name and set
+    name with the same fingerprints (model and its weights' content, output settings, item content; metric
+    configuration for scores) are taken instead of evaluated again. `rayeval restart` resuming a task's own
+    committed items is not reuse: it happens either way."""
 
-    enabled: bool = Field(True, description="Reuse earlier results (false: evaluate every item).")
+    enabled: bool = Field(
+        False,
+        description="Reuse earlier results (default false: evaluate every item). Naming `tasks` turns it on.",
+    )
     tasks: list[str] | None = Field(
         None,
         description="Reuse only from these earlier tasks (ids or names); default every earlier task this task's "
         "tags may see, newest first.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tasks_turn_it_on(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("tasks") and "enabled" not in value:
+            return {**value, "enabled": True}
+        return value
+
+    @model_validator(mode="after")
+    def _sources_need_reuse(self) -> ReuseSpec:
+        if self.tasks and not self.enabled:
+            raise ValueError("`tasks` names where to reuse from, but `enabled` is false: drop one of them")
+        return self
 
 
 class TaskSpec(SpecModel):
@@ -101,7 +118,8 @@ class TaskSpec(SpecModel):
     resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Actor pool sizes and CPUs.")
     reuse: ReuseSpec = Field(
         default_factory=ReuseSpec,
-        description="Reuse of earlier tasks' results: `false` turns it off, `{tasks: [...]}` names the sources.",
+        description="Reuse of earlier tasks' results, off by default: `true` takes from any earlier task the "
+        "task's tags may see, `{tasks: [...]}` from the named ones.",
     )
     weights: Weights = Field(
         default_factory=Weights,

@@ -21,7 +21,7 @@ How it runs, without a barrier and without holding rows in memory:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,10 +69,13 @@ class ReusePlan:
     Attributes:
         take: (model, eval_set) -> [(source, sorted item_fp hashes to take from it)], newest source first.
         skip: model -> eval_set -> sorted id hashes of the items reused (the inference branch leaves them out).
+        stale: (model, eval_set) -> items earlier tasks hold only as answers sent before the model service
+            says its model was created (redeployed since): evaluated again.
     """
 
     take: dict[tuple[str, str], list[tuple[ReuseSource, np.ndarray]]] = field(default_factory=dict)
     skip: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    stale: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def sources(self) -> dict[str, int]:
         """Every task that supplies items, with how many: task_id -> count."""
@@ -126,35 +129,61 @@ def candidate_sources(
     ]
 
 
-def stored_fps(source: ReuseSource, model: str, eval_set: str) -> np.ndarray:
-    """Sorted item_fp hashes of a task's stored rows of (model, eval_set) that have no error."""
+def _unique(parts: list[np.ndarray]) -> np.ndarray:
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+
+
+def stored_fps(
+    source: ReuseSource, model: str, eval_set: str, not_before: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted item_fp hashes of a task's stored rows of (model, eval_set) that have no error: (those to
+    take, those whose answer was sent before `not_before`, Unix seconds: stale)."""
     store = ResultsStore(source.output)
-    parts = []
-    for batch in store.iter_results(source.task_id, ["item_fp", "error"], partition=(model, eval_set)):
+    fresh, stale = [], []
+    columns = ["item_fp", "error"] + (["started_at"] if not_before is not None else [])
+    for batch in store.iter_results(source.task_id, columns, partition=(model, eval_set)):
         if "item_fp" not in batch.schema.names:  # results from before fingerprints were stored
             continue
         ok = pc.and_(pc.is_valid(batch.column("item_fp")), pc.is_null(batch.column("error")))
-        parts.append(fp64_array(batch.column("item_fp").filter(ok).to_pylist()))
-    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+        rows = batch.filter(ok)
+        fps = fp64_array(rows.column("item_fp").to_pylist())
+        if not_before is None:
+            fresh.append(fps)
+            continue
+        sent = seconds_column(rows.column("started_at")) if "started_at" in rows.schema.names else None
+        # An answer without a send time cannot be shown fresh: stale, like one sent before.
+        if sent is None:
+            old = np.ones(len(fps), dtype=bool)
+        else:
+            old = np.asarray(pc.fill_null(pc.less(sent, not_before), True), dtype=bool)
+        fresh.append(fps[~old])
+        stale.append(fps[old])
+    return _unique(fresh), _unique(stale)
 
 
 def plan_reuse(
     current: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
     sources: dict[tuple[str, str], list[ReuseSource]],
+    not_before: dict[str, float] | None = None,
 ) -> ReusePlan:
-    """Assign each current item (id hash, item_fp hash) to the newest source that stored it without error."""
+    """Assign each current item (id hash, item_fp hash) to the newest source that stored it without error
+    (and, for a model in `not_before`, sent it no earlier than that: model -> Unix seconds)."""
     plan = ReusePlan()
     for key, (ids, fps) in current.items():
         left = np.ones(len(fps), dtype=bool)
+        stale = np.zeros(len(fps), dtype=bool)
         for source in sources.get(key, []):
             if not left.any():
                 break
-            stored = stored_fps(source, *key)
+            stored, old = stored_fps(source, *key, not_before=(not_before or {}).get(key[0]))
+            stale |= left & np.isin(fps, old)
             hit = left & np.isin(fps, stored)
             if not hit.any():
                 continue
             left &= ~hit
             plan.take.setdefault(key, []).append((source, np.unique(fps[hit])))
+        if (stale & left).any():
+            plan.stale[key] = int((stale & left).sum())
         if not left.all():
             model, eval_set = key
             plan.skip.setdefault(model, {})[eval_set] = np.unique(ids[~left])
@@ -345,6 +374,7 @@ def plan_task_reuse(
     model_fps: dict[str, str],
     records: list[TaskRecord],
     done: DoneItems | None,
+    created: Callable[[str], float | None] | None = None,
 ) -> ReusePlan | None:
     """Which items of a task earlier tasks supply (None: reuse off, or no earlier task has any of them).
 
@@ -353,12 +383,20 @@ def plan_task_reuse(
         model_fps: model name -> the fingerprint of its answers.
         records: The earlier tasks the caller may see.
         done: This task's own committed items (a restart): neither run nor taken again.
+        created: model name -> when its service says the model was created (None: it does not say);
+            asked only for models earlier tasks have items of. Answers sent before are not taken.
     """
     if not spec.reuse.enabled:
         return None
     sources = _reuse_sources(spec, plans, task_id, model_fps, records)
     if not sources:
         return None
+    not_before = {}
+    if created is not None:
+        for model in sorted({m for m, _ in sources}):
+            when = created(model)
+            if when is not None:
+                not_before[model] = when
 
     fps, cpus = model_fps, spec.resources.actor_num_cpus
     likelihood = tuple(p.spec.name for p in plans if p.spec.loglikelihood)
@@ -381,4 +419,4 @@ def plan_task_reuse(
             if own is not None and len(own):
                 keep = ~np.isin(ids, own)
                 current[key] = (ids[keep], item_fps[keep])
-    return plan_reuse(current, sources)
+    return plan_reuse(current, sources, not_before)

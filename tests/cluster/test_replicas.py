@@ -18,19 +18,25 @@ CONCURRENCY = 4
 
 
 def _kill_a_replica(app: str) -> str:
-    """Kill one live replica actor of the application's LLM server deployment; returns its name. (On a
-    loaded machine Serve may be replacing a replica whose health check timed out: any live one will do.)"""
+    """Kill one live replica actor of the application's LLM server deployment and wait until Ray's actor
+    table has it dead (ray.kill only asks; on a loaded machine the table says so seconds later); returns
+    its name. (Serve may be replacing a replica whose health check timed out: any live one will do.)"""
     import ray
     from ray._private.state import state
 
-    names = [
-        a["Name"]
-        for a in state.actor_table(None).values()
+    live = {
+        actor_id: a["Name"]
+        for actor_id, a in state.actor_table(None).items()
         if a["State"] == "ALIVE" and a["ActorClassName"].startswith(f"ServeReplica:{app}:LLMServer")
-    ]
-    assert names, f"no live LLMServer replica of {app}"
-    ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
-    return names[0]
+    }
+    assert live, f"no live LLMServer replica of {app}"
+    actor_id, name = next(iter(live.items()))
+    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    deadline = time.monotonic() + 60
+    while state.actor_table(actor_id)["State"] != "DEAD":
+        assert time.monotonic() < deadline, f"replica {name} still not dead 60 s after ray.kill"
+        time.sleep(0.2)
+    return name
 
 
 def _replicas_lost(record: dict) -> int:
@@ -61,15 +67,16 @@ def _run_and_kill(tmp_path, name: str, retries: int) -> tuple[dict, list[dict]]:
     )
     handle = rayeval.run(task, wait=False)
     deadline = time.monotonic() + 300
-    while True:
+    while True:  # a quarter inferred (not stored: the writer's flushes lag, and the kill must come mid-run)
         record = handle.status()
-        progress = record.get("progress", {}).get("tiny", {}).get("q", {})
-        if progress.get("done", 0) >= N // 4:
+        if record.get("stages", {}).get("tiny", {}).get("q", {}).get("inferred", 0) >= N // 4:
             break
         assert time.monotonic() < deadline and record["state"] in ("pending", "running"), record.get("error")
         time.sleep(0.2)
     app = record["deployments"]["tiny"]["app"]
     _kill_a_replica(app)
+    # The task must still be running once Ray has the replica dead, or the test proves nothing.
+    assert handle.status()["state"] == "running", "the task ended before the replica was lost: make it longer"
     record = handle.wait(timeout=600)
     rows = handle.items().to_table(columns=["item_id", "error", "attempts"]).to_pylist()
     return record, rows

@@ -183,7 +183,7 @@ def test_restart_runs_only_the_failed_pair_and_reuse_takes_earlier_metrics(
     assert {r["model"]: r["value"] for r in first.results() if r["metric"] == "answered"} == {"m-a": 1.0, "m-b": 1.0}
     assert record["progress"]["m-b"]["qa"]["done"] == 1 and record["progress"]["m-b"]["qa"]["errors"] == 0
 
-    again = rayeval.run({**task, "name": "custom-restart-2"})
+    again = rayeval.run({**task, "name": "custom-restart-2", "reuse": True})
     assert server.total_requests == 4  # both pairs reused
     reused = [r for r in again.results() if r["metric"] == "answered"]
     assert {r["reused_from"] for r in reused} == {first.task_id} and all(r["value"] == 1.0 for r in reused)

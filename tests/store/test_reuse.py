@@ -2,22 +2,26 @@
 
 A task that evaluates the same model name on the same set name takes every item an earlier task
 stored with the same fingerprint and no error, without asking the model (or, for scores, the judge)
-again; a changed temperature or judge prompt, `reuse: false`, or naming other tasks turns it off.
+again, once reuse is turned on (it is off by default); a changed temperature or judge prompt, `reuse:
+false`, naming other tasks, or a service whose model was created after an answer turns it off.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from click.testing import CliRunner
 
 import rayeval
 from rayeval.cli import main
+from rayeval.errors import SpecError
 from rayeval.schema import STREAM_SCHEMA
-from rayeval.spec import parse_task
+from rayeval.spec import ReuseSpec, parse_task
 from rayeval.store.fingerprint import fp64_array
 from rayeval.store.reuse import ReuseSource, candidate_sources, take_reused
 from tests.support.tasks import inference_task, write_items
@@ -97,13 +101,49 @@ def test_candidate_sources_are_newest_first_named_or_all_never_itself():
     assert candidate_sources(records, "me", "m", "s", None, model_fp="fp-1") == [ReuseSource("old", "/o")]
 
 
-def test_reuse_spec_accepts_false_and_a_list_of_tasks(tmp_path):
+def test_reuse_is_off_unless_turned_on_by_true_or_by_naming_tasks(tmp_path):
     base = inference_task(tmp_path / "x.jsonl", tmp_path / "out", [{"name": "m", "url": "http://127.0.0.1:9/v1"}])
-    del base["reuse"]  # the spec's default (the helper turns it off)
+    del base["reuse"]  # the spec's default
+    assert parse_task(base).reuse.enabled is False and "reuse" not in parse_task(base).model_fields_set
     assert parse_task({**base, "reuse": False}).reuse.enabled is False
+    on = parse_task({**base, "reuse": True}).reuse
+    assert on.enabled and on.tasks is None  # any earlier task the tags may see
     spec = parse_task({**base, "reuse": {"tasks": ["nightly"]}})
     assert spec.reuse.enabled and spec.reuse.tasks == ["nightly"]
-    assert parse_task(base).reuse.enabled and parse_task(base).reuse.tasks is None
+    assert parse_task({**base, "reuse": {"enabled": True}}).reuse.enabled  # files of the earlier schema
+    with pytest.raises(SpecError, match="`tasks` names where to reuse from, but `enabled` is false"):
+        parse_task({**base, "reuse": {"enabled": False, "tasks": ["nightly"]}})
+
+
+def test_reuse_from_the_command_line_and_the_notice_said_once(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from rayeval.api import with_reuse
+    from rayeval.cli.tasks import _task_with_reuse
+
+    monkeypatch.setenv("RAYEVAL_HOME", str(tmp_path / "home"))
+    base = inference_task(tmp_path / "x.jsonl", tmp_path / "out", [{"name": "m", "url": "http://127.0.0.1:9/v1"}])
+    del base["reuse"]
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(base))
+    assert with_reuse(str(path)).reuse.enabled is False
+    assert with_reuse(str(path), reuse=True).reuse == ReuseSpec(enabled=True, tasks=None)
+    from_two = with_reuse(str(path), sources=("nightly", "t-20261201"))
+    assert from_two.reuse == ReuseSpec(enabled=True, tasks=["nightly", "t-20261201"])
+    assert from_two.source == str(path)  # relative paths still resolve against the task file
+
+    # A task file that does not say gets the notice of the changed default, once per RAYEVAL_HOME.
+    assert _task_with_reuse(str(path), False, ()).reuse.enabled is False
+    first = capsys.readouterr().err
+    assert "reuse of earlier tasks' results is off unless turned on" in first and "--reuse" in first
+    _task_with_reuse(str(path), False, ())
+    assert capsys.readouterr().err == ""
+    # One that says (or a command line that does) is not told at all.
+    monkeypatch.setenv("RAYEVAL_HOME", str(tmp_path / "home2"))
+    assert _task_with_reuse(str(path), True, ()).reuse.enabled
+    path.write_text(yaml.safe_dump({**base, "reuse": False}))
+    _task_with_reuse(str(path), False, ())
+    assert capsys.readouterr().err == ""
 
 
 # ----------------------------------------------------------------------------- on the cluster
@@ -187,7 +227,7 @@ def test_judge_scores_are_carried_until_the_judge_prompt_changes(ray_cluster, st
     first = rayeval.run({**task, "name": "judged-a"})
     assert judge.total_requests == len(rows)
 
-    again = rayeval.run({**task, "name": "judged-b"})
+    again = rayeval.run({**task, "name": "judged-b", "reuse": True})
     assert judge.total_requests == len(rows)  # every judge score carried over
     a, b = _rows(first), _rows(again)
     assert {r["reused_from"] for r in b.values()} == {first.task_id}
@@ -199,7 +239,7 @@ def test_judge_scores_are_carried_until_the_judge_prompt_changes(ray_cluster, st
     changed = json.loads(json.dumps(task))
     judge_ref = changed["evaluation_sets"][0]["metrics"][0]
     judge_ref["judge"]["prompt"] = "Please.\n" + judge_ref["judge"]["prompt"]
-    third = rayeval.run({**changed, "name": "judged-c"})
+    third = rayeval.run({**changed, "name": "judged-c", "reuse": True})
     assert judge.total_requests == 2 * len(rows)
     assert {r["reused_from"] for r in _rows(third).values()} == {again.task_id}
     assert _scores(third) == _scores(first)
@@ -213,3 +253,42 @@ def test_take_reused_reads_started_at_stored_as_timestamp_or_as_seconds():
     for stored in (seconds, stored_times(seconds)):  # files of today's rayeval, and of older ones
         out = take_reused(stored, keys=keys, model="m", eval_set="s", source="t", metric_fps={}, metric_outputs={})
         assert out.schema == STREAM_SCHEMA and out.column("started_at").to_pylist() == [1.7e9 + 0.5]
+
+
+def test_a_service_that_stamps_each_answer_as_created_says_nothing_about_staleness(stub_server):
+    from rayeval.inference.client import resolve_endpoint
+    from rayeval.inference.model_created import model_created
+    from rayeval.spec import ModelSpec
+
+    def ask(server, model_id="stub-model"):
+        return model_created(resolve_endpoint(ModelSpec(name="m", url=server.url, model=model_id), None, 10))
+
+    steady = stub_server()
+    created = ask(steady)
+    assert created is not None and abs(created - time.time()) < 60
+    steady.redeploy()
+    assert ask(steady) >= created
+    assert ask(stub_server(created_is_now=True)) is None  # vLLM's /v1/models: the time of the answer
+    assert ask(steady, "not-served") is None
+
+
+def test_answers_sent_before_the_service_model_was_created_are_not_reused(ray_cluster, stub_server, tmp_path):
+    server = stub_server(latency=0.01)
+    data = write_items(tmp_path / "items.jsonl", N)
+    model = [{"name": "m", "url": server.url, "model": "stub-model"}]
+    before = rayeval.run(inference_task(data, tmp_path / "out", model, name="stale-a"))
+    assert server.total_requests == N
+    time.sleep(1.1)  # `created` has one-second resolution
+    server.redeploy()  # same URL and model id, new weights: /v1/models says it was created now
+
+    after = rayeval.run(inference_task(data, tmp_path / "out", model, name="stale-b", reuse=True))
+    assert server.total_requests == 2 * N  # every answer of stale-a predates the model: asked again
+    assert {r["reused_from"] for r in _rows(after).values()} == {None}
+    events = " ".join(e["message"] for e in after.status()["events"])
+    assert f"model m, set q: {N} answers earlier tasks hold were sent before the service's model was created" in events
+
+    # Answers given by the redeployed model are fresh: taken.
+    again = rayeval.run(inference_task(data, tmp_path / "out", model, name="stale-c", reuse=True))
+    assert server.total_requests == 2 * N
+    assert {r["reused_from"] for r in _rows(again).values()} == {after.task_id}
+    assert before.task_id not in {r["reused_from"] for r in _rows(again).values()}

@@ -113,6 +113,8 @@ class OpenAIStubServer:
             without them, as a service that cannot score by log-likelihood.
         abort_on_disconnect: A hanging request (fault "timeout") stops, and stops counting in flight, as
             soon as its client closes the connection (as vLLM aborts a request whose client left).
+        created_is_now: `/v1/models` gives the time of each answer as the models' `created` (as vLLM's
+            server does) instead of the time the server started (as OpenAI's gives a model's creation).
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class OpenAIStubServer:
         echo_auth: bool = False,
         abort_on_disconnect: bool = False,
         echo_logprobs: bool = True,
+        created_is_now: bool = False,
     ) -> None:
         if latency < 0:
             raise ValueError("latency must be >= 0")
@@ -144,6 +147,7 @@ class OpenAIStubServer:
         self._abort_on_disconnect = abort_on_disconnect
         self._echo_logprobs = echo_logprobs
         self._created = int(time.time())
+        self._created_is_now = created_is_now
         self._ids = itertools.count(1)
 
         self._lock = threading.Lock()
@@ -398,6 +402,14 @@ class OpenAIStubServer:
         with self._lock:
             return self._in_flight
 
+    def redeploy(self) -> None:
+        """The served models were replaced (new weights under the same ids): `/v1/models` says they were
+        created now."""
+        self._created = int(time.time())
+
+    def _created_at(self) -> int:
+        return int(time.time()) if self._created_is_now else self._created
+
     @property
     def max_in_flight(self) -> int:
         """Highest ``in_flight`` since start or the last ``reset``."""
@@ -545,7 +557,7 @@ class OpenAIStubServer:
         denied = self._check_auth(request)
         if denied is not None:
             return denied
-        return JSONResponse({"object": "list", "data": [model_entry(m, self._created) for m in self._models]})
+        return JSONResponse({"object": "list", "data": [model_entry(m, self._created_at()) for m in self._models]})
 
     async def _get_model(self, request: Request) -> Response:
         denied = self._check_auth(request)
@@ -554,7 +566,7 @@ class OpenAIStubServer:
         model = request.path_params["model"]
         if model not in self._model_set:
             return model_not_found(model)
-        return JSONResponse(model_entry(model, self._created))
+        return JSONResponse(model_entry(model, self._created_at()))
 
     async def _chat_completions(self, request: Request) -> Response:
         return await self._handle_completion(request, chat=True)
