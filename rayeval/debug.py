@@ -216,7 +216,7 @@ def preview_requests(
         endpoint = Endpoint("(Ray Serve)", chosen.api or "chat", chosen.served_model, {})
     else:
         endpoint = resolve_endpoint(chosen, None)
-    params = spec.model_parameters(chosen)
+    params = spec.set_parameters(chosen, plan.spec)
     if plan.spec.loglikelihood:
         return _preview_choices(task, plan, chosen, endpoint, items)
     out = []
@@ -370,7 +370,7 @@ async def _sample(
         sample.source = "given"
         row["prediction"], row["samples"] = text, None
     elif ask_model:
-        params = spec.model_parameters(model)
+        params = spec.set_parameters(model, item["eval_set"])
         endpoint = endpoints[model.name]
         columns = next(p.spec.columns for p in task.plans if p.spec.name == item["eval_set"])
         body = request_body(endpoint, row["query"] or "", params, item_system(item.get("fields"), columns.system))

@@ -112,6 +112,8 @@ class TaskRecord(TypedDict, total=False):
     progress: dict[str, dict[str, Progress]]  # model -> set -> counts
     stages: dict[str, dict[str, dict[str, int]]]  # model -> set -> stage (inferred, judged, scored) -> items, this run
     model_fps: dict[str, str]  # model -> fingerprint of its answers (rayeval.store.fingerprint)
+    set_fps: dict[str, dict[str, str]]  # model -> set -> fingerprint, where the set's parameters change it
+    parameters: dict[str, dict[str, dict[str, Any]]]  # model -> set -> the parameters it runs with
     custom_fps: dict[str, str]  # mode custom: configuration -> fingerprint
     resumed: int  # items already committed when the current run began
     reported: dict[str, dict[str, list[int]]]  # model -> set -> [done, errors] the current run's driver reported

@@ -77,11 +77,8 @@ def item_steps(spec: TaskSpec, row: dict[str, Any], outputs: dict[str, list[str]
         steps.append(Step("choices (log-likelihood of each as a continuation of the query)", scored))
     elif spec.runs_inference and model is not None:
         system = item_system(row.get("fields"), evaluation_set.system_column if evaluation_set else None)
-        steps.append(
-            Step(
-                "prompt sent", prompt_fields(_api(model), row.get("query") or "", spec.model_parameters(model), system)
-            )
-        )
+        params = spec.set_parameters(model, evaluation_set) if evaluation_set else spec.model_parameters(model)
+        steps.append(Step("prompt sent", prompt_fields(_api(model), row.get("query") or "", params, system)))
     else:
         steps.append(Step("prompt sent", "none: the prediction was given in the evaluation set (Evaluation Only)"))
     steps.append(Step("response", row.get("prediction")))

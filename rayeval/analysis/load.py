@@ -13,7 +13,7 @@ from rayeval.errors import SpecError
 from rayeval.metrics import MeanAggregator
 from rayeval.schema import score_column
 from rayeval.spec import TaskSpec, parse_task
-from rayeval.store.results import ResultsStore
+from rayeval.store.results import ResultsStore, spec_part
 
 __all__ = ["SetItems", "load_items", "per_item", "stored_spec"]
 
@@ -28,7 +28,7 @@ def stored_spec(store: ResultsStore, task_id: str) -> TaskSpec:
     data = store.read_json(task_id, "spec.json")
     if data is None:
         raise SpecError(f"task {task_id} has no stored spec", field="task")
-    return parse_task(data, source=f"{task_id}/spec.json")
+    return parse_task(spec_part(data), source=f"{task_id}/spec.json")
 
 
 class SetItems:

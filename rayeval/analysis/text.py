@@ -14,6 +14,7 @@ from rayeval.cluster.waits import StageWait
 from rayeval.records import TaskRecord, progress_fraction, progress_totals
 
 __all__ = [
+    "parameter_lines",
     "format_results",
     "format_summary",
     "progress_bar",
@@ -115,6 +116,25 @@ def waiting_line(record: TaskRecord, now: float | None = None) -> str | None:
     if not waits or record.get("state") not in ("running", "pending"):
         return None
     return "waiting for resources: " + "; ".join(StageWait(**w).describe(now) for w in waits)
+
+
+def parameter_lines(record: TaskRecord) -> list[str]:
+    """The parameters each model runs each set with (task < set < model), one line per model and group of
+    sets that share them; values left at their defaults are not repeated."""
+    from rayeval.spec import Parameters
+
+    defaults = Parameters().model_dump(mode="json", exclude_none=True)
+    lines = []
+    for model, by_set in (record.get("parameters") or {}).items():
+        groups: dict[str, list[str]] = {}
+        for eval_set, params in by_set.items():
+            changed = {k: v for k, v in params.items() if defaults.get(k, object()) != v}
+            text = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in sorted(changed.items()))
+            groups.setdefault(text or "defaults", []).append(eval_set)
+        for text, sets in groups.items():
+            where = model if len(groups) == 1 else f"{model} / {', '.join(sets)}"
+            lines.append(f"parameters of {where}: {text}")
+    return lines
 
 
 def reuse_note(record: TaskRecord) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from rayeval.analysis.text import format_summary, progress_bar, progress_lines, reuse_note
+from rayeval.analysis.text import format_summary, parameter_lines, progress_bar, progress_lines, reuse_note
 from rayeval.cli.group import caller_tags_option as _tags
 from rayeval.cli.group import main
 from rayeval.cli.progress import notice_once, progress_printer, quiet_logging, run_and_print
@@ -135,6 +135,8 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
     click.echo(f"task {r['task_id']} ({r['mode']}): {r['state']}")
     click.echo(progress_bar(r))
     for line in progress_lines(r):
+        click.echo(f"  {line}")
+    for line in parameter_lines(r):
         click.echo(f"  {line}")
     for model, d in r.get("deployments", {}).items():
         click.echo(f"  deployment of {model}: {d.get('state')} (Serve app {d.get('app')}) {d.get('message', '')}")

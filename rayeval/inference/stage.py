@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,7 +13,15 @@ import ray
 
 from rayeval.actors.coordinator import report_placement, report_stage
 from rayeval.actors.limiter import NAMESPACE, LeasedPermits, limiter_name
-from rayeval.inference.client import HostedEndpoint, ItemOutcome, infer_one, item_system, request_body, resolve_endpoint
+from rayeval.inference.client import (
+    Endpoint,
+    HostedEndpoint,
+    ItemOutcome,
+    infer_one,
+    item_system,
+    request_body,
+    resolve_endpoint,
+)
 from rayeval.inference.http import HttpClient
 from rayeval.inference.loglikelihood import ContinuationTokenizer, item_choices, score_choices
 from rayeval.inference.loop import RequestLoop, close_requests
@@ -42,6 +51,7 @@ class InferenceActor:
         epoch: int | None = None,
         secrets: list[str] | None = None,
         choice_columns: dict[str, str] | None = None,
+        set_parameters: dict[str, Parameters] | None = None,
     ):
         self.task_id, self.epoch = task_id, epoch
         self.model = model
@@ -49,6 +59,11 @@ class InferenceActor:
         self.endpoint = resolve_endpoint(
             self.model, auth_value, self.params.request_timeout, hosted=hosted, secrets=secrets or ()
         )
+        #: eval set -> (its parameters, the endpoint with its request timeout), for sets with their own.
+        self.per_set = {
+            name: (p, dataclasses.replace(self.endpoint, timeout=p.request_timeout))
+            for name, p in (set_parameters or {}).items()
+        }
         # A model rayeval deployed: MAX_MODEL_LEN is enforced here, with the model's own tokenizer.
         self.budget = None if hosted is None else PromptBudget(hosted.tokenizer, hosted.max_model_len)
         self.limiter = ray.get_actor(limiter_name(task_id, self.model.name, epoch), namespace=NAMESPACE)
@@ -96,11 +111,14 @@ class InferenceActor:
         queries = batch.column("query").to_pylist()
         systems = self._systems(batch)
         choices = self._choices(batch)
-        n = self.params.inference_count
+        sets = batch.column("eval_set").to_pylist()
+        how = [self.per_set.get(s, (self.params, self.endpoint)) for s in sets]  # (parameters, endpoint) per item
         outcomes = await asyncio.gather(
             *(
-                self._item(client, q or "", s, n, order) if c is None else self._choice_item(client, q or "", c, order)
-                for q, s, c in zip(queries, systems, choices)
+                self._item(client, q or "", s, p, e, order)
+                if c is None
+                else self._choice_item(client, q or "", c, p, e, order)
+                for q, s, c, (p, e) in zip(queries, systems, choices, how)
             )
         )
         columns = {
@@ -117,9 +135,8 @@ class InferenceActor:
                 "loglikelihoods",
             )
         }
-        if n > 1:
+        if any(p.inference_count > 1 for p, _ in how):
             columns["samples"] = [o.samples for o in outcomes]
-        sets = batch.column("eval_set").to_pylist()
         report_stage(self.task_id, "inferred", [self.model.name] * len(sets), sets, self.epoch)
         return with_inference_columns(batch, self.model.name, columns)
 
@@ -142,33 +159,41 @@ class InferenceActor:
             out.append(None if column is None else item_choices(f, column))
         return out
 
-    async def _choice_item(self, client: Any, context: str, choices: list[str], order: int) -> ItemOutcome:
+    async def _choice_item(
+        self, client: Any, context: str, choices: list[str], params: Parameters, endpoint: Endpoint, order: int
+    ) -> ItemOutcome:
         assert self._continuations is not None
         return await score_choices(
             client,
-            self.endpoint,
+            endpoint,
             self._continuations,
             context,
             choices,
-            max_retries=self.params.max_retry_per_query,
+            max_retries=params.max_retry_per_query,
             acquire=lambda: self._acquire(order),
             release=self._release,
         )
 
-    async def _item(self, client: Any, query: str, system: str | None, n: int, order: int) -> ItemOutcome:
-        return await infer_samples(lambda: self._one(client, query, system, order), n)
+    async def _item(
+        self, client: Any, query: str, system: str | None, params: Parameters, endpoint: Endpoint, order: int
+    ) -> ItemOutcome:
+        return await infer_samples(
+            lambda: self._one(client, query, system, params, endpoint, order), params.inference_count
+        )
 
-    async def _one(self, client: Any, query: str, system: str | None, order: int) -> ItemOutcome:
-        body = request_body(self.endpoint, query, self.params, system)
+    async def _one(
+        self, client: Any, query: str, system: str | None, params: Parameters, endpoint: Endpoint, order: int
+    ) -> ItemOutcome:
+        body = request_body(endpoint, query, params, system)
         if self.budget is not None:
             error = self.budget.fit(body)
             if error is not None:  # never sent: the engine would refuse it
                 return ItemOutcome(attempts=0, error=error)
         return await infer_one(
             client,
-            self.endpoint,
+            endpoint,
             body,
-            max_retries=self.params.max_retry_per_query,
+            max_retries=params.max_retry_per_query,
             acquire=lambda: self._acquire(order),
             release=self._release,
         )

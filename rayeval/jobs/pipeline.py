@@ -49,6 +49,7 @@ def build_dataset(
     metric_fps: dict[str, dict[str, str]] | None = None,
     local_node: str | None = None,
     epoch: int | None = None,
+    set_fps: dict[str, dict[str, str]] | None = None,
 ) -> ray.data.Dataset:
     """The lazy, scored stream of every (model, item) of the task.
 
@@ -56,7 +57,8 @@ def build_dataset(
     `done` holds the items already committed (a restart): they are left out in the read stage.
     `reuse` says which items come from earlier tasks: they are left out of the read stage too, and
     their stored rows join the stream before judging and scoring (rayeval.store.reuse).
-    `model_fps` and `metric_fps` are the fingerprints stored with each row (rayeval.store.fingerprint).
+    `model_fps`, `set_fps` (a model's on a set with its own parameters) and `metric_fps` are the
+    fingerprints stored with each row (rayeval.store.fingerprint).
     `local_node` is where stored results on a local folder are read (rayeval.cluster.placement).
     `epoch` is the run's lease: its limiters are its own (rayeval.actors.limiter).
     """
@@ -94,6 +96,7 @@ def build_dataset(
             target_num_rows_per_block=res.batch_size
         )
         params = spec.model_parameters(model)
+        own = {s.name: spec.set_parameters(model, s) for s in spec.evaluation_sets if s.parameters is not None}
         branches.append(
             items.map_batches(
                 InferenceActor,
@@ -107,6 +110,7 @@ def build_dataset(
                     "choice_columns": choice_columns,
                     "epoch": epoch,
                     "secrets": secrets,
+                    "set_parameters": own,
                 },
                 **request_actor_options(res, "inference"),
             )
@@ -132,6 +136,11 @@ def build_dataset(
                 "epoch": epoch,
                 "secrets": secrets,
                 **judging_limits(spec.parameters),
+                "set_retries": {
+                    s.name: spec.parameters.merged(s.parameters).max_judging_retry_per_q
+                    for s in spec.evaluation_sets
+                    if s.parameters is not None
+                },
             },
             **request_actor_options(res, "judging"),
         )
@@ -146,6 +155,7 @@ def build_dataset(
             "given": spec.predictions_given,
             "epoch": epoch,
             "likelihood_sets": tuple(choice_columns),
+            "set_fps": set_fps,
         },
         **scoring_actor_options(res),
     )

@@ -20,7 +20,7 @@ from rayeval.serve_apps.llm import check_engine
 from rayeval.sets.plan import SetPlan, plan_sets
 from rayeval.spec import MetricRef, TaskSpec, resolve_secret
 from rayeval.store.fingerprint import GIVEN_PREDICTIONS, inference_fingerprint, metric_fingerprint, model_identity
-from rayeval.store.results import ResultsStore
+from rayeval.store.results import EFFECTIVE_PARAMETERS, ResultsStore, spec_part
 from rayeval.store.summary import metric_outputs
 
 __all__ = ["CORE_PLACEHOLDERS", "PreparedTask", "new_task_id", "prepare", "runnable_spec_data"]
@@ -64,6 +64,27 @@ class PreparedTask:
         if spec.predictions_given:
             return {m.name: GIVEN_PREDICTIONS for m in spec.models}
         return {m.name: inference_fingerprint(m, spec.model_parameters(m), self._source(m.name)) for m in spec.models}
+
+    @functools.cached_property
+    def set_fps(self) -> dict[str, dict[str, str]]:
+        """model name -> set -> the fingerprint of its answers on that set, for sets whose own parameters
+        change what the model is asked (the others: `model_fps`)."""
+        spec = self.spec
+        if spec.predictions_given:
+            return {}
+        found: dict[str, dict[str, str]] = {}
+        for m in spec.models:
+            for s in spec.evaluation_sets:
+                if s.parameters is None:
+                    continue
+                fp = inference_fingerprint(m, spec.set_parameters(m, s), self._source(m.name))
+                if fp != self.model_fps[m.name]:
+                    found.setdefault(m.name, {})[s.name] = fp
+        return found
+
+    def answers_fp(self, model: str, eval_set: str) -> str:
+        """The fingerprint of `model`'s answers on `eval_set` (part of each item's fingerprint)."""
+        return self.set_fps.get(model, {}).get(eval_set) or self.model_fps[model]
 
     @functools.cached_property
     def custom_fps(self) -> dict[str, str]:
@@ -272,6 +293,15 @@ def _resolve_sources(spec: TaskSpec) -> dict[str, ModelSource]:
     return sources
 
 
+def stored_spec_data(spec: TaskSpec) -> dict[str, Any]:
+    """What spec.json holds: the spec (secrets redacted) and, beside it, the parameters each model runs
+    each set with."""
+    data = spec.redacted()
+    if spec.runs_inference:
+        data[EFFECTIVE_PARAMETERS] = spec.effective_parameters()
+    return data
+
+
 def runnable_spec_data(record: TaskRecord) -> dict[str, Any]:
     """The spec a task was run with, as stored beside its results, to run it again (a copy, a restart).
 
@@ -282,6 +312,7 @@ def runnable_spec_data(record: TaskRecord) -> dict[str, Any]:
     data = ResultsStore(record["output"]).read_json(task_id, "spec.json")
     if data is None:
         raise SpecError(f"task {task_id} has no stored spec; give its task file with --spec", field="spec")
+    data = spec_part(data)
     hidden = [m["name"] for m in [*data["models"], *data.get("judges", [])] if m.get("auth_header_value") == "***"]
     if hidden:
         raise SpecError(

@@ -25,7 +25,7 @@ from rayeval.errors import RunSuperseded, SpecError, TaskFailedError, TooManyErr
 from rayeval.inference.client import resolve_endpoint
 from rayeval.jobs.lease import drop_fenced_files, take_lease
 from rayeval.jobs.pipeline import build_dataset
-from rayeval.jobs.prepare import PreparedTask
+from rayeval.jobs.prepare import PreparedTask, stored_spec_data
 from rayeval.jobs.session import EventLog, task_session
 from rayeval.jobs.sink import write_stream
 from rayeval.records import TaskRecord, caller_tags
@@ -79,6 +79,8 @@ def _base_record(task: PreparedTask) -> TaskRecord:
         "output": spec.output,
         "creator": getpass.getuser(),
         "model_fps": task.model_fps,
+        "set_fps": task.set_fps,
+        "parameters": spec.effective_parameters() if spec.runs_inference else {},
         "job_id": _job_id(),
         "state": "pending",
     }
@@ -180,7 +182,7 @@ def run_prepared(
     record["submitted"] = submitted
     lease = take_lease(coordinator, record, wait=if_running == "wait")
     task.epoch = lease["epoch"]
-    store.write_json(task.task_id, "spec.json", spec.redacted())
+    store.write_json(task.task_id, "spec.json", stored_spec_data(spec))
     done, dropped, fenced = None, 0, 0
     if resume is not None:
         fenced = drop_fenced_files(store, task.task_id)
@@ -243,9 +245,14 @@ def _run_registered(
     for m in spec.models:
         for note in spec.model_parameters(m).notes():
             log.warning("task %s: model %s: %s", task.task_id, m.name, note)
+        for s in [s for s in spec.evaluation_sets if s.parameters is not None]:
+            for note in set(spec.set_parameters(m, s).notes()) - set(spec.model_parameters(m).notes()):
+                log.warning("task %s: model %s on set %s: %s", task.task_id, m.name, s.name, note)
     try:
         records = ray.get(coordinator.list_tasks.remote(tags))
-        reuse = plan_task_reuse(spec, task.plans, task.task_id, task.model_fps, records, done, _service_created(task))
+        reuse = plan_task_reuse(
+            spec, task.plans, task.task_id, task.model_fps, records, done, _service_created(task), task.set_fps
+        )
     except Exception as e:
         error = task.scrub(f"{type(e).__name__}: {e}")[:4000]
         ray.get(coordinator.set_state.remote(task.task_id, "failed", task.epoch, error=f"planning reuse: {error}"))
@@ -276,6 +283,7 @@ def _run_registered(
             done=done,
             reuse=reuse,
             model_fps=task.model_fps,
+            set_fps=task.set_fps,
             metric_fps=task.metric_fps,
             local_node=task.output_node,
             epoch=task.epoch,

@@ -134,6 +134,7 @@ class JudgeActor:
         timeout: Seconds per judge request.
         epoch: The run (its limiters are its own).
         secrets: The task's credentials, masked in the judges' answers and errors.
+        set_retries: set name -> its own MAX_JUDGING_RETRY_PER_Q, for sets that set one.
     """
 
     def __init__(
@@ -146,10 +147,12 @@ class JudgeActor:
         timeout: float,
         epoch: int | None = None,
         secrets: list[str] | None = None,
+        set_retries: dict[str, int] | None = None,
     ):
         self.task_id, self.epoch = task_id, epoch
         self.holder = ray.get_runtime_context().get_actor_id()
         report_placement(task_id, "judging")
+        self.set_retries = set_retries or {}
         self.judges = {
             name: JudgeClient(task_id, judge, limit=max_concurrency, timeout=timeout, epoch=epoch, secrets=secrets)
             for name, judge in judges.items()
@@ -203,6 +206,8 @@ class JudgeActor:
             return {}
         item = item_dict({k: v for k, v in row.items() if k != "error"})
 
+        retries = self.set_retries.get(row["eval_set"], self.max_retries)
+
         async def metric_step(spec: JudgeSpec, pre: Any) -> dict[str, Any]:
             judge = self.judges[spec.model]
 
@@ -213,7 +218,7 @@ class JudgeActor:
                     body,
                     step,
                     name=judge.name,
-                    max_retries=self.max_retries,
+                    max_retries=retries,
                     acquire=judge.permits.acquire,
                     release=judge.permits.release,
                 )

@@ -26,6 +26,7 @@ class ScoringActor:
         metrics_by_set: set name -> the checked metric references of that set.
         outputs: Every metric output of the task (one score column each, null where not applicable).
         model_fps: model name -> its inference fingerprint (GIVEN_PREDICTIONS in Evaluation Only mode).
+        set_fps: model name -> set -> its inference fingerprint there, for sets whose own parameters change it.
         metric_fps: set name -> metric name -> the metric's fingerprint.
         given: Evaluation Only mode (the predictions are part of the item).
         epoch: The run (its counts of scored items go to its record only).
@@ -41,6 +42,7 @@ class ScoringActor:
         given: bool = False,
         epoch: int | None = None,
         likelihood_sets: tuple[str, ...] = (),
+        set_fps: dict[str, dict[str, str]] | None = None,
     ):
         from rayeval.metrics import MetricSteps
 
@@ -50,6 +52,7 @@ class ScoringActor:
         self.metrics = {s: [MetricSteps.from_ref(ref) for ref in refs] for s, refs in metrics_by_set.items()}
         self.outputs = outputs
         self.model_fps = model_fps or {}
+        self.set_fps = set_fps or {}
         self.metric_fps = {s: json.dumps(fps, sort_keys=True) for s, fps in (metric_fps or {}).items()}
         self.given = given
         #: Threads that score several items at once, where a metric runs programs (code_pass): each
@@ -80,17 +83,20 @@ class ScoringActor:
     def _fingerprints(self, batch: pa.Table) -> tuple[list[str | None], list[str | None]]:
         from rayeval.store.fingerprint import item_fp_column
 
-        models = batch.column("model").to_pylist()
+        models, sets = batch.column("model").to_pylist(), batch.column("eval_set").to_pylist()
+        # The fingerprint of each row's answer: its model's, or its model's on that set (own parameters).
+        answers = [
+            self.set_fps.get(m, {}).get(s) or self.model_fps.get(m) if m in self.model_fps else None
+            for m, s in zip(models, sets)
+        ]
         item_fps: list[str | None] = [None] * batch.num_rows
-        for model in set(models):
-            if model not in self.model_fps:
-                continue
-            rows = [i for i, m in enumerate(models) if m == model]
+        for answer_fp in set(answers) - {None}:
+            rows = [i for i, a in enumerate(answers) if a == answer_fp]
             part = batch.take(pa.array(rows)) if len(rows) < batch.num_rows else batch
-            fps = item_fp_column(part, self.model_fps[model], given=self.given, likelihood_sets=self.likelihood_sets)
+            fps = item_fp_column(part, answer_fp, given=self.given, likelihood_sets=self.likelihood_sets)
             for i, fp in zip(rows, fps):
                 item_fps[i] = fp
-        return item_fps, [self.metric_fps.get(s) for s in batch.column("eval_set").to_pylist()]
+        return item_fps, [self.metric_fps.get(s) for s in sets]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         columns = ["eval_set", "model", "prediction", "reference", "query", "item_id", "fields", "samples", "error"]

@@ -6,7 +6,10 @@ from pydantic import Field
 
 from rayeval.spec.base import SpecModel
 
-__all__ = ["Parameters"]
+__all__ = ["PER_TASK_PARAMETERS", "Parameters"]
+
+#: Parameters a set may not change: limits on one model or judge across the whole cluster.
+PER_TASK_PARAMETERS = ("max_concurrency", "max_judging_concurrency")
 
 
 class Parameters(SpecModel):

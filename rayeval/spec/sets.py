@@ -12,6 +12,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from rayeval.errors import SpecError
 from rayeval.spec.base import NAME_PATTERN, SpecModel, metrics_allowed, strings_as
 from rayeval.spec.judge_parser import JudgeParser
+from rayeval.spec.parameters import PER_TASK_PARAMETERS, Parameters
 
 __all__ = [
     "DEFAULT_PAIRWISE_PROMPT",
@@ -247,6 +248,23 @@ class EvaluationSetSpec(SpecModel):
         default_factory=list,
         description="Pairwise judging against the task's reference_model (run once every answer is stored).",
     )
+    parameters: Parameters | None = Field(
+        None,
+        description="This set's inference and judging parameters, over the task's (a model's own win over "
+        "both): the same fields, less MAX_CONCURRENCY and MAX_JUDGING_CONCURRENCY, which are per task.",
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _set_level_parameters(cls, value: Parameters | None) -> Parameters | None:
+        per_task = [name for name in PER_TASK_PARAMETERS if value is not None and name in value.model_fields_set]
+        if per_task:
+            names = " and ".join(Parameters.model_fields[n].alias or n for n in per_task)
+            raise ValueError(
+                f"{names} limit requests to a model or judge across the cluster, for the whole task: set them in "
+                "the task's `parameters` (or a model's), not a set's"
+            )
+        return value
 
     @field_validator("metrics", mode="before")
     @classmethod

@@ -275,19 +275,20 @@ class TaskSpec(SpecModel):
         if not self.runs_inference:
             return self
         for m in self.models:
-            p = self.model_parameters(m)
-            if p.inference_count > 1 and (not p.do_sample or p.temperature == 0):
-                raise ValueError(
-                    f"model '{m.name}': INFERENCE_COUNT {p.inference_count} with greedy decoding gives the same "
-                    "response every time; set DO_SAMPLE true and a TEMPERATURE above 0, or INFERENCE_COUNT 1"
-                )
             for i, s in enumerate(self.evaluation_sets):
+                p = self.set_parameters(m, s)
+                where = f"model '{m.name}'" + (f" on set '{s.name}'" if s.parameters is not None else "")
+                if p.inference_count > 1 and (not p.do_sample or p.temperature == 0):
+                    raise ValueError(
+                        f"{where}: INFERENCE_COUNT {p.inference_count} with greedy decoding gives the same response "
+                        "every time; set DO_SAMPLE true and a TEMPERATURE above 0, or INFERENCE_COUNT 1"
+                    )
                 for k, ref in enumerate(s.metrics):
                     too_big = [x for x in ref.pass_at if x > p.inference_count]
                     if too_big:
                         raise ValueError(
                             f"evaluation_sets.{i}.metrics.{k} ({ref.name}): pass@{too_big[0]} needs at least "
-                            f"{too_big[0]} samples per item, but model '{m.name}' has INFERENCE_COUNT "
+                            f"{too_big[0]} samples per item, but {where} has INFERENCE_COUNT "
                             f"{p.inference_count}; raise INFERENCE_COUNT or lower pass_at"
                         )
         return self
@@ -346,8 +347,32 @@ class TaskSpec(SpecModel):
         return self._source
 
     def model_parameters(self, model: ModelSpec) -> Parameters:
-        """The task parameters with the model's own overrides applied."""
+        """The task parameters with the model's own overrides applied (a set's do not count here)."""
         return self.parameters.merged(model.parameters)
+
+    def set_parameters(self, model: ModelSpec, eval_set: str | EvaluationSetSpec) -> Parameters:
+        """The parameters `model` runs `eval_set` with: the task's, then the set's, then the model's own
+        (each overriding what it sets)."""
+        s = eval_set if isinstance(eval_set, EvaluationSetSpec) else self.evaluation_set(eval_set)
+        return self.parameters.merged(s.parameters).merged(model.parameters)
+
+    def effective_parameters(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """model -> set -> the parameters it runs with (`set_parameters`; unset ones left out), as shown by
+        `rayeval status` and stored in spec.json."""
+        return {
+            m.name: {
+                s.name: self.set_parameters(m, s).model_dump(mode="json", exclude_none=True)
+                for s in self.evaluation_sets
+            }
+            for m in self.models
+        }
+
+    def evaluation_set(self, name: str) -> EvaluationSetSpec:
+        """The set named `name`."""
+        found = next((s for s in self.evaluation_sets if s.name == name), None)
+        if found is None:
+            raise KeyError(f"no evaluation set '{name}' in task '{self.name}'")
+        return found
 
     def redacted(self) -> dict[str, Any]:
         """The spec as JSON-able data, safe to store: literal secrets become '***', env references stay."""
@@ -363,6 +388,11 @@ class TaskSpec(SpecModel):
             for m in s["metrics"]:
                 if isinstance(m.get("judge"), dict):
                     m["judge"].pop("prompt_file", None)
+        # Overrides stay what was set: a default dumped with them would override the task's on reading back.
+        owners = [*self.models, *self.judges, *self.evaluation_sets]
+        for raw, dumped in zip(owners, [*data["models"], *data.get("judges", []), *data["evaluation_sets"]]):
+            if raw.parameters is not None:
+                dumped["parameters"] = raw.parameters.model_dump(mode="json", exclude_unset=True)
         for raw, dumped in zip([*self.models, *self.judges], [*data["models"], *data.get("judges", [])]):
             if raw.auth_header_value is not None:
                 value = raw.auth_header_value.get_secret_value()

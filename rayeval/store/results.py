@@ -2,7 +2,7 @@
 
 Layout under the output location::
 
-    {task_id}/spec.json          the task spec, secrets redacted
+    {task_id}/spec.json          the task spec, secrets redacted (and `effective_parameters` beside it)
     {task_id}/task.json          the coordinator's record: state and progress
     {task_id}/results/model=M/eval_set=S/*.parquet   one row per item and model
     {task_id}/summary.json       the summary, written when the task ends
@@ -24,7 +24,11 @@ import pyarrow.parquet as pq
 
 from rayeval.store.fence import fenced_out
 
-__all__ = ["ResultsStore", "custom_name", "join_uri"]
+__all__ = ["EFFECTIVE_PARAMETERS", "ResultsStore", "custom_name", "join_uri", "spec_part"]
+
+#: The key of spec.json holding each model's parameters on each set (task < set < model), for people to
+#: read: not part of the spec.
+EFFECTIVE_PARAMETERS = "effective_parameters"
 
 PARTITIONING = pads.partitioning(pa.schema([("model", pa.string()), ("eval_set", pa.string())]), flavor="hive")
 
@@ -32,6 +36,11 @@ PARTITIONING = pads.partitioning(pa.schema([("model", pa.string()), ("eval_set",
 def join_uri(base: str, *parts: str) -> str:
     """Join path components onto a local path or URI."""
     return "/".join([base.rstrip("/"), *parts])
+
+
+def spec_part(data: dict[str, Any]) -> dict[str, Any]:
+    """spec.json's content less what is stored beside the spec (`EFFECTIVE_PARAMETERS`): the spec to parse."""
+    return {k: v for k, v in data.items() if k != EFFECTIVE_PARAMETERS}
 
 
 def custom_name(config: str, model: str, *parts: str) -> str:

@@ -119,14 +119,19 @@ def candidate_sources(
     tags: list[str] | None = None,
 ) -> list[ReuseSource]:
     """Earlier tasks (`reusable_tasks`) that evaluated `model` on `eval_set`, newest first. With
-    `model_fp`, only tasks that ran the model with that fingerprint (recorded as `model_fps`): no
-    other can hold a match."""
+    `model_fp`, only tasks that ran the model on that set with that fingerprint (recorded as
+    `set_fps`, else `model_fps`): no other can hold a match."""
     return [
         ReuseSource(r["task_id"], r["output"])
         for r in reusable_tasks(records, task_id, named, tags)
         if eval_set in r.get("progress", {}).get(model, {})
-        and (model_fp is None or (r.get("model_fps") or {}).get(model) == model_fp)
+        and (model_fp is None or _answers_fp(r, model, eval_set) == model_fp)
     ]
+
+
+def _answers_fp(record: TaskRecord, model: str, eval_set: str) -> str | None:
+    """The fingerprint of a task's answers of `model` on `eval_set`, as its record has it."""
+    return ((record.get("set_fps") or {}).get(model) or {}).get(eval_set) or (record.get("model_fps") or {}).get(model)
 
 
 def _unique(parts: list[np.ndarray]) -> np.ndarray:
@@ -352,15 +357,20 @@ def item_hashes(
 
 
 def _reuse_sources(
-    spec: TaskSpec, plans: list[SetPlan], task_id: str, fps: dict[str, str], records: list[TaskRecord]
+    spec: TaskSpec,
+    plans: list[SetPlan],
+    task_id: str,
+    fps: Callable[[str, str], str],
+    records: list[TaskRecord],
 ) -> dict[tuple[str, str], list[ReuseSource]]:
     """(model, set) -> earlier tasks that may supply items, newest first. A task that carries tags
     supplies only tasks sharing one of them (an untagged task supplies any)."""
     found = {}
     for m in spec.models:
         for plan in plans:
+            fp = fps(m.name, plan.spec.name)
             sources = candidate_sources(
-                records, task_id, m.name, plan.spec.name, spec.reuse.tasks, model_fp=fps[m.name], tags=spec.tags
+                records, task_id, m.name, plan.spec.name, spec.reuse.tasks, model_fp=fp, tags=spec.tags
             )
             if sources:
                 found[(m.name, plan.spec.name)] = sources
@@ -375,12 +385,14 @@ def plan_task_reuse(
     records: list[TaskRecord],
     done: DoneItems | None,
     created: Callable[[str], float | None] | None = None,
+    set_fps: dict[str, dict[str, str]] | None = None,
 ) -> ReusePlan | None:
     """Which items of a task earlier tasks supply (None: reuse off, or no earlier task has any of them).
 
     Args:
         spec, plans, task_id: The task and its checked sets.
         model_fps: model name -> the fingerprint of its answers.
+        set_fps: model name -> set -> the fingerprint of its answers there, for sets with their own parameters.
         records: The earlier tasks the caller may see.
         done: This task's own committed items (a restart): neither run nor taken again.
         created: model name -> when its service says the model was created (None: it does not say);
@@ -388,7 +400,11 @@ def plan_task_reuse(
     """
     if not spec.reuse.enabled:
         return None
-    sources = _reuse_sources(spec, plans, task_id, model_fps, records)
+
+    def answers_fp(model: str, eval_set: str) -> str:
+        return (set_fps or {}).get(model, {}).get(eval_set) or model_fps[model]
+
+    sources = _reuse_sources(spec, plans, task_id, answers_fp, records)
     if not sources:
         return None
     not_before = {}
@@ -398,11 +414,11 @@ def plan_task_reuse(
             if when is not None:
                 not_before[model] = when
 
-    fps, cpus = model_fps, spec.resources.actor_num_cpus
+    cpus = spec.resources.actor_num_cpus
     likelihood = tuple(p.spec.name for p in plans if p.spec.loglikelihood)
     parts = []
     for plan in plans:
-        models = {m: fps[m] for m, s in sources if s == plan.spec.name}
+        models = {m: answers_fp(m, s) for m, s in sources if s == plan.spec.name}
         if not models:
             continue
         if spec.predictions_given:  # each model's predictions are part of its items
