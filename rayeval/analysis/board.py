@@ -352,4 +352,14 @@ def _custom_results(
         for r in summary_rows
     ]  # fmt: skip
     leaderboard, excluded = _leaderboard(rows, {}, w, models)
-    return Results(task_id, rows, leaderboard, [], [], w, reference, seed, resamples, excluded)
+    # What each model's programs asked through the task's gateway: each pair once (its rows are per metric);
+    # `items` counts requests here. Pairs whose programs called the model directly (`direct`) say nothing.
+    pairs = {(r["model"], r["eval_set"]): r for r in summary_rows if r.get("requests") is not None}
+    totals: dict[str, list[int]] = {}
+    for (model, _), r in pairs.items():
+        t = totals.setdefault(model, [0, 0, 0])
+        t[0] += r["requests"]
+        t[1] += r.get("prompt_tokens") or 0
+        t[2] += r.get("completion_tokens") or 0
+    use = [Usage(m, n, p, c, None, None) for m, (n, p, c) in totals.items()]
+    return Results(task_id, rows, leaderboard, use, [], w, reference, seed, resamples, excluded)

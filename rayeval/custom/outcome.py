@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rayeval.spec.base import validation_summary
 from rayeval.store.results import ResultsStore, custom_name
 
-__all__ = ["PairOutcome", "parse_metrics", "read_outcome", "set_verdict", "write_outcome"]
+__all__ = ["PairOutcome", "PairUsage", "no_usage", "parse_metrics", "read_outcome", "set_verdict", "write_outcome"]
 
 
 class _Metric(BaseModel):
@@ -59,9 +59,25 @@ def parse_metrics(text: str) -> list[dict[str, Any]]:
     return [{"name": m.name, "value": m.value} for m in parsed.metrics]
 
 
+class PairUsage(TypedDict):
+    """What a pair's program asked of its model through the task's gateway (rayeval.custom.gateway)."""
+
+    requests: int  # requests relayed to the model (a retried one counts once)
+    failed: int  # of them, those that ended in an error after their retries
+    retries: int  # requests sent again after a failure
+    prompt_tokens: int  # as the model's answers give them (`usage`)
+    completion_tokens: int
+
+
+def no_usage() -> PairUsage:
+    """A pair's usage before its program asked anything."""
+    return PairUsage(requests=0, failed=0, retries=0, prompt_tokens=0, completion_tokens=0)
+
+
 @dataclass
 class PairOutcome:
-    """What one configuration x model gave."""
+    """What one configuration x model gave (`usage`: what its program asked through the gateway; None for a
+    `direct` configuration, which calls the model itself, or when the gateway could not say)."""
 
     config: str
     model: str
@@ -74,6 +90,7 @@ class PairOutcome:
     files: list[str] = field(default_factory=list)
     reused_from: str | None = None
     stopped: bool = False
+    usage: PairUsage | None = None
 
     @property
     def ok(self) -> bool:

@@ -39,8 +39,9 @@ def _content_digest(path: Path) -> str:
 
 
 def config_fingerprint(cfg: CustomConfigSpec) -> str:
-    """What decides a configuration's metrics: image, command, parameters, variables, sets and the
-    content of its shipped mounts (shared mounts by path). Resources and time limits are left out."""
+    """What decides a configuration's metrics: image, command, parameters, variables, sets, the
+    content of its shipped mounts (shared mounts by path) and `direct` when set (the task's parameters
+    are then not applied). Resources and time limits are left out."""
     mounts = [
         {"path": m.path, "shared": True}
         if m.shared
@@ -48,6 +49,8 @@ def config_fingerprint(cfg: CustomConfigSpec) -> str:
         for m in cfg.mounts
     ]
     keep = cfg.model_dump(mode="json", include={"image", "image_version", "command", "parameters", "env"})
+    if cfg.direct:  # only when set: the fingerprints of configurations written before the switch stay
+        keep["direct"] = True
     return digest({**keep, "sets": sorted(cfg.evaluation_sets), "mounts": mounts})
 
 
@@ -93,14 +96,20 @@ def program_env(
     auth_value: str | None,
     hosted: HostedEndpoint | None,
     tags: list[str] | None = None,
+    gateway: str | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(variables, secret variables) of one pair: the platform's EVAL_* (the task's tags as EVAL_TAGS,
-    comma-separated) and the configuration's own."""
+    comma-separated) and the configuration's own.
+
+    With `gateway` (the pair's /v1 base on the task's gateway, rayeval.custom.gateway) EVAL_INFERENCE_URL is
+    the gateway's chat-completions URL and the program gets no credential (the gateway holds it); without
+    (a `direct` configuration), the model's own URL and, for a model given by URL, its credential."""
     endpoint = resolve_endpoint(model, auth_value, hosted=hosted)
     mounts = {Path(m.path).name: m.placed for m in cfg.mounts}
+    base = gateway or endpoint.base_url
     env = {
         **cfg.env,
-        "EVAL_INFERENCE_URL": f"{endpoint.base_url}/chat/completions",
+        "EVAL_INFERENCE_URL": f"{base}/chat/completions",
         "EVAL_MODEL_NAME": endpoint.model_id,
         "EVAL_AUTHORIZATION_HEADER_KEY": model.auth_header_key,
         "EVAL_CONFIG_NAME": cfg.name,
@@ -108,5 +117,6 @@ def program_env(
         "EVAL_MOUNTS": json.dumps(mounts),
         "EVAL_TAGS": ",".join(tags or []),
     }
-    secret = {"EVAL_AUTHORIZATION_HEADER_VALUE": (auth_value or "") if hosted is None else ""}
+    given = hosted is None and gateway is None  # the model's own credential, to a program that calls it itself
+    secret = {"EVAL_AUTHORIZATION_HEADER_VALUE": (auth_value or "") if given else ""}
     return env, secret

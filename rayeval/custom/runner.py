@@ -4,8 +4,11 @@ A pair (configuration x model) runs as one Ray task (`rayeval.custom.program.run
 the configuration's resources and `runtime_env` (its image); its local mounts travel with the task
 as a tar archive (through the object store, as Ray ships a job's working_dir) and are unpacked into
 the program's fresh working directory; the program reaches the model at EVAL_INFERENCE_URL and leaves
-`$EVAL_OUTPUT_DIR/metrics.json`, which is checked here. Each pair's outcome is stored as
-`{task}/custom/{config}/{model}/outcome.json`, beside the program's files (`output/`) and its
+`$EVAL_OUTPUT_DIR/metrics.json`, which is checked here. EVAL_INFERENCE_URL is the task's gateway
+(rayeval.custom.gateway: the task's parameters, limiter and retries, usage counted, the credential kept),
+started before the first pair that needs it and taken down when the pairs end, however they end; a `direct`
+configuration gets the model's own URL and credential instead. Each pair's outcome (with its usage) is
+stored as `{task}/custom/{config}/{model}/outcome.json`, beside the program's files (`output/`) and its
 log (`program.log`). A restart runs only the pairs without metrics; a new task takes an earlier
 task's metrics for the same model name and fingerprints (model, configuration).
 """
@@ -19,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -28,11 +31,14 @@ from rayeval.custom.outcome import PairOutcome, read_outcome, set_verdict, write
 from rayeval.custom.packing import command_line, digest, pack_mounts, program_env, runtime_env
 from rayeval.custom.program import unpack
 from rayeval.errors import RunSuperseded
-from rayeval.inference.client import HostedEndpoint
+from rayeval.inference.client import HostedEndpoint, resolve_endpoint
 from rayeval.redaction import masked
 from rayeval.spec import CustomConfigSpec, ModelSpec, TaskSpec
 from rayeval.store.results import ResultsStore, custom_name
 from rayeval.store.reuse import reusable_tasks
+
+if TYPE_CHECKING:
+    from rayeval.custom.gateway import GatewayRun
 
 __all__ = ["custom_progress", "custom_summary", "resumed_progress", "run_pairs"]
 
@@ -84,7 +90,7 @@ def _reused(
             if found is not None and found.ok:
                 return PairOutcome(
                     cfg.name, model, list(cfg.evaluation_sets), found.fingerprint, found.metrics,
-                    seconds=found.seconds, reused_from=found.reused_from or r["task_id"],
+                    seconds=found.seconds, reused_from=found.reused_from or r["task_id"], usage=found.usage,
                 )  # fmt: skip
     return None
 
@@ -98,7 +104,25 @@ def run_pairs(
     records: list[dict[str, Any]],
 ) -> bool:
     """Run every pair that has no metrics yet (restart) or from an earlier task (reuse); returns
-    whether a stop was requested. A pair that fails is recorded and the others go on."""
+    whether a stop was requested. A pair that fails is recorded and the others go on. The task's gateway
+    is started before the first pair that calls the model through it, and taken down at the end, however
+    the pairs end (a stop, a failure, a lost lease)."""
+    gateway = _TaskGateway(task, hosted)
+    try:
+        return _run_pairs(task, coordinator, hosted, gateway, resume=resume, records=records)
+    finally:
+        gateway.close()
+
+
+def _run_pairs(
+    task: Any,
+    coordinator: Any,
+    hosted: dict[str, HostedEndpoint],
+    gateway: _TaskGateway,
+    *,
+    resume: bool,
+    records: list[dict[str, Any]],
+) -> bool:
     from rayeval.custom.program import run_program, ship_by_value
 
     spec, store, task_id = task.spec, task.store, task.task_id
@@ -126,7 +150,11 @@ def run_pairs(
                 "task %s: %s x %s: metrics reused from task %s", task_id, cfg.name, model.name, outcome.reused_from
             )
         else:
-            outcome = _run_pair(task, coordinator, remote, cfg, model, hosted.get(model.name), fp, local)
+            through = None if cfg.direct else gateway.get()
+            outcome = _run_pair(task, coordinator, remote, cfg, model, hosted.get(model.name), fp, local, through)
+            if through is not None:
+                outcome.usage = through.usage(cfg.name, model.name)
+                _log_usage(task_id, outcome)
         write_outcome(store, task_id, outcome)
         if outcome.stopped:
             return True
@@ -135,6 +163,53 @@ def run_pairs(
             failed[(model.name, s)] += 0 if outcome.ok else 1
         coordinator.report.remote(task_id, [(m, s, n, failed[(m, s)]) for (m, s), n in ran.items()], task.epoch)
     return False
+
+
+class _TaskGateway:
+    """The task's gateway (rayeval.custom.gateway), started on first use: a run whose pairs are all reused,
+    done already or `direct` starts none."""
+
+    def __init__(self, task: Any, hosted: dict[str, HostedEndpoint]):
+        self.task, self.hosted = task, hosted
+        self.run: GatewayRun | None = None
+
+    def get(self) -> GatewayRun:
+        if self.run is None:
+            self.run = _start_gateway(self.task, self.hosted)
+        return self.run
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.close()
+            log.info("task %s: gateway %s taken down", self.task.task_id, self.run.app)
+
+
+def _start_gateway(task: Any, hosted: dict[str, HostedEndpoint]) -> GatewayRun:
+    """The task's gateway, holding each model's endpoint with its credential and the task's parameters."""
+    from rayeval.custom.gateway import GatewayModel, start_gateway
+
+    spec = task.spec
+    secrets = [v for v in task.auth_values.values() if v]
+    models = []
+    for m in spec.models:
+        params = spec.model_parameters(m)
+        endpoint = resolve_endpoint(
+            m, task.auth_values.get(m.name), params.request_timeout, hosted=hosted.get(m.name), secrets=secrets
+        )
+        models.append(GatewayModel(m.name, endpoint, params))
+    sets = {cfg.name: list(cfg.evaluation_sets) for cfg in spec.custom}
+    return start_gateway(task.task_id, task.epoch, models, sets)
+
+
+def _log_usage(task_id: str, outcome: PairOutcome) -> None:
+    u = outcome.usage
+    if u is None:
+        return
+    log.info(
+        "task %s: %s x %s: %d request(s) through the gateway (%d failed, %d retries), %d prompt + %d completion "
+        "tokens", task_id, outcome.config, outcome.model, u["requests"], u["failed"], u["retries"],
+        u["prompt_tokens"], u["completion_tokens"],
+    )  # fmt: skip
 
 
 def image_output(cfg: CustomConfigSpec) -> str | None:
@@ -165,6 +240,7 @@ def _run_pair(
     hosted: HostedEndpoint | None,
     fp: str,
     local: bool,
+    gateway: GatewayRun | None = None,
 ) -> PairOutcome:
     store, task_id = task.store, task.task_id
     outcome = PairOutcome(cfg.name, model.name, list(cfg.evaluation_sets), fp)
@@ -175,7 +251,8 @@ def _run_pair(
     log.info("task %s: running %s on model %s", task_id, cfg.name, model.name)
     with tempfile.TemporaryDirectory(prefix="rayeval-mounts-") as scratch:
         try:
-            env, secret = program_env(cfg, model, auth, hosted, task.spec.tags)
+            url = gateway.pair_url(cfg.name, model.name) if gateway is not None else None
+            env, secret = program_env(cfg, model, auth, hosted, task.spec.tags, url)
             mounts = pack_mounts(cfg, Path(scratch))
             res = cfg.resources
             options: dict[str, Any] = {
@@ -271,6 +348,11 @@ def custom_summary(store: ResultsStore, task_id: str, spec: TaskSpec) -> tuple[l
         base = {"model": model, "eval_set": cfg.name, "sets": list(cfg.evaluation_sets), "items": 1}
         if outcome.reused_from:
             base["reused_from"] = outcome.reused_from
+        if outcome.usage is not None:  # what the pair's program asked through the gateway
+            u = outcome.usage
+            base.update(
+                requests=u["requests"], prompt_tokens=u["prompt_tokens"], completion_tokens=u["completion_tokens"]
+            )
         if outcome.ok:
             rows += [
                 {**base, "metric": m["name"], "value": m["value"], "scored": 1, "errors": 0} for m in outcome.metrics

@@ -38,6 +38,7 @@ __all__ = [
     "resolve_endpoint",
     "retry_after",
     "retryable_status",
+    "sampling_fields",
     "scrub",
 ]
 
@@ -165,17 +166,23 @@ def request_body(endpoint: Endpoint, query: str, params: Parameters, system: str
     (they would have no effect, or change the greedy answer).
     `top_k` and `repetition_penalty` are vLLM's extra sampling parameters, sent at top level.
     """
-    body: dict[str, Any] = {"model": endpoint.model_id, **prompt_fields(endpoint.api, query, params, system)}
+    return {"model": endpoint.model_id, **prompt_fields(endpoint.api, query, params, system), **sampling_fields(params)}
+
+
+def sampling_fields(params: Parameters) -> dict[str, Any]:
+    """The hyperparameters a request carries (`request_body`'s rules): max_tokens when set; with
+    `do_sample=False` temperature 0 alone, else temperature, top_p, top_k and repetition_penalty when set."""
+    fields: dict[str, Any] = {}
     if params.max_tokens is not None:
-        body["max_tokens"] = params.max_tokens
+        fields["max_tokens"] = params.max_tokens
     if not params.do_sample:
-        body["temperature"] = 0.0
-        return body
+        fields["temperature"] = 0.0
+        return fields
     for name in ("temperature", "top_p", "top_k", "repetition_penalty"):
         value = getattr(params, name)
         if value is not None:
-            body[name] = value
-    return body
+            fields[name] = value
+    return fields
 
 
 @dataclass
@@ -192,17 +199,30 @@ class ItemOutcome:
     error: str | None = None
     samples: list[str] | None = None  # every response when INFERENCE_COUNT > 1
     loglikelihoods: str | None = None  # a log-likelihood item's choices (rayeval.inference.loglikelihood)
+    #: The service's answer, never stored (it may echo a credential): the HTTP error answer a failed request
+    #: ended with (None after a timeout, a connection error or a malformed body), or what `parse` kept.
+    reply: Reply | None = field(default=None, repr=False)
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None, *, abandoned: bool = False):
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        abandoned: bool = False,
+        reply: Reply | None = None,
+    ):
         super().__init__(message)
         self.retry_after = retry_after
         self.abandoned = abandoned  # given up on while the server may still be working on it
+        self.reply = reply  # the HTTP error answer, if the service gave one
 
 
 class _Fatal(Exception):
-    pass
+    def __init__(self, message: str, reply: Reply | None = None):
+        super().__init__(message)
+        self.reply = reply
 
 
 def retry_after(response: Reply) -> float | None:
@@ -274,10 +294,10 @@ async def _attempt(
     if response.status >= 400:
         text = response.text
         if response.status == 400 and (too_long := context_error(text)):
-            raise _Fatal(too_long)
+            raise _Fatal(too_long, response)
         if retryable_status(response.status, text):
-            raise _Retryable(f"HTTP {response.status}: {text[:_RAW]}", retry_after(response))
-        raise _Fatal(f"HTTP {response.status}: {text[:_RAW]}")
+            raise _Retryable(f"HTTP {response.status}: {text[:_RAW]}", retry_after(response), reply=response)
+        raise _Fatal(f"HTTP {response.status}: {text[:_RAW]}", response)
     try:
         return parse(endpoint, response)
     except fatal as e:
@@ -302,7 +322,8 @@ async def infer_one(
 
     A concurrency permit (`acquire`/`release`) is held only while a request is in flight, not
     during backoff. Timeouts, connection errors, 5xx, 429 and malformed bodies are retried up to
-    `max_retries` times with exponential backoff that honours Retry-After.
+    `max_retries` times with exponential backoff that honours Retry-After. A request that failed with
+    an HTTP error answer keeps it in the outcome's `reply` (for a caller that passes it on).
     """
     attempts, error, first_sent = 0, None, None
     while True:
@@ -317,7 +338,8 @@ async def infer_one(
             if e.abandoned:  # its connection is closed: the permit waits until a server can have noticed
                 await asyncio.sleep(ABANDON_GRACE_S)
         except _Fatal as e:
-            return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(e), ERROR_CHARS))
+            text = endpoint.scrub(str(e), ERROR_CHARS)
+            return ItemOutcome(started_at=first_sent, attempts=attempts, error=text, reply=e.reply)
         else:
             outcome.latency_ms = (time.perf_counter() - started) * 1000
             outcome.started_at, outcome.attempts = first_sent, attempts
@@ -325,7 +347,8 @@ async def infer_one(
         finally:
             release()
         if attempts > max_retries:
-            return ItemOutcome(started_at=first_sent, attempts=attempts, error=endpoint.scrub(str(error), ERROR_CHARS))
+            text = endpoint.scrub(str(error), ERROR_CHARS)
+            return ItemOutcome(started_at=first_sent, attempts=attempts, error=text, reply=error.reply)
         await asyncio.sleep(backoff_delay(attempts, hint))
 
 

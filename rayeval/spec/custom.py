@@ -85,6 +85,13 @@ class CustomConfigSpec(SpecModel):
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables for the program.")
     resources: CustomResources = Field(default_factory=CustomResources, description="What one run reserves.")
     timeout_s: float | None = Field(None, gt=0, description="Seconds before a run is killed (none: no limit).")
+    direct: bool = Field(
+        False,
+        description="The program calls the model itself: EVAL_INFERENCE_URL is the model's own URL and "
+        "EVAL_AUTHORIZATION_HEADER_VALUE its credential, and the task's parameters, MAX_CONCURRENCY and "
+        "MAX_RETRY_PER_QUERY are not applied. By default the program calls rayeval's gateway for the task, which "
+        "applies them, counts usage and keeps the credential.",
+    )
 
     @field_validator("mounts", mode="before")
     @classmethod

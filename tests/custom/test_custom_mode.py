@@ -71,9 +71,11 @@ def test_programs_run_on_each_model_with_the_platform_variables(ray_cluster, stu
         "tags": ["custom-qa", "nightly"],
         "output": str(tmp_path / "out"),
         "models": _models(server),
+        # `direct`: the programs call the model themselves with its credential (the gateway's own test is
+        # tests/custom/test_gateway.py).
         "custom": [
-            _config("qa", ["qa"], parameters={"items": 2}, env={"GREETING": "hello"}, mounts=qa_mounts),
-            _config("math", ["math", "arith"], "--items 3"),
+            _config("qa", ["qa"], parameters={"items": 2}, env={"GREETING": "hello"}, mounts=qa_mounts, direct=True),
+            _config("math", ["math", "arith"], "--items 3", direct=True),
         ],
     }
     handle = rayeval.run(task)
