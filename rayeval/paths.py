@@ -5,7 +5,8 @@
 - `models/`: models rayeval builds or converts (the tiny random model, the built-in real ones);
 - `logs/`: what Ray, Serve and vLLM printed during each `rayeval run` (rayeval.cli.console);
 - `cache/`: weight files' content digests;
-- `notices/`: one marker per notice the command line gives only once.
+- `notices/`: one marker per notice the command line gives only once;
+- `server/`: `rayeval server`'s API tokens (hashes only) and audit log, unless its `--store` says elsewhere.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "logs_dir",
     "models_dir",
     "notices_dir",
+    "server_dir",
 ]
 
 #: The environment variable naming rayeval's home.
@@ -61,3 +63,8 @@ def digests_file(home: str | os.PathLike[str] | None = None) -> Path:
 def notices_dir(home: str | os.PathLike[str] | None = None) -> Path:
     """Markers of the notices the command line gives once (a changed default, say)."""
     return Path(home or default_home()) / "notices"
+
+
+def server_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """The default location of `rayeval server`'s API tokens and audit log."""
+    return Path(home or default_home()) / "server"

@@ -1,6 +1,6 @@
 """The `rayeval` command line: a thin click layer over the Python API, one module per group of commands."""
 
-from rayeval.cli import catalog, results, tasks  # noqa: F401  (registers the commands)
+from rayeval.cli import catalog, results, server, tasks  # noqa: F401  (registers the commands)
 from rayeval.cli.group import main
 
 __all__ = ["main"]

@@ -1,0 +1,318 @@
+"""`rayeval server` over HTTP (httpx) against a real Serve deployment on a real `ray start --head` cluster
+with token authentication and the Jobs API: tokens, tags, every endpoint, audit, and no secret anywhere.
+
+One cluster and one deployment serve the whole module; tasks run as Ray jobs against the stub model service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from rayeval.server import AuditLog, TokenStore
+from tests.conftest import free_port
+from tests.support.tasks import write_items
+
+pytestmark = pytest.mark.ray  # a cluster of its own (`ray start --head`), as tests/jobs/test_job_submit.py
+
+BIN = Path(sys.executable).parent
+#: The model service's credential: it must reach the model, and nothing else.
+CREDENTIAL = "Bearer sk-team-a-" + secrets.token_hex(8)
+
+
+class Server:
+    """The deployed server: its URL, store, the cluster's temp folder, and every response body seen."""
+
+    def __init__(self, url: str, store: Path, data: Path, temp_dir: str, env: dict):
+        self.url, self.store, self.data, self.temp_dir, self.env = url, store, data, temp_dir, env
+        self.bodies: list[str] = []
+        self.tokens = TokenStore(str(store))
+        self.alice = self.tokens.create("alice", ["team-a"]).token
+        self.bob = self.tokens.create("bob", ["team-b"]).token
+        self.root = self.tokens.create("root", admin=True).token
+        self.http = httpx.Client(base_url=f"{url}/api/v1", timeout=120, event_hooks={"response": [self._keep]})
+
+    def _keep(self, response: httpx.Response) -> None:
+        response.read()
+        self.bodies.append(response.text)
+
+    def as_(self, token: str | None) -> dict:
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def call(self, method: str, path: str, token: str | None, **kwargs) -> httpx.Response:
+        return self.http.request(method, path, headers={**self.as_(token), **kwargs.pop("headers", {})}, **kwargs)
+
+    def submit(self, token: str, task: dict) -> httpx.Response:
+        body, kind = yaml.safe_dump(task), {"Content-Type": "application/yaml"}
+        return self.call("POST", "/tasks", token, content=body, headers=kind)
+
+    def wait(self, token: str, task_id: str, states: tuple[str, ...], timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.call("GET", f"/tasks/{task_id}", token)
+            status = r.json() if r.status_code == 200 else {"state": f"HTTP {r.status_code}"}
+            if status["state"] in states:
+                return status
+            assert time.monotonic() < deadline, f"task {task_id} still {status.get('state')}: {status.get('error')}"
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A `ray start --head` cluster (token authentication on) and `rayeval server start` on it; both stopped by
+    PID (never `ray stop`)."""
+    root = tmp_path_factory.mktemp("server")
+    temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray puts unix sockets in it
+    home, store, data = root / "home", root / "server-store", root / "data"
+    env = {**os.environ, "RAYEVAL_HOME": str(home), "HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAYEVAL_SERVE_PORT=str(free_port()))
+    env.pop("RAY_ADDRESS", None)
+    env.pop("RAYEVAL_TAGS", None)
+    proc = None
+    for attempt in range(3):  # a port picked free may be taken by the time Ray binds it: try fresh ones
+        dashboard_port, gcs = free_port(), free_port()
+        dashboard = f"http://127.0.0.1:{dashboard_port}"
+        cmd = [
+            str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=4", f"--temp-dir={temp_dir}",
+            f"--port={gcs}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
+            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+        ]  # fmt: skip
+        log = Path(temp_dir) / "ray-start.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        auth = {"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"}
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{dashboard}/api/version", headers=auth, timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if attempt == 2:
+                pytest.fail(f"ray start --head did not come up: {log.read_text(errors='replace')[-3000:]}")
+            continue
+        break
+    try:
+        started = subprocess.run(
+            [str(BIN / "rayeval"), "server", "start", "--address", f"127.0.0.1:{gcs}", "--dashboard", dashboard,
+             "--store", str(store), "--output", str(root / "results"), "--data-root", f"{data}/{{tag}}"],
+            env=env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-3000:]
+        url = started.stdout.split("rayeval server at ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/rayeval-server")
+        yield Server(url, store, data, temp_dir, env)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _task(server: Server, stub, name: str, items: int, *, team: str = "team-a", **over) -> dict:
+    data = write_items(server.data / team / f"{name}.jsonl", items)
+    task = {
+        "name": name,
+        "tags": ["team-b"],  # a team token's task carries the token's tags, whatever the file says
+        "mode": "inference_and_evaluation",
+        "evaluation_sets": [{"name": "q", "path": str(data), "columns": {"id": "id"}, "metrics": ["numeric_match"]}],
+        "models": [{"name": "m", "url": stub.url, "model": "stub-model", "auth_header_value": CREDENTIAL}],
+        "reuse": False,
+    }
+    task.update(over)
+    return task
+
+
+def test_without_a_valid_token_every_route_answers_401_with_one_body(server):
+    expired = server.tokens.create("short", ["team-a"], expires_in=timedelta(seconds=1)).token
+    revoked = server.tokens.create("gone", ["team-a"]).token
+    assert server.call("GET", "/whoami", revoked).json()["name"] == "gone"
+    server.tokens.revoke("gone")  # taken into account without a restart, within the server's cache time
+    prefix, token_id, secret = server.alice.split("_", 2)
+    forged = f"{prefix}_{token_id}_{secret[::-1]}"
+    time.sleep(3.5)
+    routes = [
+        ("GET", "/tasks"), ("GET", "/whoami"), ("GET", "/tasks/anything"), ("GET", "/tasks/anything/results"),
+        ("GET", "/tasks/anything/logs?follow=true"), ("POST", "/tasks/anything/stop"),
+        ("DELETE", "/tasks/anything"), ("POST", "/tasks"),
+    ]  # fmt: skip
+    bodies = set()
+    for token in (None, "", "not-a-token", forged, server.alice + "x", revoked, expired):
+        headers = {"Authorization": token} if token == "not-a-token" else server.as_(token)
+        for method, path in routes:  # a body that is not even JSON: the token is checked first
+            r = server.http.request(method, path, headers=headers, content=b"{not json")
+            assert r.status_code == 401, (token, method, path, r.text)
+            assert r.headers["www-authenticate"] == "Bearer"
+            bodies.add(r.text)
+    assert len(bodies) == 1 and "task" not in bodies.pop().replace("token", "")
+    assert server.http.get("/health").json() == {"status": "ok"}  # open, and says nothing about tasks
+    docs = httpx.get(f"{server.url}/docs", timeout=30)
+    assert docs.status_code == 200 and "/rayeval-server/openapi.json" in docs.text
+    paths = httpx.get(f"{server.url}/openapi.json", timeout=30).json()["paths"]
+    assert {"/api/v1/tasks", "/api/v1/tasks/{task}/restart", "/api/v1/tasks/{task}/report"} <= set(paths)
+
+
+def test_a_teams_task_carries_its_tags_runs_and_is_missing_for_the_other_team(server, stub_server):
+    stub = stub_server(api_key=CREDENTIAL.split(" ", 1)[1])
+    r = server.submit(server.alice, _task(server, stub, "alpha", 20))
+    assert r.status_code == 202, r.text
+    task_id = r.json()["task_id"]
+    pending = server.call("GET", f"/tasks/{task_id}", server.alice).json()  # shown from its submission on
+    assert pending["state"] in ("pending", "running", "succeeded") and pending["tags"] == ["team-a"], pending
+    status = server.wait(server.alice, task_id, ("succeeded", "failed"))
+    assert status["state"] == "succeeded", status.get("error")
+    assert status["tags"] == ["team-a"] and status["creator"] == "alice" and status["progress"] == 1.0
+    assert stub.total_requests == 20  # the credential reached the model
+
+    # what alice reads
+    assert [t["task_id"] for t in server.call("GET", "/tasks", server.alice).json()] == [task_id]
+    results = server.call("GET", f"/tasks/{task_id}/results", server.alice, params={"weights": "q=2"}).json()
+    assert results["leaderboard"][0]["model"] == "m" and results["scores"][0]["value"] == 1.0
+    (view,) = server.call("GET", f"/tasks/{task_id}/items/item-3", server.alice).json()
+    assert view["item_id"] == "item-3" and view["steps"]
+    report = server.call("GET", f"/tasks/{task_id}/report", server.alice, params={"items": 5})
+    assert report.status_code == 200 and f"rayeval report: {task_id}" in report.text
+    events = server.call("GET", f"/tasks/{task_id}/logs", server.alice).json()
+    assert any("succeeded" in e["message"] for e in events)
+    followed = server.call("GET", f"/tasks/{task_id}/logs", server.alice, params={"follow": "true"})
+    assert [json.loads(line) for line in followed.text.splitlines()] == events  # an ended task: its log, then EOF
+
+    # bob gets, for alice's task, exactly what he gets for a task that does not exist
+    assert server.call("GET", "/tasks", server.bob).json() == []
+    guessed = f"alpha-{task_id.split('-', 1)[1][:-1]}0"  # an id shaped like alice's
+    copy_body = {"overrides": {"models.m.auth_header_value": CREDENTIAL}}
+    for key in (task_id, "alpha", guessed, "no-such-task"):
+        for method, path, kwargs in [
+            ("GET", "", {}), ("GET", "/results", {}), ("GET", "/items/item-3", {}), ("GET", "/report", {}),
+            ("GET", "/logs", {}), ("GET", "/logs", {"params": {"follow": "true"}}), ("POST", "/stop", {}),
+            ("POST", "/restart", {"json": {"failed": True}}), ("POST", "/copy", {"json": copy_body}),
+            ("DELETE", "", {}),
+        ]:  # fmt: skip
+            r = server.call(method, f"/tasks/{key}{path}", server.bob, **kwargs)
+            assert (r.status_code, r.json()) == (404, {"detail": f"no task '{key}'"}), (key, method, path)
+    assert server.wait(server.alice, task_id, ("succeeded",))["runs"] == 1  # untouched
+
+    # an admin sees every team's tasks
+    assert task_id in [t["task_id"] for t in server.call("GET", "/tasks", server.root).json()]
+    assert server.call("GET", f"/tasks/{task_id}/results", server.root).status_code == 200
+    # a team's task file may read only its own data root, and uses no ${env:...} credential
+    other = server.submit(server.bob, _task(server, stub, "peek", 3))  # team-a's folder
+    assert other.status_code == 422 and "data root" in other.json()["detail"]
+    env_ref = _task(server, stub, "env", 3, team="team-b")
+    env_ref["models"][0]["auth_header_value"] = "Bearer ${env:RAY_AUTH_TOKEN}"
+    assert server.submit(server.bob, env_ref).status_code == 422
+    # a task whose job fails before it starts (its data is not there) shows as failed, with the job's error
+    lost = _task(server, stub, "lost", 3, team="team-b")
+    lost["evaluation_sets"][0]["path"] = str(server.data / "team-b" / "missing.jsonl")
+    lost_id = server.submit(server.bob, lost).json()["task_id"]
+    failed = server.wait(server.bob, lost_id, ("failed",), timeout=90)
+    assert "missing.jsonl" in failed["error"], failed
+    assert server.call("GET", f"/tasks/{lost_id}", server.alice).status_code == 404
+    assert server.call("DELETE", f"/tasks/{lost_id}", server.bob).status_code == 200
+    assert server.call("GET", "/tasks", server.bob).json() == []
+
+
+def test_the_owner_stops_restarts_copies_and_deletes_through_the_api(server, stub_server):
+    stub = stub_server(api_key=CREDENTIAL.split(" ", 1)[1], latency=0.05)
+    task = _task(server, stub, "slow", 200, parameters={"MAX_CONCURRENCY": 2})
+    task_id = server.submit(server.alice, task).json()["task_id"]
+    deadline = time.monotonic() + 120
+    while server.call("GET", f"/tasks/{task_id}", server.alice).json()["progress"] == 0:  # a block is stored
+        assert time.monotonic() < deadline, server.call("GET", f"/tasks/{task_id}", server.alice).json()
+        time.sleep(0.3)
+    refused = server.call("DELETE", f"/tasks/{task_id}", server.alice)
+    assert refused.status_code == 409 and "stop it first" in refused.json()["detail"]
+    followed: list[dict] = []
+
+    def follow() -> None:  # the log, streamed while the task runs, until it ends
+        url, headers = f"{server.url}/api/v1/tasks/{task_id}/logs", server.as_(server.alice)
+        with httpx.stream("GET", url, params={"follow": "true"}, headers=headers, timeout=120) as r:
+            followed.extend(json.loads(line) for line in r.iter_lines() if line)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    time.sleep(1.0)
+    stopped = server.call("POST", f"/tasks/{task_id}/stop", server.alice, params={"wait": 60}).json()
+    assert stopped["state"] == "stopped", stopped
+    follower.join(timeout=30)
+    assert not follower.is_alive() and any("stopped" in e["message"] for e in followed[-3:]), followed[-3:]
+    server.bodies.append(json.dumps(followed))
+    kept = server.call("GET", f"/tasks/{task_id}", server.alice).json()["progress_by"]["m"]["q"]["done"]
+    assert 0 < kept < 200
+
+    # the stored spec holds no credential: a restart takes the task file again (the credential too)
+    hidden = server.call("POST", f"/tasks/{task_id}/restart", server.alice)
+    assert hidden.status_code == 422 and "never stored" in hidden.json()["detail"]
+    again = server.call("POST", f"/tasks/{task_id}/restart", server.alice, json={"spec": yaml.safe_dump(task)})
+    assert again.status_code == 202, again.text
+    copied = server.call(
+        "POST", f"/tasks/{task_id}/copy", server.alice,
+        json={"name": "slow-copy", "overrides": {"evaluation_sets.0.limit": 5, "tags": ["team-b"],
+              "models.m.auth_header_value": CREDENTIAL}},
+    )  # fmt: skip
+    assert copied.status_code == 202, copied.text
+    copy_id = copied.json()["task_id"]
+
+    status = server.wait(server.alice, task_id, ("succeeded", "failed"), timeout=180)
+    assert (status["state"], status["runs"], status["progress"]) == ("succeeded", 2, 1.0), status.get("error")
+    assert status["progress_by"]["m"]["q"]["resumed"] >= kept  # what the first run stored was not asked again
+    status = server.wait(server.alice, copy_id, ("succeeded", "failed"))
+    assert (status["state"], status["name"], status["tags"]) == ("succeeded", "slow-copy", ["team-a"])
+    assert sum(p["total"] for p in status["progress_by"]["m"].values()) == 5
+
+    for gone in (task_id, copy_id):
+        deleted = server.call("DELETE", f"/tasks/{gone}", server.alice)
+        assert deleted.status_code == 200 and deleted.json()["state"] == "deleted"
+        assert server.call("GET", f"/tasks/{gone}", server.alice).status_code == 404
+        assert not (server.store.parent / "results" / gone).exists()
+
+
+def test_the_audit_log_has_every_state_change_by_name_and_no_secret_is_anywhere(server):
+    records = AuditLog(str(server.store)).records()
+    seen = {(r.who, r.action, r.outcome) for r in records}
+    for wanted in [
+        ("alice", "submit", "ok"), ("alice", "stop", "ok"), ("alice", "restart", "ok"), ("alice", "restart", "invalid"),
+        ("alice", "copy", "ok"), ("alice", "delete", "ok"), ("alice", "delete", "refused"),
+        ("bob", "stop", "not-found"), ("bob", "delete", "not-found"), ("bob", "submit", "invalid"),
+    ]:  # fmt: skip
+        assert wanted in seen, wanted
+    assert all(r.task for r in records if r.action in ("stop", "restart", "copy", "delete"))
+    printed = subprocess.run(
+        [str(BIN / "rayeval"), "server", "audit", "--store", str(server.store)],
+        env=server.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert printed.returncode == 0 and "alice" in printed.stdout and "restart" in printed.stdout
+
+    secret_values = [CREDENTIAL, CREDENTIAL.split(" ", 1)[1]]
+    for token in (server.alice, server.bob, server.root):
+        secret_values += [token, token.split("_", 2)[2]]
+    texts = {"responses": "\n".join(server.bodies), "audit log": printed.stdout}
+    texts["server store"] = "".join(p.read_text() for p in server.store.rglob("*") if p.is_file())
+    logs = Path(server.temp_dir) / "session_latest" / "logs"
+    texts["Ray logs"] = "".join(p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file())
+    assert "rayeval server" in texts["Ray logs"] or "RayevalServer" in texts["Ray logs"]  # the replica's logs are there
+    for where, text in texts.items():
+        for value in secret_values:
+            assert value not in text, f"a secret in the {where}"
