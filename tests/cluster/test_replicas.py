@@ -13,7 +13,7 @@ from tests.support.tasks import inference_task, write_items
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-N = 160
+N = 120
 CONCURRENCY = 4
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
+from tests.support.clusters import head_node
 from tests.support.tasks import inference_task, write_items
 
 pytestmark = pytest.mark.ray  # a cluster of its own (`ray start --head`)
@@ -32,54 +29,16 @@ def head_cluster(tmp_path_factory):
     """A separate Ray cluster from `ray start --head --block`, with Ray's token authentication on, as a
     real cluster has it; stopped by PID (never `ray stop`). Yields its dashboard address and the
     environment of a user who has the token the way Ray documents it (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN)."""
-    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray puts unix sockets in it
     home = tmp_path_factory.mktemp("job-home")
     env = {**os.environ, "RAYEVAL_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env["RAY_enable_metrics_collection"] = "1"  # this cluster exports metrics (the test session's does not)
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), HOME=str(home))
     env["RAYEVAL_SERVE_PORT"] = str(free_port())  # its Serve proxy apart from any other cluster's
     env.pop("RAY_ADDRESS", None)
-    proc = None
-    for attempt in range(3):  # a port picked free may be taken by the time Ray binds it: try fresh ones
-        dashboard, metrics, gcs = free_port(), free_port(), free_port()
-        address = f"http://127.0.0.1:{dashboard}"
-        cmd = [
-            str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=4", f"--temp-dir={temp_dir}",
-            f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={metrics}",
-            f"--runtime-env-agent-port={free_port()}",
-        ]  # fmt: skip
-        # Its output goes to a file: a pipe nobody reads can fill and stall it (on its way out too).
-        log = Path(temp_dir) / "ray-start.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{address}/api/version", headers=_auth(env), timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            out = log.read_text(errors="replace") if proc.poll() is not None else "(still starting)"
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            if attempt == 2:
-                pytest.fail(f"ray start --head did not come up: {out[-3000:]}")
-            continue
-        break
-    env["RAYEVAL_TEST_METRICS_URL"] = f"http://127.0.0.1:{metrics}/metrics"
-    env["RAYEVAL_TEST_GCS_ADDRESS"] = f"127.0.0.1:{gcs}"  # what `ray start` prints for RAY_ADDRESS
-    yield address, env
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    with head_node(env, prefix="rt") as head:
+        env["RAYEVAL_TEST_METRICS_URL"] = f"http://127.0.0.1:{head.metrics_port}/metrics"
+        env["RAYEVAL_TEST_GCS_ADDRESS"] = head.gcs  # what `ray start` prints for RAY_ADDRESS
+        yield head.dashboard, env
 
 
 def _auth(env: dict) -> dict:

@@ -6,15 +6,11 @@ One cluster and one deployment serve the whole module; tasks run as Ray jobs aga
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -26,6 +22,7 @@ import yaml
 
 from rayeval.server import AuditLog, TokenStore
 from tests.conftest import free_port
+from tests.support.clusters import head_node
 from tests.support.tasks import write_items
 
 pytestmark = pytest.mark.ray  # a cluster of its own (`ray start --head`), as tests/jobs/test_job_submit.py
@@ -77,58 +74,21 @@ def server(tmp_path_factory):
     """A `ray start --head` cluster (token authentication on) and `rayeval server start` on it; both stopped by
     PID (never `ray stop`)."""
     root = tmp_path_factory.mktemp("server")
-    temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray puts unix sockets in it
     home, store, data = root / "home", root / "server-store", root / "data"
     env = {**os.environ, "RAYEVAL_HOME": str(home), "HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAYEVAL_SERVE_PORT=str(free_port()))
     env.pop("RAY_ADDRESS", None)
     env.pop("RAYEVAL_TAGS", None)
-    proc = None
-    for attempt in range(3):  # a port picked free may be taken by the time Ray binds it: try fresh ones
-        dashboard_port, gcs = free_port(), free_port()
-        dashboard = f"http://127.0.0.1:{dashboard_port}"
-        cmd = [
-            str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=4", f"--temp-dir={temp_dir}",
-            f"--port={gcs}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
-            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-        ]  # fmt: skip
-        log = Path(temp_dir) / "ray-start.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        auth = {"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"}
-        while proc.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{dashboard}/api/version", headers=auth, timeout=2).status_code == 200:
-                    break
-            time.sleep(0.5)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            if attempt == 2:
-                pytest.fail(f"ray start --head did not come up: {log.read_text(errors='replace')[-3000:]}")
-            continue
-        break
-    try:
+    with head_node(env, prefix="rs") as head:
         started = subprocess.run(
-            [str(BIN / "rayeval"), "server", "start", "--address", f"127.0.0.1:{gcs}", "--dashboard", dashboard,
+            [str(BIN / "rayeval"), "server", "start", "--address", head.gcs, "--dashboard", head.dashboard,
              "--store", str(store), "--output", str(root / "results"), "--data-root", f"{data}/{{tag}}"],
             env=env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-3000:]
         url = started.stdout.split("rayeval server at ", 1)[1].split()[0]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/rayeval-server")
-        yield Server(url, store, data, temp_dir, env)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        yield Server(url, store, data, head.temp_dir, env)
 
 
 def _task(server: Server, stub, name: str, items: int, *, team: str = "team-a", **over) -> dict:

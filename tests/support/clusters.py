@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FakeAutoscalingCluster", "disconnect", "free_port", "local_cluster", "multi_node"]
+__all__ = ["FakeAutoscalingCluster", "HeadNode", "disconnect", "free_port", "head_node", "local_cluster", "multi_node"]
 
 #: The logical CPUs of the shared local cluster (actors take 0.25 each on this 2-core machine).
 LOCAL_CPUS = 4
@@ -35,6 +36,68 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class HeadNode:
+    """A `ray start --head --block` cluster started by `head_node`: its dashboard URL, GCS address, metrics
+    port and temporary folder (its session's logs)."""
+
+    def __init__(self, dashboard: str, gcs: str, metrics_port: int, temp_dir: str):
+        self.dashboard, self.gcs, self.metrics_port, self.temp_dir = dashboard, gcs, metrics_port, temp_dir
+
+
+@contextlib.contextmanager
+def head_node(env: dict[str, str], prefix: str = "rh") -> Iterator[HeadNode]:
+    """A separate Ray cluster from `ray start --head --block` run with `env` (which holds RAY_AUTH_MODE=token
+    and RAY_AUTH_TOKEN: Ray's token authentication on, as a real cluster has it); stopped by its PID (never
+    `ray stop`). Its ports are picked free, tried afresh up to three times (one may be taken by the time Ray
+    binds it); its output goes to a file (a pipe nobody reads can fill and stall it, on its way out too)."""
+    import httpx
+    import pytest
+
+    binary = Path(sys.executable).parent / "ray"
+    temp_dir = tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # short: Ray puts unix sockets in it
+    auth = {"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"}
+    proc = None
+    try:
+        for attempt in range(3):
+            dashboard_port, metrics, gcs = free_port(), free_port(), free_port()
+            dashboard = f"http://127.0.0.1:{dashboard_port}"
+            cmd = [
+                str(binary), "start", "--head", "--block", "--num-cpus=4", f"--temp-dir={temp_dir}",
+                f"--port={gcs}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
+                f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+                f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={metrics}",
+                f"--runtime-env-agent-port={free_port()}",
+            ]  # fmt: skip
+            log = Path(temp_dir) / "ray-start.log"
+            with log.open("wb") as out:
+                proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 90
+            while proc.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{dashboard}/api/version", headers=auth, timeout=2).status_code == 200:
+                        break
+                time.sleep(0.5)
+            else:
+                text = log.read_text(errors="replace") if proc.poll() is not None else "(still starting)"
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                if attempt == 2:
+                    pytest.fail(f"ray start --head did not come up: {text[-3000:]}")
+                continue
+            break
+        yield HeadNode(dashboard, f"127.0.0.1:{gcs}", metrics, temp_dir)
+    finally:
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _quiet_data() -> None:
