@@ -125,6 +125,22 @@ class Results:
             "excluded": self.excluded,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Results:
+        """The results again from `to_dict`'s form (as `rayeval server` sends them)."""
+        return cls(
+            data["task_id"],
+            [ScoreRow(**r) for r in data["scores"]],
+            [Standing(**s) for s in data["leaderboard"]],
+            [Usage(**u) for u in data["usage"]],
+            [Comparison(**c) for c in data["comparison"]],
+            Weights.model_validate(data["weights"]),
+            data.get("reference"),
+            data["seed"],
+            data["resamples"],
+            data.get("excluded", []),
+        )
+
     def to_csv(self, view: str = "scores") -> str:
         """One view (`scores`, `leaderboard`, `usage` or `comparison`) as CSV."""
         data = self.to_dict()[view]

@@ -59,6 +59,16 @@ class ItemView:
         """JSON-able form."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ItemView:
+        """The view again from `to_dict`'s form (as `rayeval server` sends it)."""
+        ref = data.get("reference")
+        return cls(
+            **{k: v for k, v in data.items() if k not in ("steps", "reference")},
+            steps=[Step(**s) for s in data["steps"]],
+            reference=cls.from_dict(ref) if ref else None,
+        )
+
 
 def _api(model: Any) -> str:
     if model.api:

@@ -9,7 +9,8 @@ import click
 
 from rayeval.analysis.text import reuse_note
 from rayeval.cli.group import caller_tags_option as _tags
-from rayeval.cli.group import main
+from rayeval.cli.group import main, server_client
+from rayeval.cli.remote import remote_item, remote_report, remote_results
 
 __all__ = ["item", "report", "results"]
 
@@ -45,6 +46,10 @@ def results(
     """Print the results of TASK (id or name): the leaderboard (comprehensive score with its 95%
     interval and rank), each model x set x metric with its interval and weight, token usage and
     latency, and the comparison with the reference model."""
+    if (remote := server_client()) is not None:
+        if export_dir:
+            raise click.UsageError("--export through a server: use --format json and keep what it prints")
+        return remote_results(remote, task, fmt, weights=weights, reference=reference, seed=seed, resamples=resamples)
     from rayeval.actors.index import find_task
     from rayeval.analysis import compute_results, format_results
     from rayeval.store.results import ResultsStore
@@ -91,6 +96,8 @@ def item(
 ) -> None:
     """Every step of one item of TASK, in order: query, prompt sent, response, inference facts, and each
     metric's preprocessing output, judge prompt, raw judge answer, parsed score, postprocessing, errors."""
+    if (remote := server_client()) is not None:
+        return remote_item(remote, task, item_id, as_json, model=model, set=eval_set, reference=reference)
     from rayeval.analysis import format_item, item_view
 
     views = item_view(task, item_id, model=model, eval_set=eval_set, reference=reference, output=output, tags=_tags())
@@ -118,6 +125,10 @@ def report(
 ) -> None:
     """Write TASK's report as one self-contained HTML file (opens without network): leaderboard with
     live weight controls, scores with intervals, a chart, the item browser and the reference comparison."""
+    if (remote := server_client()) is not None:
+        return remote_report(
+            remote, task, out, weights=weights, reference=reference, items=items, seed=seed, resamples=resamples
+        )
     from rayeval.analysis import render_report
 
     page = render_report(

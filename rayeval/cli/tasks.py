@@ -13,8 +13,18 @@ import click
 
 from rayeval.analysis.text import format_summary, parameter_lines, progress_bar, progress_lines, reuse_note
 from rayeval.cli.group import caller_tags_option as _tags
-from rayeval.cli.group import main
+from rayeval.cli.group import main, server_client
 from rayeval.cli.progress import notice_once, progress_printer, quiet_logging, run_and_print
+from rayeval.cli.remote import (
+    remote_copy,
+    remote_delete,
+    remote_list,
+    remote_logs,
+    remote_restart,
+    remote_run,
+    remote_status,
+    remote_stop,
+)
 from rayeval.records import TaskRecord, progress_fraction
 
 __all__ = [
@@ -30,6 +40,11 @@ __all__ = [
     "stop",
     "submit",
 ]
+
+
+def _no_reuse_flags(reuse: bool, reuse_from: tuple[str, ...]) -> None:
+    if reuse or reuse_from:
+        raise click.UsageError("through a server, turn reuse on in the task file (`reuse: true` or `{tasks: [...]}`)")
 
 
 def _reuse_options(command):
@@ -79,6 +94,9 @@ def run(
     task_file: str, address: str | None, as_json: bool, quiet: bool, verbose: bool, reuse: bool, reuse_from: tuple
 ) -> None:
     """Run TASK_FILE on the current Ray cluster (or a local one) and print its summary."""
+    if (remote := server_client()) is not None:
+        _no_reuse_flags(reuse, reuse_from)
+        return remote_run(remote, task_file, wait=True, as_json=as_json)
     spec = _task_with_reuse(task_file, reuse, reuse_from)
     run_and_print(spec, address=address, quiet=quiet, verbose=verbose, fmt="json" if as_json else "table")
 
@@ -91,6 +109,9 @@ def run(
 @_reuse_options
 def submit(task_file: str, address: str | None, wait: bool, no_ship: bool, reuse: bool, reuse_from: tuple) -> None:
     """Submit TASK_FILE as a Ray job; prints the task id (also the job's submission id)."""
+    if (remote := server_client()) is not None:
+        _no_reuse_flags(reuse, reuse_from)
+        return remote_run(remote, task_file, wait=wait)
     from rayeval.api import submit as submit_task
 
     spec = _task_with_reuse(task_file, reuse, reuse_from)
@@ -118,6 +139,8 @@ def submit(task_file: str, address: str | None, wait: bool, no_ship: bool, reuse
 @click.option("--json", "as_json", is_flag=True, help="Print records as JSON.")
 def status(task: str | None, output: str | None, address: str | None, as_json: bool) -> None:
     """Show one task's state and progress per model and set, or list every task."""
+    if (remote := server_client()) is not None:
+        return remote_status(remote, task, as_json)
     from rayeval.records import shown_state
 
     records = [shown_state(r) for r in _records(task, address, output)]
@@ -160,6 +183,8 @@ def status(task: str | None, output: str | None, address: str | None, as_json: b
 @click.option("--json", "as_json", is_flag=True, help="Print records as JSON.")
 def list_cmd(state: str | None, tag: str | None, output: str | None, address: str | None, as_json: bool) -> None:
     """List tasks: name, state, progress, models, sets, mode, tags, creator, creation time, remarks."""
+    if (remote := server_client()) is not None:
+        return remote_list(remote, state, tag, as_json)
     from rayeval.actors.index import filter_tasks
 
     records = filter_tasks(_records(None, address, output), state=state, tag=tag)
@@ -191,6 +216,8 @@ def list_cmd(state: str | None, tag: str | None, output: str | None, address: st
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(task: str, output: str | None, yes: bool) -> None:
     """Delete TASK (id or name): its record and all its results. A running task must be stopped first."""
+    if (remote := server_client()) is not None:
+        return remote_delete(remote, task, yes)
     from rayeval.actors.index import find_task
     from rayeval.api import delete as delete_task
 
@@ -231,6 +258,10 @@ def copy(
         if not sep or not key:
             raise click.UsageError(f"--set takes KEY=VALUE, got {item!r}")
         parsed[key.strip()] = yaml.safe_load(value)
+    if (remote := server_client()) is not None:
+        if to_file:
+            raise click.UsageError("--to writes the task file here: not through a server (copy runs it there)")
+        return remote_copy(remote, task, name, parsed)
     spec = copy_spec(task, name=name, overrides=parsed, output=output, tags=_tags())
     if to_file:
         with open(to_file, "w", encoding="utf-8") as f:
@@ -252,6 +283,8 @@ def copy(
 def logs(task: str, follow: bool, output: str | None, address: str | None) -> None:
     """TASK's event log (runs, deployments, stages, stops, errors by kind, retries), and for a task
     submitted as a Ray job, its driver's output."""
+    if (remote := server_client()) is not None:
+        return remote_logs(remote, task, follow)
     from rayeval.records import TERMINAL, driver_gone
 
     record = _records(task, address, output)[0]
@@ -337,6 +370,8 @@ def restart(
 ) -> None:
     """Run TASK again where it stopped: only items not in its results yet (and, with --failed, failed ones).
     A task has one live run at a time: a second restart is refused (or waits, --if-running wait)."""
+    if (remote := server_client()) is not None:
+        return remote_restart(remote, task, failed, spec_file)
     import ray
 
     from rayeval.api import restart as restart_task
@@ -372,6 +407,8 @@ def restart(
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for the task to stop.")
 def stop(task: str, address: str | None, no_wait: bool) -> None:
     """Stop TASK (id or name): what was evaluated is kept and summarised, hosted models are released."""
+    if (remote := server_client()) is not None:
+        return remote_stop(remote, task, None if no_wait else 120.0)
     from rayeval.api import stop as stop_task
     from rayeval.cluster.remote import cluster_errors, is_dashboard, query
 

@@ -2,7 +2,8 @@
 `/api/v1`, with the OpenAPI docs at `/docs` (all below the application's route prefix, by default
 `/rayeval-server`, on the Serve proxy: 127.0.0.1 unless RAYEVAL_SERVE_HOST says otherwise).
 
-Every route but `/docs`, `/openapi.json` and `/api/v1/health` needs `Authorization: Bearer <token>`: a
+The application's root is the web console (rayeval.server.console), a page with no data of its own.
+Every route but it, `/docs`, `/openapi.json` and `/api/v1/health` needs `Authorization: Bearer <token>`: a
 middleware checks it before the request is routed or its body read, and answers 401 with one generic body
 for a missing, malformed, forged, revoked or expired token. The routes then act with the token's tags
 (rayeval.server.tasks); errors become status codes here (404 for a task that does not exist or is not the
@@ -30,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from rayeval.errors import RayevalError, RunRefused, ServiceError, SpecError, TaskNotFoundError
 from rayeval.server.audit import AuditLog
 from rayeval.server.config import ServerConfig
+from rayeval.server.console import console_page
 from rayeval.server.schemas import (
     ActionResult,
     CopyRequest,
@@ -50,8 +52,9 @@ log = logging.getLogger("ray.serve")
 API_PREFIX = "/api/v1"
 #: Largest task file the API takes.
 MAX_BODY_BYTES = 1 << 20
-#: Routes anyone may read: the docs, and a health check that says nothing about tasks.
-_OPEN = ("/docs", "/docs/oauth2-redirect", "/openapi.json", f"{API_PREFIX}/health")
+#: Routes anyone may read: the console's page (it holds no data), the docs, and a health check that says
+#: nothing about tasks.
+_OPEN = ("", "/docs", "/docs/oauth2-redirect", "/openapi.json", f"{API_PREFIX}/health")  # "": the console page
 _UNAUTHORIZED = {"detail": "unauthorized: send a valid API token as 'Authorization: Bearer <token>'"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No valid token."},
@@ -166,6 +169,11 @@ class RayevalServer:
         store = ServerStore(self.config.store_location())
         self.tokens = TokenStore(store, cache_s=self.config.token_cache_s)
         self.service = TaskService(self.config, AuditLog(store))
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def console(self, request: Request) -> str:
+        """The web console (rayeval.server.console): it asks for a token, then acts through this API."""
+        return console_page(f"{request.scope.get('root_path', '')}{API_PREFIX}")
 
     @api.get(f"{API_PREFIX}/health", summary="Health check (no token needed; says nothing about tasks)")
     def health(self) -> dict[str, str]:

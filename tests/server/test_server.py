@@ -22,6 +22,7 @@ import yaml
 
 from rayeval.server import AuditLog, TokenStore
 from tests.conftest import free_port
+from tests.support.browser import SHOTS, needs_chromium, open_browser
 from tests.support.clusters import head_node
 from tests.support.tasks import write_items
 
@@ -247,6 +248,140 @@ def test_the_owner_stops_restarts_copies_and_deletes_through_the_api(server, stu
         assert deleted.status_code == 200 and deleted.json()["state"] == "deleted"
         assert server.call("GET", f"/tasks/{gone}", server.alice).status_code == 404
         assert not (server.store.parent / "results" / gone).exists()
+
+
+def test_the_command_line_speaks_to_the_server_with_no_ray_client(server, stub_server, tmp_path):
+    from click.testing import CliRunner
+
+    from rayeval.cli import main
+
+    stub = stub_server()
+    task = _task(server, stub, "by-cli", 4)
+    del task["models"][0]["auth_header_value"]
+    path = tmp_path / "by-cli.yaml"
+    path.write_text(yaml.safe_dump(task))
+
+    def cli(token: str | None, *args: str):
+        env = {"RAYEVAL_SERVER": server.url, "RAYEVAL_TOKEN": token, "RAY_ADDRESS": None}
+        result = CliRunner().invoke(main, list(args), env=env)
+        server.bodies.append(result.output)
+        return result
+
+    ran = cli(server.alice, "run", str(path))
+    assert ran.exit_code == 0, ran.output
+    task_id = ran.output.split()[0]
+    assert "succeeded" in ran.output and "numeric_match" in ran.output
+    assert task_id in cli(server.alice, "list").output
+    status = cli(server.alice, "status", task_id).output
+    assert f"task {task_id} (inference_and_evaluation): succeeded 100.0%" in status and "m / q: 4/4" in status
+    results = json.loads(cli(server.alice, "results", task_id, "--format", "json").output)
+    assert [r["value"] for r in results["scores"] if r["metric"] == "numeric_match"] == [1.0]
+    assert "leaderboard" in cli(server.alice, "results", task_id).output.lower()
+    assert "response" in cli(server.alice, "item", task_id, "item-0").output
+    assert cli(server.alice, "report", task_id, "--out", str(tmp_path / "r.html")).exit_code == 0
+    assert "<html" in (tmp_path / "r.html").read_text()[:200].lower()
+    assert "succeeded" in cli(server.alice, "logs", task_id).output
+
+    # Another team's token: not found, as a task that does not exist; no token or a bad one: told what to set.
+    for args in (("status", task_id), ("logs", task_id), ("delete", task_id, "--yes"), ("status", "no-such-task")):
+        denied = cli(server.bob, *args)
+        assert denied.exit_code != 0 and "no task" in denied.output, denied.output
+    assert "RAYEVAL_TOKEN" in cli(None, "list").output
+    assert "did not accept the token in RAYEVAL_TOKEN" in cli("rve_0123456789ab_" + "x" * 43, "list").output
+
+    assert f"deleted task {task_id}" in cli(server.alice, "delete", task_id, "--yes").output
+
+
+@needs_chromium
+def test_the_console_logs_in_and_acts_with_its_buttons(server, stub_server):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    stub = stub_server(latency=0.05)
+    theirs = _task(server, stub, "theirs", 3, team="team-b")
+    del theirs["models"][0]["auth_header_value"]
+    bob_id = server.submit(server.bob, theirs).json()["task_id"]
+    slow = _task(server, stub, "console", 200, parameters={"MAX_CONCURRENCY": 2})
+    del slow["models"][0]["auth_header_value"]  # no credential: the stored spec runs again as it is
+    task_id = server.submit(server.alice, slow).json()["task_id"]
+
+    session = open_browser()
+    browser = next(session)
+    try:
+        # The list is drawn again every 3 s: an element found may be gone a moment later (looked up again).
+        wait = WebDriverWait(browser, 120, poll_frequency=0.3, ignored_exceptions=(StaleElementReferenceException,))
+
+        def row(task: str):
+            found = browser.find_elements(By.CSS_SELECTOR, f"tr[data-task='{task}']")
+            return found[0] if found else None
+
+        def state(task: str) -> str | None:
+            r = row(task)
+            return r.find_element(By.CSS_SELECTOR, ".state").text if r is not None else None
+
+        def press(task: str, button: str) -> None:
+            """Click a button of a task's row (the row looked up again if it was just redrawn)."""
+            for _ in range(20):
+                try:
+                    row(task).find_element(By.CSS_SELECTOR, f"button.{button}").click()
+                    return
+                except StaleElementReferenceException:
+                    time.sleep(0.1)
+            raise AssertionError(f"could not press {button} of {task}")
+
+        browser.get(server.url + "/")
+        wait.until(lambda b: b.find_element(By.ID, "login").is_displayed())
+        browser.find_element(By.ID, "token").send_keys("rve_0123456789ab_" + "x" * 43)
+        browser.find_element(By.ID, "login-button").click()
+        wait.until(lambda b: "not accepted" in b.find_element(By.ID, "message").text)
+        browser.find_element(By.ID, "token").send_keys(server.alice)
+        browser.find_element(By.ID, "login-button").click()
+        wait.until(lambda b: row(task_id) is not None and state(task_id) == "running")
+        assert browser.find_element(By.ID, "who").text == "alice (tags: team-a)"
+        cells = "return [...document.querySelectorAll('#tasks tbody td.tags')].map(t => t.textContent)"
+        tags = browser.execute_script(cells)
+        assert tags and set(tags) == {"team-a"} and row(bob_id) is None  # only the team's tasks
+        assert server.alice not in browser.page_source  # the token is in the tab's session storage only
+        browser.save_screenshot(str(SHOTS / "console-tasks.png"))
+
+        press(task_id, "stop")
+        wait.until(lambda b: state(task_id) == "stopped")
+        browser.save_screenshot(str(SHOTS / "console-stopped.png"))
+        press(task_id, "restart")
+        wait.until(lambda b: state(task_id) in ("pending", "running", "succeeded"))
+        assert server.wait(server.alice, task_id, ("succeeded",), timeout=180)["runs"] == 2
+
+        wait.until(lambda b: state(task_id) == "succeeded")
+        press(task_id, "copy")
+        name = browser.find_element(By.ID, "copy-name")
+        name.clear()
+        name.send_keys("console-copy")
+        overrides = browser.find_element(By.ID, "copy-overrides")
+        overrides.clear()
+        overrides.send_keys('{"evaluation_sets.0.limit": 3}')
+        browser.find_element(By.ID, "copy-go").click()
+        copy_id = wait.until(
+            lambda b: b.execute_script(
+                "const r = [...document.querySelectorAll('#tasks tbody tr')]"
+                ".find(r => r.children[1].textContent === 'console-copy'); return r ? r.dataset.task : null"
+            )
+        )
+        copied = server.wait(server.alice, copy_id, ("succeeded", "failed"))
+        assert copied["state"] == "succeeded" and sum(p["total"] for p in copied["progress_by"]["m"].values()) == 3
+
+        wait.until(lambda b: state(copy_id) == "succeeded")
+        press(copy_id, "delete")
+        assert copy_id in browser.find_element(By.ID, "delete-panel").text  # asked first
+        browser.save_screenshot(str(SHOTS / "console-delete.png"))
+        browser.find_element(By.ID, "delete-go").click()
+        wait.until(lambda b: row(copy_id) is None)
+        assert server.call("GET", f"/tasks/{copy_id}", server.alice).status_code == 404
+        server.bodies.append(browser.page_source)
+    finally:
+        session.close()
+    for gone in (task_id, bob_id):
+        server.call("DELETE", f"/tasks/{gone}", server.root)
 
 
 def test_the_audit_log_has_every_state_change_by_name_and_no_secret_is_anywhere(server):
