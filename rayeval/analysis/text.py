@@ -14,6 +14,8 @@ from rayeval.cluster.waits import StageWait
 from rayeval.records import TaskRecord, progress_fraction, progress_totals
 
 __all__ = [
+    "LIST_HEADER",
+    "list_line",
     "parameter_lines",
     "format_results",
     "format_summary",
@@ -116,6 +118,25 @@ def waiting_line(record: TaskRecord, now: float | None = None) -> str | None:
     if not waits or record.get("state") not in ("running", "pending"):
         return None
     return "waiting for resources: " + "; ".join(StageWait(**w).describe(now) for w in waits)
+
+
+#: The header of `rayeval list`.
+LIST_HEADER = f"{'TASK':<44} {'STATE':<12} {'PROGRESS':>8}  {'MODE':<25} {'CREATED':<16} {'CREATOR':<10} DETAILS"
+
+
+def list_line(row: dict[str, Any], progress: float, created: str) -> str:
+    """One task's line of `rayeval list` (a task record, or the server's row of one)."""
+    details = f"models {','.join(row.get('models', []))}; sets {','.join(row.get('eval_sets', []))}"
+    if row.get("tags"):
+        details += f"; tags {','.join(row['tags'])}"
+    for model, hosted in (row.get("resources") or {}).items():
+        details += f"; {model} hosted: {hosted}"
+    if row.get("remarks"):
+        details += f"; {row['remarks']}"
+    return (
+        f"{row['task_id']:<44} {row['state']:<12} {progress:>8.1%}  {row.get('mode') or '':<25} "
+        f"{created:<16} {row.get('creator') or '':<10} {details}"
+    )
 
 
 def parameter_lines(record: TaskRecord) -> list[str]:

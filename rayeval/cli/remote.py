@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from rayeval.analysis.text import format_summary
+from rayeval.analysis.text import LIST_HEADER, format_summary, list_line
 from rayeval.server.client import ServerClient
 
 __all__ = [
@@ -75,19 +75,9 @@ def remote_list(server: ServerClient, state: str | None, tag: str | None, as_jso
     if not rows:
         click.echo("no tasks" + (" matching" if state or tag else " yet"))
         return
-    click.echo(f"{'TASK':<44} {'STATE':<12} {'PROGRESS':>8}  {'MODE':<25} {'CREATED':<16} {'CREATOR':<10} DETAILS")
+    click.echo(LIST_HEADER)
     for r in rows:
-        details = f"models {','.join(r.get('models', []))}; sets {','.join(r.get('eval_sets', []))}"
-        if r.get("tags"):
-            details += f"; tags {','.join(r['tags'])}"
-        for model, hosted in (r.get("resources") or {}).items():
-            details += f"; {model} hosted: {hosted}"
-        if r.get("remarks"):
-            details += f"; {r['remarks']}"
-        click.echo(
-            f"{r['task_id']:<44} {r['state']:<12} {r['progress']:>8.1%}  {r.get('mode') or '':<25} "
-            f"{_created(r):<16} {r.get('creator') or '':<10} {details}"
-        )
+        click.echo(list_line(r, r["progress"], _created(r)))
 
 
 def remote_logs(server: ServerClient, task: str, follow: bool) -> None:

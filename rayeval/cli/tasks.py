@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from rayeval.analysis.text import format_summary, parameter_lines, progress_bar, progress_lines, reuse_note
+from rayeval.analysis.text import (
+    LIST_HEADER,
+    format_summary,
+    list_line,
+    parameter_lines,
+    progress_bar,
+    progress_lines,
+    reuse_note,
+)
 from rayeval.cli.group import caller_tags_option as _tags
 from rayeval.cli.group import main, server_client
 from rayeval.cli.progress import notice_once, progress_printer, quiet_logging, run_and_print
@@ -194,20 +202,10 @@ def list_cmd(state: str | None, tag: str | None, output: str | None, address: st
     if not records:
         click.echo("no tasks" + (" matching" if state or tag else " yet"))
         return
-    click.echo(f"{'TASK':<44} {'STATE':<12} {'PROGRESS':>8}  {'MODE':<25} {'CREATED':<16} {'CREATOR':<10} DETAILS")
+    click.echo(LIST_HEADER)
     for r in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("created_at", 0)))
-        details = f"models {','.join(r.get('models', []))}; sets {','.join(r.get('eval_sets', []))}"
-        if r.get("tags"):
-            details += f"; tags {','.join(r['tags'])}"
-        for model, hosted in (r.get("resources") or {}).items():
-            details += f"; {model} hosted: {hosted}"
-        if r.get("remarks"):
-            details += f"; {r['remarks']}"
-        click.echo(
-            f"{r['task_id']:<44} {r['state']:<12} {progress_fraction(r):>8.1%}  {r.get('mode', ''):<25} "
-            f"{created:<16} {r.get('creator', ''):<10} {details}"
-        )
+        click.echo(list_line(r, progress_fraction(r), created))
 
 
 @main.command()
