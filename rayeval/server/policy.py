@@ -7,7 +7,7 @@ evaluation set. So for a team token (admins are trusted with all of it):
 
 - its task carries exactly the token's tags (`tags` in the file are replaced);
 - every file it names (sets, prediction files, judge prompts, metric quick-configuration, scripts,
-  checkpoints, mounts, weights) is an absolute path or a URI under one of the server's data roots
+  checkpoints, tokenizers, mounts, weights) is an absolute path or a URI under one of the server's data roots
   (`{tag}` in a root stands for each of the token's tags), and never in (or above) rayeval's own files:
   the results location, the server location, $RAYEVAL_HOME;
   this is checked on the raw file before it is parsed (parsing reads judge prompts and the metric
@@ -41,9 +41,20 @@ __all__ = [
     "prepare_data",
 ]
 
-#: Keys whose values (at any depth of a task file) are files the cluster reads.
+#: Keys whose values (at any depth of a task file) are files the cluster reads (`tokenizer`: a service model's
+#: tokenizer folder, for log-likelihood sets).
 PATH_KEYS = frozenset(
-    {"path", "prediction_files", "prompt_file", "preprocess", "postprocess", "evaluate", "module", "metrics_config"}
+    {
+        "path",
+        "prediction_files",
+        "prompt_file",
+        "preprocess",
+        "postprocess",
+        "evaluate",
+        "module",
+        "metrics_config",
+        "tokenizer",
+    }
 )
 
 
