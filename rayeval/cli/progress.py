@@ -144,15 +144,17 @@ def progress_printer(quiet: bool, stream: TextIO | None = None) -> ProgressPrint
     return ProgressPrinter(quiet, stream)
 
 
-def notice_once(key: str, text: str) -> None:
+def notice_once(key: str, text: str, *, show: bool = True) -> None:
     """Print `text` to stderr the first time `key` comes up for this $RAYEVAL_HOME, never again (a marker
-    file in its notices/ folder remembers; an unwritable home says it every time rather than never)."""
+    file in its notices/ folder remembers; an unwritable home says it every time rather than never). With
+    `show` false it is only marked as said (a notice that does not concern this user)."""
     from rayeval.paths import notices_dir
 
     marker = notices_dir() / key
     if marker.exists():
         return
-    click.echo(text, err=True)
+    if show:
+        click.echo(text, err=True)
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(text + "\n", encoding="utf-8")

@@ -83,8 +83,21 @@ def _task_with_reuse(task_file: str, reuse: bool, reuse_from: tuple[str, ...]) -
             "reuse-off-by-default",
             "rayeval: note: reuse of earlier tasks' results is off unless turned on (`reuse: true` in the task "
             "file, or --reuse / --reuse-from TASK); earlier versions had it on by default. (Said once.)",
+            show=_used_before(),
         )
     return spec
+
+
+def _used_before() -> bool:
+    """This $RAYEVAL_HOME's task index holds tasks (its user may count on the old default), or is not a local
+    folder to look in. A first run on a fresh machine has nothing to reuse: no notice."""
+    from rayeval.paths import index_location
+
+    location = index_location()
+    if "://" in location:
+        return True
+    folder = Path(location)
+    return folder.is_dir() and any(folder.iterdir())
 
 
 @main.command()

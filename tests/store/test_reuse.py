@@ -132,7 +132,12 @@ def test_reuse_from_the_command_line_and_the_notice_said_once(tmp_path, monkeypa
     assert from_two.reuse == ReuseSpec(enabled=True, tasks=["nightly", "t-20261201"])
     assert from_two.source == str(path)  # relative paths still resolve against the task file
 
-    # A task file that does not say gets the notice of the changed default, once per RAYEVAL_HOME.
+    # A first run on a fresh machine has nothing to reuse: no notice (and none later).
+    assert _task_with_reuse(str(path), False, ()).reuse.enabled is False
+    assert capsys.readouterr().err == "" and (tmp_path / "home" / "notices" / "reuse-off-by-default").exists()
+    # Where earlier tasks are indexed, a task file that does not say gets it, once per RAYEVAL_HOME.
+    monkeypatch.setenv("RAYEVAL_HOME", str(tmp_path / "used"))
+    (tmp_path / "used" / "tasks" / "earlier-20261201-000000-abcdef").mkdir(parents=True)
     assert _task_with_reuse(str(path), False, ()).reuse.enabled is False
     first = capsys.readouterr().err
     assert "reuse of earlier tasks' results is off unless turned on" in first and "--reuse" in first
