@@ -92,8 +92,8 @@ def head_node(env: dict[str, str], prefix: str = "rh") -> Iterator[HeadNode]:
         if proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
+            try:  # `ray start --block` takes longer than that over its own exit: the group is killed then
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
