@@ -16,7 +16,7 @@ from rayeval.analysis.item import item_steps
 from rayeval.analysis.load import stored_spec
 from rayeval.store.results import ResultsStore
 
-__all__ = ["DEFAULT_ITEMS", "MAX_ERROR_ITEMS", "render_report", "report_data"]
+__all__ = ["DEFAULT_ITEMS", "MAX_ERROR_ITEMS", "finite", "render_report", "report_data"]
 
 #: Items per evaluation set the report holds by default (every model's row of each).
 DEFAULT_ITEMS = 200
@@ -127,14 +127,15 @@ def report_data(results: Results, store: ResultsStore, *, items: int = DEFAULT_I
     }
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities as null (JSON has neither)."""
+def finite(value: Any) -> Any:
+    """`value` with NaN and infinities as None, at any depth (JSON has neither): the report's data and
+    what `rayeval server` answers."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
@@ -159,7 +160,7 @@ def render_report(
         output=record["output"], tags=tags,
     )  # fmt: skip
     data = report_data(results, ResultsStore(record["output"]), items=items)
-    text = json.dumps(_finite(data), ensure_ascii=False, default=str, allow_nan=False)
+    text = json.dumps(finite(data), ensure_ascii=False, default=str, allow_nan=False)
     text = text.replace("</", "<\\/")  # nothing in the data can close the script element
     template = resources.files("rayeval.analysis").joinpath("report.html").read_text(encoding="utf-8")
     return template.replace("__TITLE__", html.escape(results.task_id)).replace("__DATA__", text)

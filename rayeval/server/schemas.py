@@ -7,12 +7,12 @@ console needs: `TaskRow` in lists, `TaskStatus` for one task, `TaskEvent` for it
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rayeval.analysis.html import finite
 from rayeval.records import TaskRecord, progress_fraction, shown_state
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "TaskRow",
     "TaskStatus",
     "WhoAmI",
-    "finite",
 ]
 
 
@@ -34,17 +33,6 @@ class _Record(BaseModel):
 
 def _when(t: float | None) -> datetime | None:
     return datetime.fromtimestamp(t, timezone.utc) if t else None
-
-
-def finite(value: Any) -> Any:
-    """`value` with NaN and infinities as None (JSON has no such numbers)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 class TaskRow(_Record):

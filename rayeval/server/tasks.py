@@ -27,13 +27,14 @@ from typing import Any
 
 import yaml
 
+from rayeval.analysis.html import finite
 from rayeval.errors import RayevalError, RunRefused, SpecError, TaskNotFoundError
 from rayeval.records import ACTIVE, TERMINAL, TaskRecord, driver_gone, match_task, shown_state, visible
 from rayeval.server.audit import Action, AuditLog
 from rayeval.server.config import ServerConfig
 from rayeval.server.jobs import submit_restart, submit_task
 from rayeval.server.policy import PolicyError, check_spec, prepare_data
-from rayeval.server.schemas import ActionResult, CopyRequest, RestartRequest, TaskEvent, finite
+from rayeval.server.schemas import ActionResult, CopyRequest, RestartRequest, TaskEvent
 from rayeval.server.store import ServerStore
 from rayeval.server.tokens import Caller
 from rayeval.spec import TaskSpec, parse_task
