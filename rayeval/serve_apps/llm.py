@@ -76,7 +76,7 @@ def check_engine(model: ModelSpec, source: ModelSource, *, field: str | None = N
 
 def _fingerprint(model: ModelSpec, source: ModelSource) -> str:
     """What makes two deployments interchangeable: the weights, the served id and the engine settings."""
-    engine = effective_engine(model).model_dump(mode="json", exclude={"keep", "deploy_timeout_s"})
+    engine = effective_engine(model).model_dump(mode="json", exclude={"keep", "deploy_timeout_s", "start_attempts"})
     key = json.dumps({"source": source.source, "served": model.served_model, "engine": engine}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:10]
 
@@ -119,6 +119,9 @@ def llm_config(model: ModelSpec, source: ModelSource | None = None) -> LLMConfig
         }
     else:
         deployment = {"num_replicas": engine.replicas}
+    # Serve retries a failing replica constructor (up to 3 per replica) before DEPLOY_FAILED: each retry
+    # imports and loads vLLM again, so a wrong engine argument took a minute to report.
+    deployment["max_constructor_retry_count"] = engine.start_attempts
     runtime_env: dict[str, Any] = {}
     if gpus == 0:
         # vLLM's CPU build: one CPU-only bundle per replica (LLMConfig asks for a GPU otherwise).
@@ -144,6 +147,9 @@ def llm_config(model: ModelSpec, source: ModelSource | None = None) -> LLMConfig
     }
     if engine.accelerator_type:
         config["accelerator_type"] = engine.accelerator_type
+    if not _is_bucket(source):
+        # Nothing to download on the replica's nodes: skip Serve LLM's per-node task (a vLLM import, ~20 s).
+        config["callback_config"] = {"callback_class": "rayeval.serve_apps.node_init:LocalWeights"}
     return LLMConfig(**config)
 
 
@@ -151,10 +157,12 @@ def _gb(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def _is_bucket(source: ModelSource) -> bool:
+    return source.source.split("://", 1)[0] in {"s3", "gs", "abfss", "azure"}
+
+
 def _model_source(source: ModelSource) -> Any:
-    if source.source.split("://", 1)[0] in {"s3", "gs", "abfss", "azure"}:
-        return {"bucket_uri": source.source}
-    return source.source
+    return {"bucket_uri": source.source} if _is_bucket(source) else source.source
 
 
 def openai_app(model: ModelSpec, source: ModelSource | None = None) -> Application:

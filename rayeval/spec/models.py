@@ -47,6 +47,12 @@ class EngineSpec(SpecModel):
     )
     keep: bool = Field(False, description="Keep the deployment running after the task ends (for later tasks).")
     deploy_timeout_s: float = Field(1800.0, gt=0, description="Seconds to wait for the deployment to be healthy.")
+    start_attempts: int = Field(
+        1,
+        ge=1,
+        description="Replica starts Serve tries before it declares the deployment failed (each loads the engine "
+        "anew); 1 fails a broken engine at once. Raise it where a start can fail transiently.",
+    )
 
     def describe(self) -> str:
         """'2 replicas, each 2 GPU (H100) and 1 CPU, tensor parallel 2' (what `rayeval list` shows)."""

@@ -114,7 +114,7 @@ def test_two_restarts_at_once_run_one_at_a_time(ray_cluster, stub_server, tmp_pa
 
 
 def test_a_frozen_driver_thawed_after_a_restart_commits_nothing(ray_cluster, stub_server, tmp_path):
-    server = stub_server(latency=0.5, record=False)
+    server = stub_server(latency=0.25, record=False)  # the restart runs ~17 s: thawed while it still does
     env = {**os.environ, "RAY_ADDRESS": ray_cluster}
     task_file = _task_file(tmp_path, server, "fence-frozen")
     old = _driver(task_file, "frozen-1", env)

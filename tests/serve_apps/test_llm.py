@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rayeval.errors import ServiceError, SpecError
-from rayeval.serve_apps.builtins import BUILTIN_MODELS, resolve_source
+from rayeval.serve_apps.builtins import BUILTIN_MODELS, ModelSource, resolve_source
 from rayeval.serve_apps.llm import app_name, build_app, check_engine, effective_engine, llm_config
 from rayeval.serve_apps.tiny_model import build_tiny_model
 from rayeval.spec import ModelSpec
@@ -51,9 +51,19 @@ def test_cpu_config_asks_for_cpu_bundles_and_passes_engine_settings(ray_cluster,
     # PyTorch's rotary embedding, not vLLM's CPU kernel (whose bf16 answers part from transformers')
     assert cfg["engine_kwargs"]["compilation_config"] == {"custom_ops": ["all", "-rotary_embedding"]}
     assert cfg["model_loading_config"]["model_id"] == "m"
-    assert cfg["deployment_config"] == {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}
-    scaled = llm_config(_model(checkpoint, min_replicas=1, max_replicas=3)).model_dump()
+    assert cfg["deployment_config"] == {
+        "num_replicas": 1,
+        "max_constructor_retry_count": 1,  # a broken engine fails in one start, not three
+        "ray_actor_options": {"num_cpus": 0},
+    }
+    scaled = llm_config(_model(checkpoint, min_replicas=1, max_replicas=3, start_attempts=4)).model_dump()
     assert scaled["deployment_config"]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 3}
+    assert scaled["deployment_config"]["max_constructor_retry_count"] == 4
+    # local weights: Serve LLM's per-node download task (a worker importing vLLM) is skipped
+    assert cfg["callback_config"]["callback_class"] == "rayeval.serve_apps.node_init:LocalWeights"
+    bucket = llm_config(model, ModelSource("s3://bucket/m", str(checkpoint))).model_dump()  # downloads: kept
+    assert bucket["model_loading_config"]["model_source"]["bucket_uri"] == "s3://bucket/m"
+    assert bucket["callback_config"]["callback_class"] != "rayeval.serve_apps.node_init:LocalWeights"
 
 
 def test_gpu_config_spreads_tensor_parallel_workers(ray_cluster, checkpoint):
@@ -67,7 +77,7 @@ def test_gpu_config_spreads_tensor_parallel_workers(ray_cluster, checkpoint):
 def test_same_model_and_engine_share_an_app_name(checkpoint):
     source = resolve_source(_model(checkpoint))
     a = app_name(_model(checkpoint, max_model_len=256, keep=True), source)
-    b = app_name(_model(checkpoint, max_model_len=256, deploy_timeout_s=5), source)
+    b = app_name(_model(checkpoint, max_model_len=256, deploy_timeout_s=5, start_attempts=3), source)
     c = app_name(_model(checkpoint, max_model_len=128), source)
     assert a == b != c and a.startswith("rayeval-m-")
 
