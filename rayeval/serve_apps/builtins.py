@@ -91,6 +91,10 @@ def get_builtin(name: str, *, field: str | None = None) -> BuiltinModel:
         raise SpecError(f"unknown built-in model '{name}'; built-in models: {names}", field=field) from None
 
 
+#: URI schemes of cloud storage that vLLM replicas load weights from (through Serve LLM's download).
+BUCKET_SCHEMES = frozenset({"s3", "gs", "abfss", "azure"})
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Where vLLM loads a hosted model from, and where rayeval finds its tokenizer.
@@ -102,6 +106,11 @@ class ModelSource:
 
     source: str
     tokenizer: str | None
+
+    @property
+    def is_bucket(self) -> bool:
+        """A cloud storage URI (Serve LLM downloads it to each replica's node)."""
+        return self.source.split("://", 1)[0] in BUCKET_SCHEMES
 
 
 def resolve_source(model: Any, *, field: str | None = None, check_hub: bool = True) -> ModelSource:
@@ -132,8 +141,7 @@ def _checkpoint_source(path: str, *, field: str | None) -> ModelSource:
     if path.startswith("file://"):
         path = path[len("file://") :]
     if "://" in path:
-        scheme = path.split("://", 1)[0]
-        if scheme not in {"s3", "gs", "abfss", "azure"}:
+        if path.split("://", 1)[0] not in BUCKET_SCHEMES:
             raise SpecError(
                 f"checkpoint '{path}': vLLM replicas load from a local folder or s3://, gs://, abfss:// URIs; "
                 f"copy the model there (e.g. `pyarrow.fs.copy_files`) and point `path` at it",

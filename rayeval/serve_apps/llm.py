@@ -147,7 +147,7 @@ def llm_config(model: ModelSpec, source: ModelSource | None = None) -> LLMConfig
     }
     if engine.accelerator_type:
         config["accelerator_type"] = engine.accelerator_type
-    if not _is_bucket(source):
+    if not source.is_bucket:
         # Nothing to download on the replica's nodes: skip Serve LLM's per-node task (a vLLM import, ~20 s).
         config["callback_config"] = {"callback_class": "rayeval.serve_apps.node_init:LocalWeights"}
     return LLMConfig(**config)
@@ -157,12 +157,8 @@ def _gb(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _is_bucket(source: ModelSource) -> bool:
-    return source.source.split("://", 1)[0] in {"s3", "gs", "abfss", "azure"}
-
-
 def _model_source(source: ModelSource) -> Any:
-    return {"bucket_uri": source.source} if _is_bucket(source) else source.source
+    return {"bucket_uri": source.source} if source.is_bucket else source.source
 
 
 def openai_app(model: ModelSpec, source: ModelSource | None = None) -> Application:
