@@ -20,18 +20,30 @@ latency, MAX_JUDGING_CONCURRENCY C): the ideal is then the overlapped one, max o
 servers' N * L / C, and the sum of both is what predicting first and judging after pays at best
 (lm-eval has no judge metric, so that case has rayeval alone against both ideals).
 
+With --warm, the cluster is already running: peers.py starts one first (`ray start --head`, token
+authentication on, its own ports and temp folder, stopped by its PID at the end), runs a
+200-item warm-up task on it, then gives rayeval `--address` (the driver is still the timed process).
+
+With --floor, benchmarks/ray_floor.py runs beside them the same way (in-process, or on the warm
+cluster): Ray's own start-up and shutdown for the processes a rayeval run starts, with no work in
+them. What it takes, plus the request phase at 0.97 of the ideal rate, is the best whole process any
+Ray pipeline of rayeval's shape gets on this machine; the table prints that bound against the ideal.
+
 lm-eval is an optional dependency (`pip install -e '.[bench]'`); --lm-eval names another
 executable (e.g. in a virtual environment of its own). Run from the repository root::
 
     python benchmarks/peers.py                        # N = 5,000 and 20,000, L = 0.1 s, C = 24
     python benchmarks/peers.py --items 2000 --judge
+    python benchmarks/peers.py --items 5000 --warm --floor
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -75,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency", type=float, default=0.1, help="stub server seconds per request (default 0.1)")
     p.add_argument("--judge", action="store_true", help="rayeval with a judge metric on a second server instead")
     p.add_argument("--lm-eval", default=None, help="the lm_eval executable (default: the one beside this Python)")
+    p.add_argument("--warm", action="store_true", help="run rayeval on a cluster started first (ray start --head)")
+    p.add_argument("--floor", action="store_true", help="also time Ray's own floor (benchmarks/ray_floor.py)")
     p.add_argument("--skip-lm-eval", action="store_true", help="rayeval only")
     p.add_argument("--poll", type=float, default=0.25, help="seconds between /_stats polls (default 0.25)")
     p.add_argument("--workdir", type=Path, default=None, help="where data and results go (default: a temp dir)")
@@ -130,7 +144,7 @@ def timed(cmd: list[str], servers: dict[str, StubProcess], n: int, poll: float, 
     return {"rc": rc, "wall_s": wall, "started_at": started, "servers": phases, "log": str(log)}
 
 
-def rayeval_phases(run: dict[str, Any], out: Path) -> list[tuple[str, float]]:
+def rayeval_phases(run: dict[str, Any], out: Path, warm: bool = False) -> list[tuple[str, float]]:
     """Where the rayeval process's seconds went, from its task record's times and the server's first and last
     request: (phase, seconds) in order, adding up to the whole process."""
     (record_file,) = out.glob("*/task.json")
@@ -140,8 +154,9 @@ def rayeval_phases(run: dict[str, Any], out: Path) -> list[tuple[str, float]]:
     if pipeline is None or not servers:
         return []
     first, last = min(p["first_at"] for p in servers), max(p["last_at"] for p in servers)
+    cluster = "joins the running cluster" if warm else "starts a local cluster"
     marks = [
-        ("python, imports, ray.init (local cluster), checks, coordinator", run["started_at"], record["created_at"]),
+        (f"python, imports, ray.init ({cluster}), checks, coordinator", run["started_at"], record["created_at"]),
         ("limiter, reuse plan, service check, dataset built", record["created_at"], pipeline),
         ("Ray Data start: worker processes, actor pools, first batch", pipeline, first),
         ("request phase (first request .. last answer)", first, last),
@@ -181,11 +196,61 @@ def lm_eval_score(out: Path) -> float | None:
     return None
 
 
+def address_option(cluster: dict[str, Any]) -> list[str]:
+    return ["--address", cluster["address"]] if cluster else []
+
+
+def warm_cluster(
+    args: argparse.Namespace,
+    stack: contextlib.ExitStack,
+    workdir: Path,
+    servers: dict[str, StubProcess],
+    rayeval_cli: list[str],
+) -> dict[str, Any]:
+    """Start a cluster with `ray start --head` (stopped by its PID when `stack` closes) and run a 200-item
+    warm-up task on it: its address, and how long its start and the warm-up took."""
+    import yaml
+
+    from tests.support.clusters import head_node
+    from tests.support.tasks import write_items
+
+    os.environ["RAY_AUTH_MODE"] = "token"  # as a real cluster has it
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    t = time.perf_counter()
+    head = stack.enter_context(head_node(dict(os.environ), prefix="rp"))
+    started = time.perf_counter() - t
+    cluster = {"address": head.gcs, "start_s": started}
+    data = write_items(workdir / "items-warm-up.jsonl", 200)
+    task_file = workdir / "task-warm-up.yaml"
+    task_file.write_text(yaml.safe_dump(rayeval_task(args, 200, data, workdir / "rayeval-warm-up", servers)))
+    cmd = [*rayeval_cli, "run", str(task_file), "--quiet", "--json", *address_option(cluster)]
+    t = time.perf_counter()
+    with (workdir / "warm-up.log").open("w", encoding="utf-8") as out:
+        rc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise SystemExit(f"the warm-up task failed (rc {rc}); see {workdir / 'warm-up.log'}")
+    cluster["warm_up_s"] = time.perf_counter() - t
+    return cluster
+
+
+def ray_floor(args: argparse.Namespace, address: str | None) -> dict[str, Any]:
+    """benchmarks/ray_floor.py run as a new process, timed whole: its wall time and its own time stamps."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "ray_floor.py")]
+    cmd += (["--address", address] if address else []) + (["--judge"] if args.judge else [])
+    t = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"ray_floor.py failed (rc {done.returncode}): {done.stderr[-2000:]}")
+    return {"wall_s": wall, "marks": json.loads(done.stdout.strip().splitlines()[-1])}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir, own = bench_workdir(args.workdir, "rayeval-peers-")
     servers: dict[str, StubProcess] = {}
     rows: list[dict[str, Any]] = []
+    stack = contextlib.ExitStack()
     try:
         import ray  # noqa: F401  (makes Ray's vendored psutil importable for the CPU tracker)
         import yaml
@@ -200,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         if lm_eval is None and not (args.skip_lm_eval or args.judge):
             print("lm_eval is not installed (pip install -e '.[bench]', or --lm-eval PATH): rayeval alone")
         rayeval_cli = [str(Path(sys.executable).parent / "rayeval")]
+        cluster: dict[str, Any] = {}
+        if args.warm:
+            cluster = warm_cluster(args, stack, workdir, servers, rayeval_cli)
+        floor = ray_floor(args, cluster.get("address")) if args.floor else None
         for n in args.items:
             data = write_items(workdir / f"items-{n}.jsonl", n)
             ideal = n * args.latency / args.concurrency
@@ -207,9 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             task_file = workdir / f"task-{n}.yaml"
             out = workdir / f"rayeval-{n}"
             task_file.write_text(yaml.safe_dump(rayeval_task(args, n, data, out, servers)))
-            cmd = [*rayeval_cli, "run", str(task_file), "--quiet", "--json"]
+            cmd = [*rayeval_cli, "run", str(task_file), "--quiet", "--json", *address_option(cluster)]
             ours = timed(cmd, servers, n, args.poll, workdir / f"r{n}.log")
-            row["rayeval"] = {**ours, "score": rayeval_score(ours["log"]), "phases": rayeval_phases(ours, out)}
+            phases = rayeval_phases(ours, out, warm=bool(cluster))
+            row["rayeval"] = {**ours, "score": rayeval_score(ours["log"]), "phases": phases}
             if lm_eval is not None:
                 tasks = workdir / f"lm-eval-tasks-{n}"
                 tasks.mkdir(exist_ok=True)
@@ -224,23 +294,36 @@ def main(argv: list[str] | None = None) -> int:
                 theirs = timed(cmd, servers, n, args.poll, workdir / f"l{n}.log")
                 row["lm_eval"] = {**theirs, "score": lm_eval_score(workdir / f"lm-eval-{n}")}
             rows.append(row)
-        ok = report(args, rows)
+        ok = report(args, rows, cluster, floor)
         if args.json:
-            print(json.dumps(rows))
+            print(json.dumps({"rows": rows, "cluster": cluster, "floor": floor}))
         return 0 if ok else 1
     finally:
         for server in servers.values():
             server.stop()
+        stack.close()
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> bool:
+def report(
+    args: argparse.Namespace, rows: list[dict[str, Any]], cluster: dict[str, Any], floor: dict[str, Any] | None
+) -> bool:
     c, latency = args.concurrency, args.latency
     ok = True
     print()
     kind = "with a judge metric (second server)" if args.judge else "inference and a rule metric"
     print(f"rayeval against its peers: stub servers at {latency:g} s a request, C = {c}, {kind}")
+    if cluster:
+        print(
+            f"  rayeval runs on a running cluster (--address {cluster['address']}): ray start --head took "
+            f"{cluster['start_s']:.1f} s, a 200-item warm-up task {cluster['warm_up_s']:.1f} s"
+        )
+    if floor is not None:
+        where = "on the running cluster" if cluster else "a local cluster started in-process"
+        marks = ", ".join(f"{name} {at:.2f}" for name, at in floor["marks"].items() if at)
+        print(f"  Ray's floor (benchmarks/ray_floor.py, {where}): whole process {floor['wall_s']:.1f} s")
+        print(f"    seconds since the process started: {marks}")
     for row in rows:
         n, ideal = row["items"], row["ideal_s"]
         print(f"  N = {n}: ideal {ideal:.1f} s (N x {latency:g} / {c})" + (", overlapped" if args.judge else ""))
@@ -271,6 +354,12 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> bool:
                 )
             for phase, seconds in run.get("phases") or []:
                 print(f"    {'':8}   {seconds:6.2f} s  {phase}")
+        if floor is not None:
+            best = floor["wall_s"] + ideal / 0.97
+            print(
+                f"    bound    Ray's floor + requests at 0.97 of the ideal rate: {floor['wall_s']:.1f} + "
+                f"{ideal / 0.97:.1f} = {best:.1f} s = {best / ideal:.2f}x ideal"
+            )
     return ok
 
 
