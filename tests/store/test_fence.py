@@ -37,8 +37,12 @@ def _block(ids):
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, monkeypatch):
     """Run 1 committed 3 files of 2 rows each; the task's record seals epoch 1 after its second file."""
+    # Each file stands as it would for a run holding the lease: these tests are about the readers, so the
+    # writer asks no coordinator, even where this test process is a Ray driver with one (tests in one
+    # process share it; under pytest-xdist a Ray test may have run here first).
+    monkeypatch.setattr(ResultWriter, "_confirmed", lambda self, seq: True)
     w = ResultWriter(str(tmp_path), "t", "r1", flush_rows=2, epoch=1)
     for start in (0, 2, 4):
         w.write(_block([start, start + 1]))
