@@ -35,7 +35,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark the tests that use the shared Ray cluster `ray`, and run the fast tier first."""
+    """Mark the tests that use the shared Ray cluster `ray`, and order them: the fast tier first, or under
+    pytest-xdist the longest files first."""
     for item in items:
         if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
