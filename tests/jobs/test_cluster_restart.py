@@ -4,6 +4,7 @@ finishes the task with every item stored once and no committed item sent to the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -59,14 +60,24 @@ def test_the_whole_local_cluster_restarted(ray_cluster, stub_server, tmp_path):
     committed = len(_stored(tmp_path, "whole-1"))
     assert 64 <= committed < N
 
-    second = subprocess.run(
-        [sys.executable, str(script), "restart", "whole-1"],
-        env=_env(home),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        start_new_session=True,
-    )
+    for _attempt in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), "restart", "whole-1"],
+            env=_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        out, err = proc.communicate(timeout=300)
+        second = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        # Ray gives a new local node a fixed 30 s to register (ray._private.node); on 2 cores busy with a
+        # second test worker that can pass before the cluster is up, and the restart never started: what a
+        # user does then, run it again, is what this does (once), after ending what the failed start left.
+        if second.returncode == 0 or "timed out during startup" not in second.stderr:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
     lines = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in second.stdout.splitlines()
              if line.startswith(("RECORD ", "FINAL "))}  # fmt: skip
