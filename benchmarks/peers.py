@@ -233,10 +233,10 @@ def warm_cluster(
     return cluster
 
 
-def ray_floor(args: argparse.Namespace, address: str | None) -> dict[str, Any]:
+def ray_floor(args: argparse.Namespace, cluster: dict[str, Any]) -> dict[str, Any]:
     """benchmarks/ray_floor.py run as a new process, timed whole: its wall time and its own time stamps."""
-    cmd = [sys.executable, str(REPO / "benchmarks" / "ray_floor.py")]
-    cmd += (["--address", address] if address else []) + (["--judge"] if args.judge else [])
+    cmd = [sys.executable, str(REPO / "benchmarks" / "ray_floor.py"), *address_option(cluster)]
+    cmd += ["--judge"] if args.judge else []
     t = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster: dict[str, Any] = {}
         if args.warm:
             cluster = warm_cluster(args, stack, workdir, servers, rayeval_cli)
-        floor = ray_floor(args, cluster.get("address")) if args.floor else None
+        floor = ray_floor(args, cluster) if args.floor else None
         for n in args.items:
             data = write_items(workdir / f"items-{n}.jsonl", n)
             ideal = n * args.latency / args.concurrency
