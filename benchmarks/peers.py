@@ -200,6 +200,11 @@ def address_option(cluster: dict[str, Any]) -> list[str]:
     return ["--address", cluster["address"]] if cluster else []
 
 
+def rayeval_command(rayeval_cli: list[str], task_file: Path, cluster: dict[str, Any]) -> list[str]:
+    """`rayeval run` of one task file, in-process or on the running cluster."""
+    return [*rayeval_cli, "run", str(task_file), "--quiet", "--json", *address_option(cluster)]
+
+
 def warm_cluster(
     args: argparse.Namespace,
     stack: contextlib.ExitStack,
@@ -223,7 +228,7 @@ def warm_cluster(
     data = write_items(workdir / "items-warm-up.jsonl", 200)
     task_file = workdir / "task-warm-up.yaml"
     task_file.write_text(yaml.safe_dump(rayeval_task(args, 200, data, workdir / "rayeval-warm-up", servers)))
-    cmd = [*rayeval_cli, "run", str(task_file), "--quiet", "--json", *address_option(cluster)]
+    cmd = rayeval_command(rayeval_cli, task_file, cluster)
     t = time.perf_counter()
     with (workdir / "warm-up.log").open("w", encoding="utf-8") as out:
         rc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
@@ -276,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             task_file = workdir / f"task-{n}.yaml"
             out = workdir / f"rayeval-{n}"
             task_file.write_text(yaml.safe_dump(rayeval_task(args, n, data, out, servers)))
-            cmd = [*rayeval_cli, "run", str(task_file), "--quiet", "--json", *address_option(cluster)]
+            cmd = rayeval_command(rayeval_cli, task_file, cluster)
             ours = timed(cmd, servers, n, args.poll, workdir / f"r{n}.log")
             phases = rayeval_phases(ours, out, warm=bool(cluster))
             row["rayeval"] = {**ours, "score": rayeval_score(ours["log"]), "phases": phases}

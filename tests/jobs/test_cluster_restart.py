@@ -69,7 +69,11 @@ def test_the_whole_local_cluster_restarted(ray_cluster, stub_server, tmp_path):
             text=True,
             start_new_session=True,
         )
-        out, err = proc.communicate(timeout=300)
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # ended, with the cluster it started, as subprocess.run's timeout did
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
         second = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         # Ray gives a new local node a fixed 30 s to register (ray._private.node); on 2 cores busy with a
         # second test worker that can pass before the cluster is up, and the restart never started: what a
