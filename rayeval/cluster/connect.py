@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 __all__ = ["connect"]
 
@@ -47,5 +48,47 @@ def connect(
         except (ConnectionError, RuntimeError):
             pass
     cpus = num_cpus or max(4, 2 * (os.cpu_count() or 1))
-    ray.init(address="local", num_cpus=cpus, **quiet)
+    _start_local(cpus, quiet)
     return f"a local Ray cluster started for this run ({cpus} CPUs; give --address or RAY_ADDRESS to use another)"
+
+
+#: What Ray raises when a new local node's raylet has not registered with its GCS within Ray's fixed 30 s
+#: (ray._private.node): on a machine busy with other work, a start that would have succeeded a little later.
+_START_TIMEOUT = "timed out during startup"
+
+
+def _start_local(cpus: int, quiet: dict) -> None:
+    """Start a local cluster in this process; a start that missed Ray's fixed 30 s registration window is
+    cleaned up (the GCS, raylet and agents it started, which Ray leaves running) and tried once more."""
+    import ray
+
+    for attempt in (1, 2):
+        began = time.time() - 1.0  # process start times are rounded to clock ticks
+        try:
+            ray.init(address="local", num_cpus=cpus, **quiet)
+            return
+        except Exception as e:
+            if attempt == 2 or _START_TIMEOUT not in str(e):
+                raise
+            log.warning("the local Ray cluster missed Ray's 30 s start-up window (a busy machine?); starting again")
+            _kill_children_since(began)
+            ray.shutdown()
+
+
+def _kill_children_since(began: float) -> None:
+    """Kill this process's descendants started at `began` or later: what a failed Ray start left running."""
+    import psutil
+
+    def created(p: psutil.Process) -> float:
+        try:
+            return p.create_time()
+        except psutil.NoSuchProcess:
+            return 0.0
+
+    started = [p for p in psutil.Process().children(recursive=True) if created(p) >= began]
+    for p in started:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(started, timeout=10)
