@@ -209,10 +209,19 @@ def run(
             run_prepared(prepared, on_progress=on_progress, tags=tags)
         except BaseException as e:  # surfaced through handle.status()/wait()
             handle._error = e
+        finally:
+            _background.discard(handle)
 
     handle._thread = threading.Thread(target=target, name=f"rayeval-{prepared.task_id}", daemon=True)
+    _background.add(handle)
     handle._thread.start()
     return handle
+
+
+#: The tasks this process runs in background threads (`run(wait=False)`), while they run. Whoever shuts Ray
+#: down in this process stops them first (tests/support/clusters.py): Ray shut down under a running
+#: pipeline can end the whole process, with exit status 1 and nothing printed.
+_background: set[TaskHandle] = set()
 
 
 def stop(

@@ -43,7 +43,7 @@ def _quiet(server, seconds: float = 1.5) -> int:
     return seen
 
 
-def _wait_for(server, n: int, timeout: float = 60) -> None:
+def _wait_for(server, n: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while server.total_requests < n:
         assert time.monotonic() < deadline, f"only {server.total_requests} requests in {timeout} s"

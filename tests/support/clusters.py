@@ -111,11 +111,26 @@ def disconnect() -> None:
     import ray
 
     if ray.is_initialized():
+        _stop_background_runs()
         with contextlib.suppress(Exception):
             from ray import serve
 
             serve.shutdown()
         ray.shutdown()
+
+
+def _stop_background_runs() -> None:
+    """Stop the tasks this process still runs in background threads (`rayeval.run(wait=False)` in a test
+    that failed half-way) before their cluster goes. Ray shut down under a running pipeline can end the
+    whole process with exit status 1 and nothing printed: a pytest-xdist worker lost, and every test
+    after it on that worker with it."""
+    from rayeval import api
+
+    for handle in list(api._background):
+        with contextlib.suppress(Exception):
+            handle.stop(wait=60)
+        if handle._thread is not None:
+            handle._thread.join(timeout=30)
 
 
 _local: dict[str, str] = {}
