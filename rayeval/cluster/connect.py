@@ -76,16 +76,17 @@ def _start_local(cpus: int, quiet: dict) -> None:
 
 
 def _kill_children_since(began: float) -> None:
-    """Kill this process's descendants started at `began` or later: what a failed Ray start left running."""
+    """Kill what a failed Ray start left running: this process's descendants started at `began` or later
+    from Ray's package (GCS, raylet, agents, workers), none of the caller's own."""
     import psutil
 
-    def created(p: psutil.Process) -> float:
+    def ray_started(p: psutil.Process) -> bool:
         try:
-            return p.create_time()
-        except psutil.NoSuchProcess:
-            return 0.0
+            return p.create_time() >= began and any("/ray/" in part for part in p.cmdline())
+        except psutil.Error:
+            return False
 
-    started = [p for p in psutil.Process().children(recursive=True) if created(p) >= began]
+    started = [p for p in psutil.Process().children(recursive=True) if ray_started(p)]
     for p in started:
         try:
             p.kill()
