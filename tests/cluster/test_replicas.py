@@ -66,7 +66,7 @@ def _run_and_kill(tmp_path, name: str, retries: int) -> tuple[dict, list[dict]]:
         reuse=False,
     )
     handle = rayeval.run(task, wait=False)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600  # two vLLM replicas start first: over 300 s on a loaded machine
     while True:  # a quarter inferred (not stored: the writer's flushes lag, and the kill must come mid-run)
         record = handle.status()
         if record.get("stages", {}).get("tiny", {}).get("q", {}).get("inferred", 0) >= N // 4:
