@@ -6,6 +6,8 @@ import logging
 import os
 import time
 
+from rayeval.errors import RayevalError
+
 __all__ = ["connect"]
 
 log = logging.getLogger("rayeval")
@@ -54,25 +56,39 @@ def connect(
 
 #: What Ray raises when a new local node's raylet has not registered with its GCS within Ray's fixed 30 s
 #: (ray._private.node): on a machine busy with other work, a start that would have succeeded a little later.
+#: (The raylet itself also gives up when its dashboard agent, a Python process, has not written its ports
+#: within a fixed 20 s: seen on 2 cores while another cluster worked, the agent took 31 s to start.)
 _START_TIMEOUT = "timed out during startup"
+
+#: Starts of a local cluster before its start-up time-out is the caller's error.
+START_ATTEMPTS = 3
 
 
 def _start_local(cpus: int, quiet: dict) -> None:
-    """Start a local cluster in this process; a start that missed Ray's fixed 30 s registration window is
-    cleaned up (the GCS, raylet and agents it started, which Ray leaves running) and tried once more."""
+    """Start a local cluster in this process; a start that missed Ray's fixed start-up windows is cleaned up
+    (the GCS, raylet and agents it started, which Ray leaves running) and made again, up to START_ATTEMPTS."""
     import ray
 
-    for attempt in (1, 2):
+    for attempt in range(1, START_ATTEMPTS + 1):
         began = time.time() - 1.0  # process start times are rounded to clock ticks
         try:
             ray.init(address="local", num_cpus=cpus, **quiet)
             return
         except Exception as e:
-            if attempt == 2 or _START_TIMEOUT not in str(e):
+            if _START_TIMEOUT not in str(e):
                 raise
-            log.warning("the local Ray cluster missed Ray's 30 s start-up window (a busy machine?); starting again")
             _kill_children_since(began)
             ray.shutdown()
+            if attempt == START_ATTEMPTS:
+                raise RayevalError(
+                    f"the local Ray cluster missed Ray's start-up window {START_ATTEMPTS} times (a busy machine?): "
+                    "run again when the machine is less busy, or start a cluster first (`ray start --head`) and "
+                    "give its address (--address or RAY_ADDRESS)"
+                ) from e
+            log.warning(
+                "the local Ray cluster missed Ray's 30 s start-up window (a busy machine?); starting again "
+                f"(attempt {attempt + 1} of {START_ATTEMPTS})"
+            )
 
 
 def _kill_children_since(began: float) -> None:

@@ -126,7 +126,7 @@ def llm_config(model: ModelSpec, source: ModelSource | None = None) -> LLMConfig
     if gpus == 0:
         # vLLM's CPU build: one CPU-only bundle per replica (LLMConfig asks for a GPU otherwise).
         placement = {"bundles": [{"CPU": engine.cpus_per_replica}]}
-        runtime_env["env_vars"] = {"VLLM_CPU_KVCACHE_SPACE": _gb(engine.cpu_kv_cache_gb)}
+        runtime_env["env_vars"] = {"VLLM_CPU_KVCACHE_SPACE": _gb(engine.cpu_kv_cache_gb), **cpu_threads(engine)}
         engine_kwargs.setdefault("enforce_eager", True)
         # vLLM's CPU rotary-embedding kernel, in bf16 and eager, parts from the reference implementation
         # within a few tokens (SmolLM2: "12 + 7 = 8", where transformers and vLLM's compiled path say 9):
@@ -151,6 +151,18 @@ def llm_config(model: ModelSpec, source: ModelSource | None = None) -> LLMConfig
         # Nothing to download on the replica's nodes: skip Serve LLM's per-node task (a vLLM import, ~20 s).
         config["callback_config"] = {"callback_class": "rayeval.serve_apps.node_init:LocalWeights"}
     return LLMConfig(**config)
+
+
+def cpu_threads(engine: EngineSpec) -> dict[str, str]:
+    """The environment that gives a CPU replica's engine the CPUs its bundle reserves, and no others.
+
+    vLLM's CPU build pins its worker's OpenMP threads by itself (VLLM_CPU_OMP_THREADS_BIND=auto): to every
+    core of the first NUMA node but one, the one it keeps for its scheduler. It does not know which CPUs
+    Ray gave the replica, so every engine on a node is pinned to the same cores: on 2 cores, two replicas
+    (or two tasks' models) all computed on core 0 while core 1 idled. Ray does not pin CPUs either, so the
+    engine runs unpinned with as many threads as its bundle has CPUs, and the kernel spreads the engines.
+    """
+    return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(max(1, int(engine.cpus_per_replica)))}
 
 
 def _gb(value: float) -> str:

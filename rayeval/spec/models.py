@@ -34,7 +34,12 @@ class EngineSpec(SpecModel):
         description="GPUs one replica takes; 0 runs vLLM on CPU. Default: tensor_parallel_size when the "
         "cluster has GPUs, else 0.",
     )
-    cpus_per_replica: float = Field(1.0, gt=0, description="CPUs reserved by each replica's engine.")
+    cpus_per_replica: float = Field(
+        1.0,
+        gt=0,
+        description="CPUs reserved by each replica's engine; on CPU replicas also its threads "
+        "(OMP_NUM_THREADS, unpinned).",
+    )
     accelerator_type: str | None = Field(None, description="GPU type to schedule on, e.g. 'A10G', 'H100'.")
     replicas: int = Field(1, ge=1, description="Replicas when not autoscaling.")
     min_replicas: int | None = Field(None, ge=0, description="Autoscaling lower bound (set both bounds to autoscale).")

@@ -39,13 +39,41 @@ def _kill_a_replica(app: str) -> str:
     return name
 
 
+def _pinned_engine_threads(app: str) -> tuple[int, list[tuple[int, list[int]]]]:
+    """How many processes the application's live replicas have (the replica actors and their vLLM engine
+    processes), and the threads among them that may not run on every CPU this process may.
+    (vLLM's own binding pinned every engine of a node to one core; rayeval's CPU replicas run unpinned.)"""
+    import os
+
+    import psutil
+    from ray._private.state import state
+
+    everywhere = os.sched_getaffinity(0)
+    actors = [
+        a["Pid"]
+        for a in state.actor_table(None).values()
+        if a["State"] == "ALIVE" and a["ActorClassName"].startswith(f"ServeReplica:{app}:LLMServer")
+    ]
+    processes = [p for pid in actors for p in (psutil.Process(pid), *psutil.Process(pid).children(recursive=True))]
+    pinned = []
+    for process in processes:
+        for thread in process.threads():
+            try:
+                allowed = os.sched_getaffinity(thread.id)
+            except OSError:  # the thread ended meanwhile
+                continue
+            if allowed != everywhere:
+                pinned.append((thread.id, sorted(allowed)))
+    return len(processes), pinned
+
+
 def _replicas_lost(record: dict) -> int:
     """How many replicas of the task's model stopped during the run, by its event log (the test's kill,
     and any Serve replaced on its own when a health check timed out on a loaded machine)."""
     return sum("model tiny: a replica (" in e["message"] and "stopped" in e["message"] for e in record["events"])
 
 
-def _run_and_kill(tmp_path, name: str, retries: int) -> tuple[dict, list[dict]]:
+def _run_and_kill(tmp_path, name: str, retries: int, check_threads: bool = False) -> tuple[dict, list[dict]]:
     data = write_items(tmp_path / f"{name}.jsonl", N)
     model = {
         "name": "tiny",
@@ -74,6 +102,9 @@ def _run_and_kill(tmp_path, name: str, retries: int) -> tuple[dict, list[dict]]:
         assert time.monotonic() < deadline and record["state"] in ("pending", "running"), record.get("error")
         time.sleep(0.2)
     app = record["deployments"]["tiny"]["app"]
+    if check_threads:  # both replicas are up (the deployment was healthy), each with its engine processes
+        processes, pinned = _pinned_engine_threads(app)
+        assert processes >= 4 and pinned == [], (processes, pinned)
     _kill_a_replica(app)
     # The task must still be running once Ray has the replica dead, or the test proves nothing.
     assert handle.status()["state"] == "running", "the task ended before the replica was lost: make it longer"
@@ -86,7 +117,7 @@ def test_a_lost_replica_is_retried_around_and_replaced(ray_cluster, tmp_path):
     from ray import serve
 
     try:
-        record, rows = _run_and_kill(tmp_path, "replica-lost", retries=3)
+        record, rows = _run_and_kill(tmp_path, "replica-lost", retries=3, check_threads=True)
         assert record["state"] == "succeeded"
         assert len(rows) == N and len({r["item_id"] for r in rows}) == N
         assert [r for r in rows if r["error"]] == []  # what the lost replica had in flight was sent again

@@ -17,7 +17,7 @@ DRIVER = """
 import json, sys
 import ray, rayeval
 from rayeval.cluster import connect
-# A local cluster as `rayeval run` starts one: started again once if it missed Ray's 30 s start-up window.
+# A local cluster as `rayeval run` starts one: started again (up to three starts) if it missed Ray's start-up windows.
 connect(num_cpus=4, log_to_driver=False, join_running=False)
 ray.data.DataContext.get_current().enable_progress_bars = False
 step, task_id = sys.argv[1], sys.argv[2]

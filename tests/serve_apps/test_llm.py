@@ -45,7 +45,15 @@ def test_cpu_config_asks_for_cpu_bundles_and_passes_engine_settings(ray_cluster,
     model = _model(checkpoint, max_model_len=256, dtype="bfloat16", engine_kwargs={"seed": 3}, cpu_kv_cache_gb=2)
     cfg = llm_config(model).model_dump()
     assert cfg["placement_group_config"] == {"bundles": [{"CPU": 1.0}]}
-    assert cfg["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    # its bundle's CPUs as threads, unpinned: vLLM's own binding put every engine of a node on one core
+    assert cfg["runtime_env"]["env_vars"] == {
+        "VLLM_CPU_KVCACHE_SPACE": "2",
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+        "OMP_NUM_THREADS": "1",
+    }
+    wide = llm_config(_model(checkpoint, cpus_per_replica=3)).model_dump()
+    assert wide["placement_group_config"] == {"bundles": [{"CPU": 3.0}]}
+    assert wide["runtime_env"]["env_vars"]["OMP_NUM_THREADS"] == "3"
     assert cfg["engine_kwargs"]["max_model_len"] == 256 and cfg["engine_kwargs"]["seed"] == 3
     assert cfg["engine_kwargs"]["dtype"] == "bfloat16" and cfg["engine_kwargs"]["enforce_eager"] is True
     # PyTorch's rotary embedding, not vLLM's CPU kernel (whose bf16 answers part from transformers')
