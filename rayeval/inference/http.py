@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ConnectionFailed", "HttpClient", "Reply", "RequestTimedOut"]
+__all__ = ["KEEPALIVE_S", "ConnectionFailed", "HttpClient", "Reply", "RequestTimedOut"]
 
 
 class RequestTimedOut(Exception):
@@ -46,6 +46,13 @@ class Reply:
         return json.loads(self.body)
 
 
+#: Seconds an idle connection is kept for the next request: under the 5 s after which uvicorn (vLLM's and
+#: many OpenAI-compatible servers') closes an idle connection. A connection idle longer, reused while the
+#: server closes it (a busy event loop has not yet read the server's close), failed its request with
+#: "Server disconnected"; aiohttp does not reuse a connection idle past this (tests/inference/test_http.py).
+KEEPALIVE_S = 3.0
+
+
 class HttpClient:
     """Keep-alive connections to the services one actor calls, at most `max_connections` at once.
 
@@ -61,7 +68,12 @@ class HttpClient:
         import aiohttp
 
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0, enable_cleanup_closed=True)
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections,
+                limit_per_host=0,
+                enable_cleanup_closed=True,
+                keepalive_timeout=KEEPALIVE_S,
+            )
             # Reading the environment (and ~/.netrc) again for every request cost a fifth of a request's
             # CPU here: only a process with a proxy configured pays for it.
             proxied = bool(aiohttp.helpers.proxies_from_env())

@@ -13,13 +13,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from rayeval.inference.client import infer_one, request_body, resolve_endpoint
-from rayeval.inference.http import ConnectionFailed, HttpClient, RequestTimedOut
+from rayeval.inference.http import KEEPALIVE_S, ConnectionFailed, HttpClient, RequestTimedOut
 from rayeval.spec import ModelSpec, Parameters
 from tests.support.openai_server import OpenAIStubServer
 
 
 def _endpoint(server: OpenAIStubServer, timeout: float = 5.0):
     return resolve_endpoint(ModelSpec(name="m", url=server.url, model="stub-model"), None, timeout)
+
+
+def test_a_connection_the_server_closed_while_the_loop_was_busy_is_not_reused(stub_server):
+    """uvicorn (the stub's server, vLLM's) closes a connection idle for 5 s. A client whose event loop was
+    busy that long (a script ran) has not read the close yet: reusing the connection failed the next
+    request with "Server disconnected" (every time, before KEEPALIVE_S). The client keeps idle connections
+    for less than that."""
+    server = stub_server(record=False)
+    endpoint = _endpoint(server)
+    assert KEEPALIVE_S < 5.0
+
+    async def go():
+        client = HttpClient(max_connections=4)
+        try:
+            body = request_body(endpoint, "Hi.", Parameters(MAX_TOKENS=4, DO_SAMPLE=False))
+            await client.post_json(endpoint.url, body, endpoint.headers, 5.0)
+            time.sleep(5.05)  # blocks the loop past uvicorn's keep-alive: its close is not read meanwhile
+            return await client.post_json(endpoint.url, body, endpoint.headers, 5.0)
+        finally:
+            await client.close()
+
+    assert asyncio.run(go()).status == 200
+    assert server.total_requests == 2
 
 
 def test_an_answer_and_its_headers_come_back_whole(stub_server):
