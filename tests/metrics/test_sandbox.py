@@ -178,16 +178,51 @@ def test_the_time_limit_does_not_count_waiting_for_a_cpu(monkeypatch):
     import rayeval.metrics.sandbox as sandbox
 
     slow = "import time\ntime.sleep(1.6)"
-    monkeypatch.setattr(sandbox, "_run_delay", lambda pgid: 1.0)
+    monkeypatch.setattr(sandbox, "_run_delays", lambda pid: {pid: 1.0})
     assert run_python(slow, timeout=1.0).status == "passed"
-    monkeypatch.setattr(sandbox, "_run_delay", lambda pgid: 0.0)
+    monkeypatch.setattr(sandbox, "_run_delays", lambda pid: {pid: 0.0})
     started = time.perf_counter()
     assert run_python(slow, timeout=1.0).status == "timed out" and time.perf_counter() - started < 1.5
-    monkeypatch.setattr(sandbox, "_run_delay", lambda pgid: 1e9)  # starved for ever: still bounded
+    monkeypatch.setattr(sandbox, "_run_delays", lambda pid: {pid: 1e9})  # starved for ever: still bounded
     monkeypatch.setattr(sandbox, "STARVED_CAP", 2)
     started = time.perf_counter()
     assert run_python("import time\ntime.sleep(30)", timeout=1.0).status == "timed out"
     assert time.perf_counter() - started < 4
+
+
+def test_the_wait_of_a_program_that_exited_still_counts(monkeypatch):
+    """The program (a child of `unshare`) may wait for a CPU, finish and be reaped while `unshare` itself
+    still waits to exit: the program's wait is no longer in /proc then, and the limit still allows for it.
+    Here it waits 0.65 s of every second until it is gone at 1.45 s; `unshare` exits at 1.7 s."""
+    import rayeval.metrics.sandbox as sandbox
+
+    started = time.perf_counter()
+
+    def program_waits_then_is_gone(pid):
+        elapsed = time.perf_counter() - started
+        return {pid: 0.0, pid + 1: 0.65 * elapsed} if elapsed < 1.45 else {pid: 0.0}
+
+    monkeypatch.setattr(sandbox, "_run_delays", program_waits_then_is_gone)
+    assert run_python("import time\ntime.sleep(1.7)", timeout=1.0).status == "passed"
+
+
+def test_run_delays_are_read_for_the_program_and_its_wrapper():
+    """Both the `unshare` wrapper and the Python program under it are measured, each by its pid."""
+    import subprocess
+    import sys
+
+    from rayeval.metrics.sandbox import _run_delays
+
+    proc = subprocess.Popen(["sh", "-c", f"{sys.executable} -c 'import time; time.sleep(3)'; true"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(delays := _run_delays(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.pid in delays and len(delays) == 2, delays
+        assert all(seconds >= 0 for seconds in delays.values())
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.slow
@@ -197,7 +232,7 @@ def test_a_loaded_machine_does_not_fail_a_program_for_its_load():
     took alone, however long the load made it take. A program that sleeps past its limit is still killed."""
     import multiprocessing
 
-    from rayeval.metrics.sandbox import _run_delay
+    from rayeval.metrics.sandbox import _run_delays
 
     work = "t = 0\nfor i in range(6_000_000):\n    t += i\n"
     alone = run_python(work, timeout=10.0)
@@ -207,7 +242,7 @@ def test_a_loaded_machine_does_not_fail_a_program_for_its_load():
         for h in hogs:
             h.start()
         time.sleep(0.5)  # all of them spinning
-        assert _run_delay(os.getpgid(hogs[0].pid)) > 0  # they wait for the CPUs, and it shows
+        assert _run_delays(hogs[0].pid)[hogs[0].pid] > 0  # they wait for the CPUs, and it shows
         loaded = run_python(work, timeout=max(1.0, 1.5 * alone.seconds))
         assert loaded.status == "passed", (loaded, alone.seconds)
         started = time.perf_counter()
