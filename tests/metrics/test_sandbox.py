@@ -193,17 +193,19 @@ def test_the_time_limit_does_not_count_waiting_for_a_cpu(monkeypatch):
 def test_the_wait_of_a_program_that_exited_still_counts(monkeypatch):
     """The program (a child of `unshare`) may wait for a CPU, finish and be reaped while `unshare` itself
     still waits to exit: the program's wait is no longer in /proc then, and the limit still allows for it.
-    Here it waits 0.65 s of every second until it is gone at 1.45 s; `unshare` exits at 1.7 s."""
+    Here the first look sees the program's 5 s wait and every later one sees `unshare` alone: a 2 s
+    program against a 1 s limit passes (were only the last look counted, it would be killed at 1 s)."""
     import rayeval.metrics.sandbox as sandbox
 
-    started = time.perf_counter()
+    looks = []
 
-    def program_waits_then_is_gone(pid):
-        elapsed = time.perf_counter() - started
-        return {pid: 0.0, pid + 1: 0.65 * elapsed} if elapsed < 1.45 else {pid: 0.0}
+    def program_then_gone(pid):
+        looks.append(pid)
+        return {pid: 0.0, pid + 1: 5.0} if len(looks) == 1 else {pid: 0.0}
 
-    monkeypatch.setattr(sandbox, "_run_delays", program_waits_then_is_gone)
-    assert run_python("import time\ntime.sleep(1.7)", timeout=1.0).status == "passed"
+    monkeypatch.setattr(sandbox, "_run_delays", program_then_gone)
+    assert run_python("import time\ntime.sleep(2.0)", timeout=1.0).status == "passed"
+    assert len(looks) > 1  # it looked again after the program was gone
 
 
 def test_run_delays_are_read_for_the_program_and_its_wrapper():
