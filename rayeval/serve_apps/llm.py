@@ -161,8 +161,13 @@ def cpu_threads(engine: EngineSpec) -> dict[str, str]:
     Ray gave the replica, so every engine on a node is pinned to the same cores: on 2 cores, two replicas
     (or two tasks' models) all computed on core 0 while core 1 idled. Ray does not pin CPUs either, so the
     engine runs unpinned with as many threads as its bundle has CPUs, and the kernel spreads the engines.
+    A VLLM_CPU_OMP_THREADS_BIND of your own (in the environment the deployment is made from: the CLI's, the
+    job's) is passed on as it is: you know your nodes' cores.
     """
-    return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(max(1, int(engine.cpus_per_replica)))}
+    return {
+        "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND") or "nobind",
+        "OMP_NUM_THREADS": str(max(1, int(engine.cpus_per_replica))),
+    }
 
 
 def _gb(value: float) -> str:

@@ -41,7 +41,8 @@ def test_kind_is_inferred_and_checked():
     assert ModelSpec.model_validate({"name": "a", "path": "/x"}).engine.max_model_len == 8192
 
 
-def test_cpu_config_asks_for_cpu_bundles_and_passes_engine_settings(ray_cluster, checkpoint):
+def test_cpu_config_asks_for_cpu_bundles_and_passes_engine_settings(ray_cluster, checkpoint, monkeypatch):
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
     model = _model(checkpoint, max_model_len=256, dtype="bfloat16", engine_kwargs={"seed": 3}, cpu_kv_cache_gb=2)
     cfg = llm_config(model).model_dump()
     assert cfg["placement_group_config"] == {"bundles": [{"CPU": 1.0}]}
@@ -54,6 +55,8 @@ def test_cpu_config_asks_for_cpu_bundles_and_passes_engine_settings(ray_cluster,
     wide = llm_config(_model(checkpoint, cpus_per_replica=3)).model_dump()
     assert wide["placement_group_config"] == {"bundles": [{"CPU": 3.0}]}
     assert wide["runtime_env"]["env_vars"]["OMP_NUM_THREADS"] == "3"
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-1|2-3")  # a binding of the user's own is theirs
+    assert llm_config(model).model_dump()["runtime_env"]["env_vars"]["VLLM_CPU_OMP_THREADS_BIND"] == "0-1|2-3"
     assert cfg["engine_kwargs"]["max_model_len"] == 256 and cfg["engine_kwargs"]["seed"] == 3
     assert cfg["engine_kwargs"]["dtype"] == "bfloat16" and cfg["engine_kwargs"]["enforce_eager"] is True
     # PyTorch's rotary embedding, not vLLM's CPU kernel (whose bf16 answers part from transformers')

