@@ -42,6 +42,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from rayeval.processes import descendants
+
 __all__ = [
     "SandboxResult",
     "clean_leftovers",
@@ -395,36 +397,15 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bytes:
 
 
 def _run_delays(pid: int) -> dict[int, float]:
-    """Seconds each process under `pid` (its process tree, or its process group on kernels that do not
-    list children) stood ready to run without a CPU."""
-    if os.path.exists(f"/proc/{pid}/task/{pid}/children"):
-        members, todo = [], [pid]
-        while todo:
-            members.append(member := todo.pop())
-            try:
-                for task in os.listdir(f"/proc/{member}/task"):
-                    with open(f"/proc/{member}/task/{task}/children", encoding="ascii") as f:
-                        todo.extend(int(child) for child in f.read().split())
-            except OSError:  # exited
-                continue
-    else:
-        members = [int(p) for p in os.listdir("/proc") if p.isdigit() and _group_of(p) == pid]
+    """Seconds `pid` and each of its live descendants stood ready to run without a CPU."""
     delays = {}
-    for member in members:
+    for member in (pid, *descendants(pid)):
         try:
             with open(f"/proc/{member}/schedstat", encoding="ascii") as f:
                 delays[member] = int(f.read().split()[1]) / 1e9
         except (OSError, ValueError, IndexError):  # exited
             continue
     return delays
-
-
-def _group_of(pid: str) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[2])
-    except (OSError, ValueError, IndexError):
-        return -1
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
